@@ -1,0 +1,89 @@
+"""Exceptions raised by the AEP provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from airflow.sdk.exceptions import AirflowException
+except ImportError:  # Airflow 2
+    from airflow.exceptions import AirflowException  # type: ignore[no-redef,attr-defined]
+
+
+class AEPConnectionConfigError(AirflowException):
+    """The `aep` connection is missing a field or has a malformed one."""
+
+
+class AEPApiError(AirflowException):
+    """
+    An AEP call failed, with everything AEP told us about why.
+
+    ``status`` is None when no HTTP response came back (connection error, timeout).
+    ``code`` is AEP's error code (``XDM-1521-400``, ``401013``, ``FLOW-1439-404`` …).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        title: str | None = None,
+        request_id: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        retry_after: float | None = None,
+        body: Any = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.title = title
+        self.request_id = request_id
+        self.method = method
+        self.url = url
+        self.retry_after = retry_after
+        self.body = body
+        super().__init__(self._one_line())
+
+    def _one_line(self) -> str:
+        where = f"{self.method} {self.url}" if self.method else "AEP call"
+        status = f"HTTP {self.status}" if self.status is not None else "no response"
+        parts = [f"{where} failed: {status}"]
+        if self.code:
+            parts.append(f"[{self.code}]")
+        if self.title and self.title not in self.message:
+            parts.append(f"{self.title}:")
+        parts.append(self.message)
+        if self.request_id:
+            parts.append(f"(x-request-id {self.request_id})")
+        return " ".join(parts)
+
+    def __reduce__(self):  # keyword-only __init__ needs help to pickle across processes
+        return (_rebuild_api_error, (type(self), self.message, self.__dict__.copy()))
+
+    @property
+    def is_conflict(self) -> bool:
+        """True when AEP refused a create because the name or title is already taken."""
+        return self.status == 409 or (self.status == 400 and (self.code or "").endswith("XDM-1521-400"))
+
+    @property
+    def is_not_found(self) -> bool:
+        return self.status == 404
+
+
+def _rebuild_api_error(cls: type[AEPApiError], message: str, state: dict[str, Any]) -> AEPApiError:
+    fields = {k: state.get(k) for k in ("status", "code", "title", "request_id", "method", "url", "retry_after", "body")}
+    return cls(message, **fields)
+
+
+class AEPTransportError(AEPApiError):
+    """No usable HTTP response: connection refused or dropped, or a timeout."""
+
+
+class AEPResourceConflictError(AirflowException):
+    """A resource with the requested name exists but differs from what was asked."""
+
+
+class AEPValidationError(AirflowException, ValueError):
+    """Operator input that AEP would reject; raised before any create call."""
