@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# A throwaway Airflow home (SQLite) for the whole run, set before anything imports Airflow.
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="aep-tests-airflow-"))
+DAGS_FOLDER = AIRFLOW_HOME / "dags"
+DAGS_FOLDER.mkdir()
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
 
 CLIENT_ID = "test-client-id"
 CLIENT_SECRET = "s3cr3t-client-secret-value"
@@ -56,3 +66,36 @@ def ims(requests_mock):
         return {"access_token": f"{TOKEN}-{counter['n']}", "token_type": "bearer", "expires_in": 86399}
 
     return requests_mock.post(f"{IMS}/ims/token/v3", json=issue)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A fresh Airflow metadata DB (SQLite), created once per test run, for dag.test()."""
+    from airflow.utils import db
+
+    db.resetdb()
+
+
+@pytest.fixture
+def load_dag_file(airflow_db):
+    """
+    Put a DAG file into the dags folder and import it; ``dag.test()`` needs the DAG to live in a bundle.
+
+    Usage: ``module = load_dag_file(path_or_source, "name")``; the file keeps ``name``.py.
+    """
+    loaded: list[str] = []
+
+    def _load(source: str | Path, name: str):
+        target = DAGS_FOLDER / f"{name}.py"
+        text = Path(source).read_text() if isinstance(source, Path) else source
+        target.write_text(text)
+        spec = importlib.util.spec_from_file_location(name, target)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        loaded.append(name)
+        return module
+
+    yield _load
+    for name in loaded:
+        sys.modules.pop(name, None)
