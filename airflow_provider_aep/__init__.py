@@ -25,6 +25,18 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_aep.hooks.aep"]}],
+        "operators": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": [
+                    "airflow_provider_aep.operators.schema_registry",
+                    "airflow_provider_aep.operators.catalog",
+                    "airflow_provider_aep.operators.flow_service",
+                    "airflow_provider_aep.operators.conversion",
+                    "airflow_provider_aep.operators.teardown",
+                ],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "aep",
@@ -75,5 +87,5 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        "extra-links": [],
+        "extra-links": ["airflow_provider_aep.links.aep.AEPDataflowLink"],
     }

@@ -1,0 +1,421 @@
+"""Flow Service operators: connections, the flow spec lookup and the dataflow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_provider_aep.exceptions import AEPResourceConflictError
+from airflow_provider_aep.hooks.aep import DATA_LAKE_CONNECTION_SPEC_ID
+from airflow_provider_aep.links.aep import DATAFLOW_URL_KEY, AEPDataflowLink
+from airflow_provider_aep.operators.base import AEPBaseOperator, differ
+from airflow_provider_aep.utils.validation import (
+    SOURCE_FORMAT_REQUIREMENTS,
+    invalid,
+    normalize_schedule,
+    normalize_transformations,
+    require_ids,
+    require_text,
+    validate_against_flow_spec,
+)
+
+try:
+    from airflow.sdk.definitions.param import ParamsDict
+except ImportError:  # Airflow 2
+    from airflow.models.param import ParamsDict  # type: ignore[no-redef,attr-defined]
+
+TARGET_SCHEMA_VERSION = "application/vnd.adobe.xed-full+json;version=1"
+
+
+def _spec_ref(spec_id: str) -> dict[str, str]:
+    return {"id": spec_id, "version": "1.0"}
+
+
+class AEPCreateBaseConnectionOperator(AEPBaseOperator):
+    """
+    Get or create a base connection (``POST /connections``): a protocol source's, or the legacy
+    dataset base connection (``connection_spec_id`` = the Data Lake spec, no ``auth``).
+
+    :param auth: ``{"specName": ..., "params": {...}}``, e.g. ``{"specName": "Anonymous Authentication",
+        "params": {"url": ...}}`` for Generic OData. Keep credentials in Airflow connections or variables
+        and template them in; field names such as ``password`` are masked in the rendered view.
+    :return: the base connection id.
+    """
+
+    template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "name", "connection_spec_id", "auth", "description")
+    template_fields_renderers = {"auth": "json"}
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        connection_spec_id: str,
+        auth: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.connection_spec_id = connection_spec_id
+        self.auth = auth
+        self.description = description
+
+    def execute(self, context: Any) -> str:
+        name = require_text("name", self.name)
+        spec_id = require_text("connection_spec_id", self.connection_spec_id)
+        if self.auth is not None and (not isinstance(self.auth, Mapping) or "specName" not in self.auth):
+            raise invalid("auth", "<redacted>" if self.auth else self.auth, "must be a mapping with specName and params")
+        hook = self.hook
+
+        def create() -> str:
+            payload: dict[str, Any] = {"name": name, "connectionSpec": _spec_ref(spec_id)}
+            if self.description:
+                payload["description"] = self.description
+            if self.auth:
+                payload["auth"] = dict(self.auth)
+            return hook.create_base_connection(payload)
+
+        def differences(existing: dict[str, Any]) -> list[str]:
+            diffs = differ("connection spec", (existing.get("connectionSpec") or {}).get("id"), spec_id)
+            if self.auth and (existing.get("auth") or {}).get("specName") not in (None, self.auth.get("specName")):
+                diffs += differ("auth.specName", existing["auth"]["specName"], self.auth.get("specName"))
+            return diffs
+
+        connection_id, _ = self.get_or_create(
+            kind="base connection",
+            name=name,
+            find=lambda: hook.find_base_connections_by_name(name),
+            create=create,
+            differences=differences,
+        )
+        return connection_id
+
+
+class AEPCreateSourceConnectionOperator(AEPBaseOperator):
+    """
+    Get or create a source connection (``POST /sourceConnections``).
+
+    Current protocols variant: ``data={"format": "tabular"}``, ``params={"tableName": ..., "columns": [...]}``.
+    Legacy variant: ``data={"format": "parquet_xdm", "schema": {"id": <ad hoc schema $id>}}``,
+    ``params={"path": ...}``.
+
+    ``params`` shares its name with Airflow's own task ``params``; values given here go to AEP, and
+    DAG-level Params still reach templates. ``source_params`` is the same argument without that overlap.
+    :return: the source connection id.
+    """
+
+    template_fields: Sequence[str] = (
+        *AEPBaseOperator.template_fields,
+        "name",
+        "base_connection_id",
+        "connection_spec_id",
+        "data",
+        "source_params",
+        "description",
+    )
+    template_fields_renderers = {"data": "json", "source_params": "json"}
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_connection_id: str,
+        connection_spec_id: str,
+        data: Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
+        source_params: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Airflow merges DAG Params into `params` before __init__ runs; keep only what this task was given.
+        own, inherited = _split_task_params(params)
+        super().__init__(params=inherited, **kwargs)
+        self.name = name
+        self.base_connection_id = base_connection_id
+        self.connection_spec_id = connection_spec_id
+        self.data = data
+        self.source_params = dict(source_params or {}) | own
+        self.description = description
+
+    def execute(self, context: Any) -> str:
+        name = require_text("name", self.name)
+        base_id = require_text("base_connection_id", self.base_connection_id)
+        spec_id = require_text("connection_spec_id", self.connection_spec_id)
+        data, params = self._validated_data_and_params()
+        hook = self.hook
+
+        def create() -> str:
+            payload: dict[str, Any] = {
+                "name": name,
+                "baseConnectionId": base_id,
+                "data": data,
+                "params": params,
+                "connectionSpec": _spec_ref(spec_id),
+            }
+            if self.description:
+                payload["description"] = self.description
+            return hook.create_source_connection(payload)
+
+        def differences(existing: dict[str, Any]) -> list[str]:
+            have_data = existing.get("data") or {}
+            have_params = existing.get("params") or {}
+            return (
+                differ("base connection", existing.get("baseConnectionId"), base_id)
+                + differ("connection spec", (existing.get("connectionSpec") or {}).get("id"), spec_id)
+                + differ("data.format", have_data.get("format"), data["format"])
+                + differ("data.schema.id", (have_data.get("schema") or {}).get("id"), (data.get("schema") or {}).get("id"))
+                + differ("params.tableName", have_params.get("tableName"), params.get("tableName"))
+                + differ("params.path", have_params.get("path"), params.get("path"))
+            )
+
+        connection_id, _ = self.get_or_create(
+            kind="source connection",
+            name=name,
+            find=lambda: hook.find_source_connections_by_name(name, base_id),
+            create=create,
+            differences=differences,
+        )
+        return connection_id
+
+    def _validated_data_and_params(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if not isinstance(self.data, Mapping):
+            raise invalid("data", self.data, "must be a mapping with a format")
+        data, params = dict(self.data), dict(self.source_params or {})
+        fmt = data.get("format")
+        if fmt not in SOURCE_FORMAT_REQUIREMENTS:
+            raise invalid("data.format", fmt, f"must be one of {', '.join(SOURCE_FORMAT_REQUIREMENTS)}")
+        for path in SOURCE_FORMAT_REQUIREMENTS[fmt]:
+            root, *rest = path.split(".")
+            value: Any = {"data": data, "params": params}[root]
+            for key in rest:
+                value = value.get(key) if isinstance(value, Mapping) else None
+            if not value:
+                raise invalid(path, value, f"is required when data.format is {fmt!r}")
+        if fmt == "parquet_xdm":
+            data["schema"] = {"version": "application/vnd.adobe.xed-full-notext+json; version=1", **data["schema"]}
+        columns = params.get("columns")
+        if columns is not None:
+            if not isinstance(columns, list) or not all(isinstance(c, Mapping) and c.get("name") and c.get("type") for c in columns):
+                raise invalid("params.columns", columns, "must be a list of {name, type} mappings")
+        return data, params
+
+
+def _split_task_params(params: Any) -> tuple[dict[str, Any], Any]:
+    """Split what Airflow hands ``__init__`` as ``params`` into this task's own values and the DAG's Params."""
+    if params is None:
+        return {}, None
+    if isinstance(params, ParamsDict):
+        own = ParamsDict.filter_params_by_source(params, "task")
+        inherited = ParamsDict.filter_params_by_source(params, "dag")
+        return {key: own.get_param(key).value for key in own}, inherited
+    return dict(params), None
+
+
+class AEPCreateTargetConnectionOperator(AEPBaseOperator):
+    """
+    Get or create a Data Lake target connection (``POST /targetConnections``) writing to a dataset.
+
+    :param base_connection_id: only for the legacy tutorial's dataset base connection; current AEP takes none.
+    :return: the target connection id.
+    """
+
+    template_fields: Sequence[str] = (
+        *AEPBaseOperator.template_fields,
+        "name",
+        "dataset_id",
+        "schema_id",
+        "base_connection_id",
+        "connection_spec_id",
+        "data_format",
+        "description",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        dataset_id: str,
+        schema_id: str,
+        base_connection_id: str | None = None,
+        connection_spec_id: str = DATA_LAKE_CONNECTION_SPEC_ID,
+        data_format: str = "parquet_xdm",
+        description: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.dataset_id = dataset_id
+        self.schema_id = schema_id
+        self.base_connection_id = base_connection_id
+        self.connection_spec_id = connection_spec_id
+        self.data_format = data_format
+        self.description = description
+
+    def execute(self, context: Any) -> str:
+        name = require_text("name", self.name)
+        dataset_id = require_text("dataset_id", self.dataset_id)
+        schema_id = require_text("schema_id", self.schema_id)
+        spec_id = require_text("connection_spec_id", self.connection_spec_id)
+        data_format = require_text("data_format", self.data_format)
+        base_id = self.base_connection_id or None
+        hook = self.hook
+
+        def create() -> str:
+            payload: dict[str, Any] = {
+                "name": name,
+                "data": {"format": data_format, "schema": {"id": schema_id, "version": TARGET_SCHEMA_VERSION}},
+                "params": {"dataSetId": dataset_id},
+                "connectionSpec": _spec_ref(spec_id),
+            }
+            if base_id:
+                payload["baseConnectionId"] = base_id
+            if self.description:
+                payload["description"] = self.description
+            return hook.create_target_connection(payload)
+
+        def differences(existing: dict[str, Any]) -> list[str]:
+            return (
+                differ("dataset", (existing.get("params") or {}).get("dataSetId"), dataset_id)
+                + differ("schema", ((existing.get("data") or {}).get("schema") or {}).get("id"), schema_id)
+                + differ("base connection", existing.get("baseConnectionId") or None, base_id)
+            )
+
+        connection_id, _ = self.get_or_create(
+            kind="target connection",
+            name=name,
+            find=lambda: hook.find_target_connections_by_name(name, spec_id),
+            create=create,
+            differences=differences,
+        )
+        return connection_id
+
+
+class AEPGetFlowSpecOperator(AEPBaseOperator):
+    """
+    Look up a flow spec id by name (``GET /flowSpecs?property=name==…``); ``CRMToAEP`` serves the protocols sources.
+
+    :return: the flow spec id. Fails clearly when no spec or several specs carry the name.
+    """
+
+    template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "name")
+
+    def __init__(self, *, name: str = "CRMToAEP", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+
+    def execute(self, context: Any) -> str:
+        name = require_text("name", self.name)
+        specs = self.hook.find_flow_specs_by_name(name)
+        sandbox = self.hook.config.sandbox
+        if not specs:
+            raise AEPResourceConflictError(f"No flow spec named {name!r} in sandbox {sandbox!r}")
+        if len(specs) > 1:
+            ids = ", ".join(s.get("id", "?") for s in specs)
+            raise AEPResourceConflictError(f"{len(specs)} flow specs named {name!r} in sandbox {sandbox!r} ({ids}); pass the id instead")
+        self.log.info("Found flow spec %r: %s", name, specs[0]["id"])
+        return specs[0]["id"]
+
+
+class AEPCreateFlowOperator(AEPBaseOperator):
+    """
+    Get or create a dataflow (``POST /flows``) from source and target connections.
+
+    ``transformations`` and ``schedule_params`` are checked against the flow spec's own JSON schemas
+    before anything is created. ``schedule_params.startTime`` takes epoch seconds, a datetime or an
+    ISO string. An existing flow of that name is reused only with the same flow spec, connections,
+    mapping and frequency/interval.
+
+    :return: the flow id; the AEP dataflow page URL is pushed as XCom ``dataflow_url``.
+    """
+
+    template_fields: Sequence[str] = (
+        *AEPBaseOperator.template_fields,
+        "name",
+        "flow_spec_id",
+        "source_connection_ids",
+        "target_connection_ids",
+        "transformations",
+        "schedule_params",
+        "description",
+    )
+    template_fields_renderers = {"transformations": "json", "schedule_params": "json"}
+    operator_extra_links = (AEPDataflowLink(),)
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        flow_spec_id: str,
+        source_connection_ids: Sequence[str],
+        target_connection_ids: Sequence[str],
+        transformations: list[dict[str, Any]],
+        schedule_params: Mapping[str, Any],
+        description: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.flow_spec_id = flow_spec_id
+        self.source_connection_ids = source_connection_ids
+        self.target_connection_ids = target_connection_ids
+        self.transformations = transformations
+        self.schedule_params = schedule_params
+        self.description = description
+
+    def execute(self, context: Any) -> str:
+        name = require_text("name", self.name)
+        flow_spec_id = require_text("flow_spec_id", self.flow_spec_id)
+        sources = require_ids("source_connection_ids", self.source_connection_ids)
+        targets = require_ids("target_connection_ids", self.target_connection_ids)
+        transformations = normalize_transformations(self.transformations)
+        schedule = normalize_schedule(self.schedule_params)
+        hook = self.hook
+        validate_against_flow_spec(hook.get_flow_spec(flow_spec_id), transformations, schedule)
+
+        def create() -> str:
+            payload: dict[str, Any] = {
+                "name": name,
+                "flowSpec": _spec_ref(flow_spec_id),
+                "sourceConnectionIds": sources,
+                "targetConnectionIds": targets,
+                "transformations": transformations,
+                "scheduleParams": schedule,
+            }
+            if self.description:
+                payload["description"] = self.description
+            return hook.create_flow(payload)
+
+        def differences(existing: dict[str, Any]) -> list[str]:
+            have_schedule = existing.get("scheduleParams") or {}
+            return (
+                differ("flow spec", (existing.get("flowSpec") or {}).get("id"), flow_spec_id)
+                + differ("source connections", sorted(existing.get("sourceConnectionIds") or []), sorted(sources))
+                + differ("target connections", sorted(existing.get("targetConnectionIds") or []), sorted(targets))
+                + differ("mapping", _mapping_of(existing.get("transformations")), _mapping_of(transformations))
+                + differ("frequency", have_schedule.get("frequency"), schedule["frequency"])
+                + differ("interval", _as_int(have_schedule.get("interval")), schedule.get("interval"))
+            )
+
+        flow_id, _ = self.get_or_create(
+            kind="dataflow", name=name, find=lambda: hook.find_flows_by_name(name), create=create, differences=differences
+        )
+        url = hook.dataflow_url(flow_id)
+        context["ti"].xcom_push(key=DATAFLOW_URL_KEY, value=url)
+        self.log.info("AEP dataflow page: %s", url)
+        return flow_id
+
+
+def _mapping_of(transformations: Any) -> tuple[Any, Any] | None:
+    for t in transformations or []:
+        if t.get("name") == "Mapping":
+            params = t.get("params") or {}
+            version = params.get("mappingVersion")
+            return params.get("mappingId"), None if version is None else str(version)
+    return None
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

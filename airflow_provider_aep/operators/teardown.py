@@ -1,0 +1,72 @@
+"""Deleting what a pipeline created, across services, in dependency order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from airflow_provider_aep.hooks.aep import AEPHook
+from airflow_provider_aep.operators.base import AEPBaseOperator
+from airflow_provider_aep.utils.validation import optional_ids
+
+# Dependents before what they depend on: AEP refuses to delete a connection a flow still uses.
+DELETE_ORDER: tuple[tuple[str, str, Callable[[AEPHook, str], bool]], ...] = (
+    ("flows", "flow_ids", AEPHook.delete_flow),
+    ("source_connections", "source_connection_ids", AEPHook.delete_source_connection),
+    ("target_connections", "target_connection_ids", AEPHook.delete_target_connection),
+    ("base_connections", "base_connection_ids", AEPHook.delete_base_connection),
+    ("mapping_sets", "mapping_set_ids", AEPHook.delete_mapping_set),
+    ("datasets", "dataset_ids", AEPHook.delete_dataset),
+    ("schemas", "schema_ids", AEPHook.delete_schema),
+    ("classes", "class_ids", AEPHook.delete_class),
+)
+
+
+class AEPDeleteResourcesOperator(AEPBaseOperator):
+    """
+    Delete flows, connections, mapping sets, datasets, schemas and classes, dependents first.
+
+    Each ``*_ids`` argument takes an id, a list of ids, or None (templated, so XComArgs of the create
+    operators work). Resources already gone count as done, so the task is safe to re-run.
+
+    :return: ``{"deleted": {kind: [ids]}, "already_gone": {kind: [ids]}}``.
+    """
+
+    template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, *(arg for _, arg, _ in DELETE_ORDER))
+
+    def __init__(
+        self,
+        *,
+        flow_ids: Any = None,
+        source_connection_ids: Any = None,
+        target_connection_ids: Any = None,
+        base_connection_ids: Any = None,
+        mapping_set_ids: Any = None,
+        dataset_ids: Any = None,
+        schema_ids: Any = None,
+        class_ids: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.flow_ids = flow_ids
+        self.source_connection_ids = source_connection_ids
+        self.target_connection_ids = target_connection_ids
+        self.base_connection_ids = base_connection_ids
+        self.mapping_set_ids = mapping_set_ids
+        self.dataset_ids = dataset_ids
+        self.schema_ids = schema_ids
+        self.class_ids = class_ids
+
+    def execute(self, context: Any) -> dict[str, dict[str, list[str]]]:
+        deleted: dict[str, list[str]] = {}
+        gone: dict[str, list[str]] = {}
+        for kind, arg, delete in DELETE_ORDER:
+            for resource_id in dict.fromkeys(optional_ids(getattr(self, arg))):
+                try:
+                    existed = delete(self.hook, resource_id)
+                except Exception:
+                    self.log.error("Deleting %s %s failed; deleted so far: %s", kind, resource_id, deleted or "nothing")
+                    raise
+                (deleted if existed else gone).setdefault(kind, []).append(resource_id)
+                self.log.info("%s %s %s", "Deleted" if existed else "Already gone:", kind, resource_id)
+        return {"deleted": deleted, "already_gone": gone}
