@@ -436,14 +436,20 @@ class AEPHook(BaseHook):
         return result
 
     def _delete(self, service: str, path: str, *, what: str) -> bool:
-        """DELETE; a 404 (already gone, maybe by our own lost earlier attempt) counts as done."""
+        """
+        DELETE; True if it existed. A 404 (already gone, maybe by our own lost earlier attempt) counts
+        as done, and so does Catalog's 200 with an empty list, its way of saying nothing matched.
+        """
         try:
-            self.request("DELETE", service, path)
+            body = self.request("DELETE", service, path)
         except AEPApiError as exc:
             if exc.is_not_found:
                 log.info("%s was already gone", what)
                 return False
             raise
+        if body == []:
+            log.info("%s was already gone", what)
+            return False
         return True
 
     # ------------------------------------------------------------------ Schema Registry

@@ -452,6 +452,13 @@ def test_delete_treats_404_as_already_gone(hook, ims, requests_mock):
     assert hook.delete_flow("here") is True
 
 
+def test_catalog_delete_of_nothing_answers_an_empty_list(hook, ims, requests_mock):
+    requests_mock.delete(f"{CAT}/dataSets/gone", json=[])
+    requests_mock.delete(f"{CAT}/dataSets/here", json=["@/dataSets/here"])
+    assert hook.delete_dataset("gone") is False
+    assert hook.delete_dataset("here") is True
+
+
 def test_update_flow_sends_if_match_and_rereads_on_412(hook, ims, requests_mock):
     requests_mock.get(f"{FS}/flows/f1", [{"json": {"items": [{"id": "f1", "etag": '"v1"'}]}}, {"json": {"items": [{"id": "f1", "etag": '"v2"'}]}}])
     patch = requests_mock.patch(

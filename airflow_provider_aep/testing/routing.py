@@ -1,0 +1,111 @@
+"""Request/response types and the per-service route table."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import unquote_plus
+
+from airflow_provider_aep.testing.errors import APIError, placeholder_error
+
+if TYPE_CHECKING:  # pragma: no cover
+    from airflow_provider_aep.testing.server import AEPEmulator
+    from airflow_provider_aep.testing.state import SandboxState
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Request:
+    """One parsed HTTP request, as seen by a service handler."""
+
+    method: str
+    path: str  # relative to the service prefix, still URL-encoded
+    query: dict[str, list[str]]
+    headers: Any  # email.message.Message: case-insensitive .get()
+    body: bytes
+    emulator: "AEPEmulator"
+    request_id: str
+    sandbox: str | None = None
+    client_id: str | None = None
+    _json: Any = None
+    _json_parsed: bool = False
+
+    @property
+    def sb(self) -> "SandboxState":
+        assert self.sandbox is not None
+        return self.emulator.store.sandbox(self.sandbox)
+
+    def q(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def q_all(self, name: str) -> list[str]:
+        return self.query.get(name, [])
+
+    def json(self) -> Any:
+        """The JSON body; a malformed or empty body is a 400 like AEP's front door answers."""
+        if not self._json_parsed:
+            if not self.body.strip():
+                raise placeholder_error(400, "BadRequestError", "Request body is missing.")
+            try:
+                self._json = json.loads(self.body.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise placeholder_error(400, "BadRequestError", f"Malformed JSON body: {exc}") from exc
+            self._json_parsed = True
+        return self._json
+
+    def json_object(self, error: Callable[[str], APIError]) -> dict[str, Any]:
+        body = self.json()
+        if not isinstance(body, dict):
+            raise error("The request body must be a JSON object.")
+        return body
+
+
+Handler = Callable[..., Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    creates: bool = False  # a POST that commits a new resource (eligible for drop_after_commit)
+
+
+def route(method: str, pattern: str, handler: Handler, *, creates: bool = False) -> Route:
+    """``pattern`` uses ``{name}`` for one path segment, e.g. ``/flows/{id}``."""
+    regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "/?$"
+    return Route(method, re.compile(regex), handler, creates)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One AEP service mounted under ``prefix`` on the emulator."""
+
+    name: str
+    prefix: str
+    routes: list[Route]
+    requires_sandbox_header: bool = False
+    platform: bool = True  # gateway checks and fault injection apply
+    not_found: Callable[[Request], APIError] | None = None
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """Return (route, decoded path params, path_matched_other_method)."""
+        path_seen = False
+        for r in self.routes:
+            m = r.pattern.match(path)
+            if not m:
+                continue
+            if r.method != method:
+                path_seen = True
+                continue
+            return r, {k: unquote_plus(v) for k, v in m.groupdict().items()}, True
+        return None, {}, path_seen

@@ -1,0 +1,553 @@
+"""The emulator: one threaded HTTP/1.1 server on 127.0.0.1 serving IMS and Platform.
+
+Request pipeline (Platform calls)::
+
+    latency -> injected fault (429/5xx) -> gateway checks (token, x-api-key, org, sandbox)
+            -> Content-Type -> route -> handler under the state lock -> drop_after_commit?
+
+IMS calls get only the latency. Every call lands in :attr:`AEPEmulator.request_log`.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import secrets
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterable, Sequence
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from airflow_provider_aep.testing import runs as run_engine
+from airflow_provider_aep.testing.errors import APIError, flow_error, gateway_error, placeholder_error
+from airflow_provider_aep.testing.faults import FaultConfig, FaultInjector
+from airflow_provider_aep.testing.routing import Request, Response, Service
+from airflow_provider_aep.testing.runs import RunOutcome
+from airflow_provider_aep.testing.services import catalog, conversion, flow_service, ims, schema_registry
+from airflow_provider_aep.testing.state import KINDS, Store
+
+SERVICES: tuple[Service, ...] = (
+    ims.SERVICE,
+    schema_registry.SERVICE,
+    catalog.SERVICE,
+    flow_service.SERVICE,
+    conversion.SERVICE,
+)
+
+_JSON_TYPES = ("application/json", "application/json-patch+json")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One line of the request log."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    status: int  # for a dropped create: the status the handler produced but never sent
+    fault: str | None  # None, "429", "500", "502", "503", "504" or "drop_after_commit"
+    sandbox: str | None
+    timestamp: float
+    service: str | None
+    request_id: str
+    credentials_in_query: bool = False  # IMS only: client_secret/client_id sent in the query string
+
+
+@dataclass
+class _Token:
+    client_id: str
+    expires_at: float
+
+
+@dataclass
+class _Outcome:
+    """Outcomes queued for a flow; the last one repeats forever."""
+
+    queue: collections.deque[str] = field(default_factory=collections.deque)
+
+    def next(self) -> str:
+        return self.queue.popleft() if len(self.queue) > 1 else self.queue[0]
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # keep-alive handler threads must not block stop()
+    request_queue_size = 4096  # ~1,000 clients connecting at once
+    allow_reuse_address = True
+    emulator: "AEPEmulator"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    server_version = "AEPEmulator/1.0"
+    sys_version = ""
+    timeout = 600  # idle keep-alive connections are closed after 10 minutes
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Small request/response pairs on keep-alive sockets stall 40 ms on Nagle + delayed ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.emulator._connection_opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.emulator._connection_closed(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler API
+        pass  # the request log replaces stderr access logs
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        body = self._read_body()
+        response = self.server.emulator._handle(self.command, self.path, self.headers, body)
+        if response is None:  # drop_after_commit: committed, but no answer at all
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        payload = b"" if response.body is None else json.dumps(response.body).encode("utf-8")
+        self.send_response(response.status)
+        if response.body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        # Headers and body leave in one write (end_headers() would flush the headers alone).
+        self._headers_buffer.append(b"\r\n" + payload)
+        self.wfile.write(b"".join(self._headers_buffer))
+        self._headers_buffer = []
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
+
+
+class AEPEmulator:
+    """A stateful, in-memory Adobe Experience Platform on ``http://127.0.0.1:<port>``.
+
+    IMS (``/ims/token/v3``) and Platform (``/data/foundation/...``) share ``base_url``.
+    Time: timestamps are real epoch milliseconds; ``time_scale`` only compresses
+    schedule intervals and run phases (60.0: one emulated minute per real second).
+    ``run_start_delay`` and ``run_duration`` are emulated seconds; a run always stays
+    ``inProgress`` for at least ``min_run_seconds`` real seconds so pollers can see it.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        client_id: str = "emulator-client-id",
+        client_secret: str = "emulator-client-secret",
+        org_id: str = "EMULATOR00000000000000000@AdobeOrg",
+        tenant_id: str = "emulatortenant",
+        sandboxes: Sequence[str] = ("prod",),
+        token_ttl: float = 86399,
+        time_scale: float = 60.0,
+        faults: FaultConfig | None = None,
+        latency: float = 0.0,
+        page_size: int = 100,
+        seed: int | None = None,
+        run_duration: float = 120.0,
+        run_start_delay: float = 30.0,
+        min_run_seconds: float = 1.0,
+        default_outcome: str = RunOutcome.SUCCESS,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be > 0")
+        if not sandboxes:
+            raise ValueError("at least one sandbox is needed")
+        self._check_outcome(default_outcome)
+        self.port = port
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.org_id = org_id
+        self.tenant_id = tenant_id
+        self.sandboxes = tuple(sandboxes)
+        self.token_ttl = token_ttl
+        self.time_scale = float(time_scale)
+        self.latency = latency
+        self.page_size = page_size
+        self.max_page_size = max(page_size, 1000)
+        self.seed = seed
+        self.run_duration = run_duration
+        self.run_start_delay = run_start_delay
+        self.min_run_seconds = min_run_seconds
+        self.default_outcome = default_outcome
+        self.user_id = f"{client_id}@techacct.adobe.com"
+        self.store = Store(self.sandboxes, clock or time.time)
+        self._faults = FaultInjector(faults or FaultConfig(), seed=seed)
+        self._tokens: dict[str, _Token] = {}
+        self._outcomes: dict[str, _Outcome] = {}
+        self._log: list[RequestRecord] = []
+        self._meta_lock = threading.Lock()  # log, tokens, connection bookkeeping
+        self._open_sockets: set[socket.socket] = set()
+        self._connection_count = 0
+        self._server: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> "AEPEmulator":
+        if self._server is not None:
+            return self
+        server = _HTTPServer(("127.0.0.1", self.port), _Handler)
+        server.emulator = self
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"aep-emulator-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        # Keep-alive connections would otherwise keep their handler threads blocked on read.
+        with self._meta_lock:
+            sockets = list(self._open_sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "AEPEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    def __repr__(self) -> str:
+        where = self.base_url if self.running else "stopped"
+        return f"<AEPEmulator {where} sandboxes={list(self.sandboxes)}>"
+
+    # ------------------------------------------------------------------ Airflow connection helpers
+
+    def connection_extra(self, sandbox: str = "prod") -> dict[str, str]:
+        """Extras of an ``aep`` Airflow connection pointing at this emulator."""
+        return {"org_id": self.org_id, "sandbox": sandbox, "ims_url": self.base_url, "platform_url": self.base_url}
+
+    def connection_json(self, sandbox: str = "prod") -> str:
+        """A JSON value for ``AIRFLOW_CONN_AEP_DEFAULT``."""
+        return json.dumps(
+            {
+                "conn_type": "aep",
+                "login": self.client_id,
+                "password": self.client_secret,
+                "extra": self.connection_extra(sandbox),
+            }
+        )
+
+    def connection_uri(self, sandbox: str = "prod") -> str:
+        """A URI value for ``AIRFLOW_CONN_AEP_DEFAULT`` (extras as query parameters)."""
+        login = quote(self.client_id, safe="")
+        password = quote(self.client_secret, safe="")
+        return f"aep://{login}:{password}@/?{urlencode(self.connection_extra(sandbox))}"
+
+    # ------------------------------------------------------------------ knobs
+
+    @property
+    def faults(self) -> FaultConfig:
+        return self._faults.config
+
+    @faults.setter
+    def faults(self, config: FaultConfig | None) -> None:
+        self._faults.configure(config)
+
+    def issue_token(self, ttl: float | None = None, client_id: str | None = None) -> str:
+        """A bearer token as IMS would issue it; ``ttl`` seconds (default ``token_ttl``)."""
+        token = "eyJ" + secrets.token_urlsafe(48)
+        expires = self.store.now() + (self.token_ttl if ttl is None else ttl)
+        with self._meta_lock:
+            self._tokens[token] = _Token(client_id or self.client_id, expires)
+        return token
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every token issued so far (clients must fetch a new one)."""
+        with self._meta_lock:
+            self._tokens.clear()
+
+    def headers(self, sandbox: str = "prod", token: str | None = None) -> dict[str, str]:
+        """Convenience: the Platform headers a client would send."""
+        return {
+            "Authorization": f"Bearer {token or self.issue_token()}",
+            "x-api-key": self.client_id,
+            "x-gw-ims-org-id": self.org_id,
+            "x-sandbox-name": sandbox,
+        }
+
+    @staticmethod
+    def _check_outcome(outcome: str) -> None:
+        if outcome not in RunOutcome.ALL:
+            raise ValueError(f"unknown run outcome {outcome!r}; expected one of {RunOutcome.ALL}")
+
+    def set_flow_outcome(self, flow_id_or_name: str, outcome: str | Iterable[str]) -> None:
+        """Outcome of the flow's runs that have not completed yet.
+
+        ``outcome`` is one status, or a sequence consumed one per completing run with the
+        last one repeating (e.g. ``["failed", "success"]`` to exercise a retry).
+        """
+        outcomes = [outcome] if isinstance(outcome, str) else list(outcome)
+        if not outcomes:
+            raise ValueError("at least one outcome is needed")
+        for value in outcomes:
+            self._check_outcome(value)
+        with self.store.lock:
+            self._outcomes[flow_id_or_name] = _Outcome(collections.deque(outcomes))
+
+    def set_default_outcome(self, outcome: str) -> None:
+        self._check_outcome(outcome)
+        self.default_outcome = outcome
+
+    def _next_outcome(self, flow_id: str, flow_name: str | None) -> str:
+        for key in (flow_id, flow_name):
+            if key is not None and key in self._outcomes:
+                return self._outcomes[key].next()
+        return self.default_outcome
+
+    # ------------------------------------------------------------------ observation
+
+    @property
+    def request_log(self) -> list[RequestRecord]:
+        with self._meta_lock:
+            return list(self._log)
+
+    def reset_log(self) -> None:
+        with self._meta_lock:
+            self._log.clear()
+
+    @property
+    def connection_count(self) -> int:
+        """TCP connections accepted since start (keep-alive clients reuse theirs)."""
+        return self._connection_count
+
+    @property
+    def open_connections(self) -> int:
+        with self._meta_lock:
+            return len(self._open_sockets)
+
+    def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Deep copy of the state: ``{sandbox: {kind: {id: resource}}}`` (kinds in :data:`KINDS`).
+
+        Flows and runs are rendered as a GET would return them; mapping sets at their latest version.
+        """
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        with self.store.lock:
+            for sb in self.store.sandboxes():
+                run_engine.materialise_all(self, sb)
+                kinds: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+                for kind in ("classes", "schemas", "fieldgroups", "connections", "sourceConnections", "targetConnections"):
+                    kinds[kind] = copy.deepcopy(getattr(sb, kind))
+                kinds["datasets"] = copy.deepcopy(sb.datasets)
+                kinds["mappingSets"] = {mid: copy.deepcopy(v[-1]) for mid, v in sb.mappingSets.items()}
+                kinds["flows"] = {fid: flow_service.render_flow(self, sb, f) for fid, f in sb.flows.items()}
+                kinds["runs"] = {rid: run_engine.render_run(self, sb, r) for rid, r in sb.run_records.items()}
+                out[sb.name] = kinds
+        return out
+
+    # ------------------------------------------------------------------ connection bookkeeping
+
+    def _connection_opened(self, sock: socket.socket) -> None:
+        with self._meta_lock:
+            self._connection_count += 1
+            self._open_sockets.add(sock)
+
+    def _connection_closed(self, sock: socket.socket) -> None:
+        with self._meta_lock:
+            self._open_sockets.discard(sock)
+
+    # ------------------------------------------------------------------ request pipeline
+
+    def _handle(self, method: str, target: str, headers: Any, body: bytes) -> Response | None:
+        split = urlsplit(target)
+        path = split.path
+        query = parse_qs(split.query, keep_blank_values=True)
+        request_id = headers.get("x-request-id") or str(uuid.uuid4())
+        service = next((s for s in SERVICES if path == s.prefix or path.startswith(s.prefix + "/")), None)
+        fault: str | None = None
+        sandbox: str | None = None
+        credentials_in_query = service is ims.SERVICE and bool({"client_secret", "client_id"} & query.keys())
+
+        if self.latency > 0:
+            time.sleep(self.latency)
+
+        response: Response | None
+        try:
+            if service is None:
+                raise placeholder_error(404, "NotFoundError", f"No AEP API is served at {path}.")
+            injected = self._faults.draw_status() if service.platform else None
+            if injected is not None:
+                fault = str(injected)
+                raise self._fault_error(service, injected, request_id)
+            req = Request(
+                method=method,
+                path=path[len(service.prefix) :] or "/",
+                query=query,
+                headers=headers,
+                body=body,
+                emulator=self,
+                request_id=request_id,
+            )
+            if service.platform:
+                self._gateway(req, service)
+                sandbox = req.sandbox
+                self._check_content_type(req)
+            matched, params, path_known = service.match(method, req.path)
+            if matched is None:
+                if path_known:
+                    raise placeholder_error(405, "MethodNotAllowed", f"{method} is not allowed on {path}.")
+                if service.not_found is not None:
+                    raise service.not_found(req)
+                raise placeholder_error(404, "NotFoundError", f"No route for {method} {path}.")
+            drop = matched.creates and self._faults.draw_drop()
+            with self.store.lock:
+                response = matched.handler(req, **params)
+            if drop and 200 <= response.status < 300:
+                fault = "drop_after_commit"
+                self._record(method, path, query, response.status, fault, sandbox, service, request_id, credentials_in_query)
+                return None
+        except APIError as exc:
+            response = Response(exc.status, exc.body, dict(exc.headers))
+        except Exception:  # a bug in the emulator must not kill the connection silently
+            traceback.print_exc(file=sys.stderr)
+            response = Response(500, {"type": "/placeholder/type/uri", "status": 500, "title": "InternalServerError", "detail": "Emulator error"})
+        response.headers.setdefault("x-request-id", request_id)
+        self._record(method, path, query, response.status, fault, sandbox, service, request_id, credentials_in_query)
+        return response
+
+    def _record(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        status: int,
+        fault: str | None,
+        sandbox: str | None,
+        service: Service | None,
+        request_id: str,
+        credentials_in_query: bool,
+    ) -> None:
+        record = RequestRecord(
+            method=method,
+            path=path,
+            query=query,
+            status=status,
+            fault=fault,
+            sandbox=sandbox,
+            timestamp=time.time(),
+            service=service.name if service else None,
+            request_id=request_id,
+            credentials_in_query=credentials_in_query,
+        )
+        with self._meta_lock:
+            self._log.append(record)
+
+    def _fault_error(self, service: Service, status: int, request_id: str) -> APIError:
+        if status == 429:
+            return APIError(
+                429,
+                {"error_code": "429050", "message": "Too many requests"},
+                {"Retry-After": str(self._faults.config.retry_after)},
+            )
+        if service is flow_service.SERVICE and status in (500, 503, 504):
+            code, title = {500: ("1102", "Internal Error"), 503: ("1103", "Service Unavailable"), 504: ("1104", "Gateway Timeout")}[status]
+            return flow_error(code, status, title, f"{title}. Please try again. If the problem persists, please contact customer support.", request_id=request_id)
+        if status == 502:
+            return gateway_error(502, "502000", "Bad Gateway")
+        titles = {500: "InternalServerError", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
+        return placeholder_error(status, titles[status], "A temporary error occurred. Please retry.")
+
+    def _gateway(self, req: Request, service: Service) -> None:
+        """Adobe I/O gateway and sandbox checks, in the order AEP applies them (aep-api.md §1.3)."""
+        auth = req.headers.get("Authorization")
+        if not auth:
+            raise gateway_error(403, "403010", "Oauth token is missing.")
+        scheme, _, token = auth.strip().partition(" ")
+        with self._meta_lock:
+            info = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if info is None or info.expires_at <= self.store.now():
+            raise gateway_error(401, "401013", "Oauth token is not valid")
+        api_key = req.headers.get("x-api-key")
+        if not api_key:
+            raise gateway_error(403, "403000", "Api Key is required")
+        if api_key != info.client_id:
+            raise gateway_error(403, "403003", "Api Key is invalid")
+        org = req.headers.get("x-gw-ims-org-id")
+        if not org:
+            raise gateway_error(400, "400003", "Missing header")
+        if org != self.org_id:
+            raise gateway_error(403, "403025", "Profile is not valid")
+        req.client_id = info.client_id
+        sandbox = req.headers.get("x-sandbox-name")
+        if not sandbox:
+            if service.requires_sandbox_header:
+                raise flow_error(
+                    "2105",
+                    400,
+                    "Header is missing",
+                    "The header x-sandbox-name is missing in the request. Please add the header in the request and try again.",
+                    request_id=req.request_id,
+                )
+            sandbox = "prod"  # the other services fall back to the default sandbox
+        if not self.store.has_sandbox(sandbox):
+            message = f"The sandbox with the name '{sandbox}' could not be found. Please ensure that the sandbox name is correct and try again."
+            if service is flow_service.SERVICE:
+                raise flow_error("2100", 404, "Sandbox not found", message, request_id=req.request_id)
+            raise placeholder_error(404, "SandboxNotFound", message)
+        req.sandbox = sandbox
+
+    @staticmethod
+    def _check_content_type(req: Request) -> None:
+        if req.method not in ("POST", "PUT", "PATCH") or not req.body:
+            return
+        media = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if media not in _JSON_TYPES:
+            raise placeholder_error(
+                400,
+                "BadRequestError",
+                f"Content-Type {media or '(missing)'} is not supported; send Content-Type: application/json.",
+            )

@@ -1,0 +1,1 @@
+"""One module per AEP service, each exposing ``SERVICE`` (prefix + route table)."""

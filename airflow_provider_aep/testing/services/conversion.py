@@ -1,0 +1,205 @@
+"""Data Prep (conversion) service, ``/data/foundation/conversion`` (aep-api.md §5): mapping sets.
+
+Create answers **200** ``{id, version: 0, createdDate, modifiedDate, createdBy, modifiedBy}``
+and accepts both bodies:
+
+* legacy (protocols tutorial): ``xdmSchema`` + mappings with ``sourceAttribute``/``destinationXdmPath``;
+* current: ``outputSchema.schemaRef.id`` + mappings with ``sourceType``/``source``/``destination``.
+
+Stored mapping sets echo both vocabularies, as GET does on AEP. ``PUT`` makes a new
+version; ``GET ?version=N`` reads an old one; ``DELETE`` (aepp only) → 204.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from airflow_provider_aep.testing.errors import APIError, placeholder_error
+from airflow_provider_aep.testing.routing import Request, Response, Service, route
+from airflow_provider_aep.testing.state import new_hex
+
+PREFIX = "/data/foundation/conversion"
+_SOURCE_TYPES = {"ATTRIBUTE", "EXPRESSION", "STATIC", "text/x.schema-path", "text/x.aep-expression"}
+
+
+def _bad(message: str) -> APIError:
+    return placeholder_error(400, "BadRequestError", message)
+
+
+def _not_found(mapping_id: str) -> APIError:
+    return placeholder_error(404, "NotFoundError", f"Mapping set {mapping_id} was not found.")
+
+
+def _normalise_mapping(raw: Any, index: int) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _bad(f"mappings[{index}] must be an object.")
+    source = raw.get("source", raw.get("sourceAttribute"))
+    destination = raw.get("destination", raw.get("destinationXdmPath"))
+    if not isinstance(source, str) or not source:
+        raise _bad(f"mappings[{index}] needs a source (or sourceAttribute).")
+    if not isinstance(destination, str) or not destination:
+        raise _bad(f"mappings[{index}] needs a destination (or destinationXdmPath).")
+    source_type = raw.get("sourceType", "ATTRIBUTE")
+    if source_type not in _SOURCE_TYPES:
+        raise _bad(f"mappings[{index}].sourceType {source_type} is not one of ATTRIBUTE, EXPRESSION, STATIC.")
+    if source_type == "ATTRIBUTE":
+        source_type = "text/x.schema-path"
+    elif source_type == "EXPRESSION":
+        source_type = "text/x.aep-expression"
+    return {
+        "id": raw.get("id") or new_hex(16),
+        "version": 0,
+        "sourceType": source_type,
+        "source": source,
+        "destination": destination,
+        "sourceAttribute": source,
+        "destinationXdmPath": destination,
+        "name": raw.get("name", destination),
+        "description": raw.get("description"),
+        "identity": bool(raw.get("identity", False)),
+        "identityGroup": raw.get("identityGroup"),
+        "namespaceCode": raw.get("namespaceCode"),
+    }
+
+
+def _schema_of(req: Request, body: dict[str, Any]) -> tuple[str, str]:
+    output = body.get("outputSchema")
+    schema_id = body.get("xdmSchema")
+    content_type = "application/vnd.adobe.xed-full+json;version=1"
+    if isinstance(output, dict) and isinstance(output.get("schemaRef"), dict):
+        schema_id = output["schemaRef"].get("id")
+        content_type = output["schemaRef"].get("contentType", content_type)
+    if not isinstance(schema_id, str) or not schema_id:
+        raise _bad("An output schema is required: outputSchema.schemaRef.id (or xdmSchema).")
+    schema = next((s for s in req.sb.schemas.values() if schema_id in (s["$id"], s.get("meta:altId"))), None)
+    if schema is None:
+        raise _bad(f"Schema {schema_id} does not exist in sandbox {req.sb.name}.")
+    return schema["$id"], content_type
+
+
+def _build(req: Request, body: dict[str, Any], *, mapping_id: str, version: int, created: dict[str, Any] | None) -> dict[str, Any]:
+    schema_id, content_type = _schema_of(req, body)
+    mappings = body.get("mappings")
+    if not isinstance(mappings, list) or not mappings:
+        raise _bad("mappings must be a non-empty array.")
+    now_ms = req.emulator.store.now_ms()
+    user = req.emulator.user_id
+    return {
+        "id": mapping_id,
+        "version": version,
+        "name": body.get("name"),
+        "description": body.get("description"),
+        "createdDate": created["createdDate"] if created else now_ms,
+        "modifiedDate": now_ms,
+        "createdBy": created["createdBy"] if created else user,
+        "modifiedBy": user,
+        "inputSchema": copy.deepcopy(body.get("inputSchema")),
+        "outputSchema": {"schemaRef": {"id": schema_id, "contentType": content_type}},
+        "schemaRef": {"id": schema_id, "contentType": content_type},
+        "xdmSchema": schema_id,
+        "xdmVersion": body.get("xdmVersion", "1.0"),
+        "mappings": [_normalise_mapping(m, i) for i, m in enumerate(mappings)],
+        "status": "PUBLISHED",
+        "allowNullValues": bool(body.get("allowNullValues", False)),
+        "strictMapping": bool(body.get("strictMapping", False)),
+    }
+
+
+def _header(ms: dict[str, Any]) -> dict[str, Any]:
+    return {k: ms[k] for k in ("id", "version", "createdDate", "modifiedDate", "createdBy", "modifiedBy")}
+
+
+def create_mapping_set(req: Request) -> Response:
+    body = req.json_object(_bad)
+    mapping_id = new_hex(16)
+    ms = _build(req, body, mapping_id=mapping_id, version=0, created=None)
+    req.sb.mappingSets[mapping_id] = [ms]
+    return Response(200, _header(ms))
+
+
+def update_mapping_set(req: Request, id: str) -> Response:  # noqa: A002
+    versions = req.sb.mappingSets.get(id)
+    if versions is None:
+        raise _not_found(id)
+    body = req.json_object(_bad)
+    ms = _build(req, body, mapping_id=id, version=versions[-1]["version"] + 1, created=versions[0])
+    versions.append(ms)
+    return Response(200, copy.deepcopy(ms))
+
+
+def get_mapping_set(req: Request, id: str) -> Response:  # noqa: A002
+    versions = req.sb.mappingSets.get(id)
+    if versions is None:
+        raise _not_found(id)
+    wanted = req.q("version")
+    if wanted is None:
+        return Response(200, copy.deepcopy(versions[-1]))
+    match = next((v for v in versions if str(v["version"]) == wanted), None)
+    if match is None:
+        raise placeholder_error(404, "NotFoundError", f"Mapping set {id} has no version {wanted}.")
+    return Response(200, copy.deepcopy(match))
+
+
+def get_mappings(req: Request, id: str) -> Response:  # noqa: A002
+    versions = req.sb.mappingSets.get(id)
+    if versions is None:
+        raise _not_found(id)
+    return Response(200, copy.deepcopy(versions[-1]["mappings"]))
+
+
+def list_mapping_sets(req: Request) -> Response:
+    start_raw, limit_raw = req.q("start"), req.q("limit")
+    if start_raw is None or limit_raw is None:
+        raise _bad("Both 'start' and 'limit' query parameters are required.")
+    if not start_raw.isdigit() or not limit_raw.isdigit() or int(limit_raw) < 1:
+        raise _bad("'start' must be >= 0 and 'limit' >= 1.")
+    start, limit = int(start_raw), int(limit_raw)
+    items = [v[-1] for v in req.sb.mappingSets.values()]
+    name = req.q("name")
+    if name is not None:
+        items = [m for m in items if m.get("name") == name]
+    order_by = req.q("orderBy") or req.q("orderby")
+    if order_by:
+        field_name = {"createdDate": "createdDate", "updatedDate": "modifiedDate", "modifiedDate": "modifiedDate"}.get(
+            order_by.lstrip("+-"), order_by.lstrip("+-")
+        )
+        items = sorted(items, key=lambda m: (m.get(field_name) is None, m.get(field_name) or 0), reverse=order_by.startswith("-"))
+    page = items[start : start + limit]
+    return Response(200, {"data": copy.deepcopy(page), "_page": {"count": len(items), "limit": limit}})
+
+
+def delete_mapping_set(req: Request, id: str) -> Response:  # noqa: A002
+    if req.sb.mappingSets.pop(id, None) is None:
+        raise _not_found(id)
+    return Response(204)
+
+
+def validate_mapping_set(req: Request) -> Response:
+    body = req.json_object(_bad)
+    mappings = body.get("mappings")
+    if not isinstance(mappings, list) or not mappings:
+        raise _bad("mappings must be a non-empty array.")
+    out = []
+    for i, m in enumerate(mappings):
+        try:
+            _normalise_mapping(m, i)
+            out.append({"status": "SUCCESS", "errors": None})
+        except APIError as exc:
+            out.append({"status": "FAILED", "errors": [{"message": exc.body.get("detail")}]})
+    return Response(200, {"validationResponse": out})
+
+
+SERVICE = Service(
+    name="conversion",
+    prefix=PREFIX,
+    routes=[
+        route("GET", "/mappingSets", list_mapping_sets),
+        route("POST", "/mappingSets", create_mapping_set, creates=True),
+        route("POST", "/mappingSets/validate", validate_mapping_set),
+        route("GET", "/mappingSets/{id}", get_mapping_set),
+        route("PUT", "/mappingSets/{id}", update_mapping_set),
+        route("DELETE", "/mappingSets/{id}", delete_mapping_set),
+        route("GET", "/mappingSets/{id}/mappings", get_mappings),
+    ],
+)
