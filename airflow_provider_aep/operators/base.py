@@ -24,9 +24,10 @@ class AEPBaseOperator(BaseOperator):
     :param aep_conn_id: the ``aep`` connection.
     :param if_exists: ``"reuse"`` (default) returns the existing resource of that name when it matches
         what was asked; ``"fail"`` raises naming the existing id.
-    :param retry_limit: retries of retryable AEP failures (429, 5xx, network); hook default if None.
-    :param retry_delay: first backoff delay in seconds; hook default if None.
-    :param retry_args: other :class:`~airflow_provider_aep.utils.http.RetryPolicy` fields.
+    :param aep_retry_limit: retries of one AEP call on 429, 5xx or network errors; hook default if None.
+        (Named apart from Airflow's own ``retries``/``retry_delay``, which retry the whole task.)
+    :param aep_retry_delay: first backoff delay in seconds between those retries; hook default if None.
+    :param aep_retry_args: other :class:`~airflow_provider_aep.utils.http.RetryPolicy` fields.
     """
 
     template_fields: Sequence[str] = ("aep_conn_id",)
@@ -38,9 +39,9 @@ class AEPBaseOperator(BaseOperator):
         *,
         aep_conn_id: str = AEPHook.default_conn_name,
         if_exists: str = "reuse",
-        retry_limit: int | None = None,
-        retry_delay: float | None = None,
-        retry_args: Mapping[str, Any] | None = None,
+        aep_retry_limit: int | None = None,
+        aep_retry_delay: float | None = None,
+        aep_retry_args: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -48,14 +49,17 @@ class AEPBaseOperator(BaseOperator):
             raise AEPValidationError(f"if_exists={if_exists!r}: must be one of {', '.join(IF_EXISTS_CHOICES)}")
         self.aep_conn_id = aep_conn_id
         self.if_exists = if_exists
-        self.retry_limit = retry_limit
-        self.retry_delay = retry_delay
-        self.retry_args = retry_args
+        self.aep_retry_limit = aep_retry_limit
+        self.aep_retry_delay = aep_retry_delay
+        self.aep_retry_args = aep_retry_args
 
     @cached_property
     def hook(self) -> AEPHook:
         return AEPHook(
-            self.aep_conn_id, retry_limit=self.retry_limit, retry_delay=self.retry_delay, retry_args=self.retry_args
+            self.aep_conn_id,
+            retry_limit=self.aep_retry_limit,
+            retry_delay=self.aep_retry_delay,
+            retry_args=self.aep_retry_args,
         )
 
     def get_or_create(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_aep.exceptions import AEPResourceConflictError
+from airflow_provider_aep.exceptions import AEPResourceConflictError, AEPValidationError
 from airflow_provider_aep.hooks.aep import DATA_LAKE_CONNECTION_SPEC_ID
 from airflow_provider_aep.links.aep import DATAFLOW_URL_KEY, AEPDataflowLink
 from airflow_provider_aep.operators.base import AEPBaseOperator, differ
@@ -134,7 +134,10 @@ class AEPCreateSourceConnectionOperator(AEPBaseOperator):
         self.base_connection_id = base_connection_id
         self.connection_spec_id = connection_spec_id
         self.data = data
-        self.source_params = dict(source_params or {}) | own
+        if own and source_params is not None:
+            raise AEPValidationError("params and source_params are the same argument: pass only one of them")
+        # source_params may be an XComArg or a template, resolved only at run time.
+        self.source_params = own or source_params or {}
         self.description = description
 
     def execute(self, context: Any) -> str:

@@ -125,3 +125,14 @@ def test_mapping_set_validation_makes_no_call(context, requests_mock, mappings, 
         AEPCreateMappingSetOperator(task_id="t", name="m", schema_id=SCHEMA_ID, mappings=mappings).execute(context)
     assert message in str(err.value)
     assert requests_mock.call_count == 0
+
+
+def test_aep_retry_settings_reach_the_hook_and_leave_airflow_retries_alone():
+    import datetime as dt
+
+    op = AEPCreateDatasetOperator(
+        task_id="t", name="D", schema_id=SCHEMA_ID, aep_retry_limit=7, aep_retry_delay=0.5, aep_retry_args={"max_delay": 9}, retries=2, retry_delay=dt.timedelta(minutes=3)
+    )
+    policy = op.hook.retry_policy
+    assert (policy.retry_limit, policy.retry_delay, policy.max_delay) == (7, 0.5, 9)
+    assert (op.retries, op.retry_delay) == (2, dt.timedelta(minutes=3))

@@ -1,0 +1,103 @@
+"""The provisioning operators as a real DAG (dag.test) against the emulator: re-runs and faults never duplicate."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from airflow_provider_aep.testing import AEPEmulator, FaultConfig
+
+DAG_SOURCE = '''
+import pendulum
+from airflow.sdk import DAG
+from airflow_provider_aep.pipelines import build_protocols_pipeline
+
+with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False,
+         render_template_as_native_obj=True,
+         params={{"table": "Orders"}}) as dag:
+    pipeline = build_protocols_pipeline(
+        name="IT {variant}",
+        variant="{variant}",
+        source_table="{{{{ params.table }}}}",
+        source_fields={{"OrderID": "string", "CustomerID": "string", "OrderDate": "date-time"}},
+        odata_url="https://services.odata.org/V4/Northwind/Northwind.svc",
+        mappings=[{{"sourceAttribute": "OrderID", "destinationXdmPath": "_id"}}],
+        delta_column="OrderDate",
+        schedule_params={{"startTime": "{{{{ dag_run.start_date }}}}", "frequency": "minute", "interval": 15}},
+        aep_retry_delay=0.05,
+        aep_retry_limit=8,
+    )
+    teardown = pipeline.teardown()
+'''
+
+EXPECTED_COUNTS = {
+    "legacy": {"classes": 1, "schemas": 2, "datasets": 1, "connections": 2, "sourceConnections": 1, "targetConnections": 1, "mappingSets": 1, "flows": 1},
+    "current": {"classes": 0, "schemas": 1, "datasets": 1, "connections": 1, "sourceConnections": 1, "targetConnections": 1, "mappingSets": 1, "flows": 1},
+}
+
+
+def _counts(emulator: AEPEmulator) -> dict[str, int]:
+    state = emulator.snapshot()["prod"]
+    return {kind: len(state[kind]) for kind in EXPECTED_COUNTS["legacy"]}
+
+
+def _run_without_teardown(dag):
+    run = dag.partial_subset(task_ids=[t for t in dag.task_ids if t != "delete_pipeline"], include_downstream=False).test()
+    return run
+
+
+@pytest.fixture
+def emulator(monkeypatch):
+    with AEPEmulator(time_scale=3600, seed=11) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
+        yield emu
+
+
+def _states(run):
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+@pytest.mark.parametrize("variant", ["legacy", "current"])
+def test_pipeline_twice_creates_each_resource_once(load_dag_file, emulator, variant):
+    module = load_dag_file(DAG_SOURCE.format(dag_id=f"it_pipeline_{variant}", variant=variant), f"it_pipeline_{variant}")
+    dag = module.dag.partial_subset(task_ids=[t for t in module.dag.task_ids if t != "delete_pipeline"], include_downstream=False)
+
+    first = dag.test()
+    assert first.state == "success", _states(first)
+    assert _counts(emulator) == EXPECTED_COUNTS[variant]
+    creates_after_first = sum(1 for r in emulator.request_log if r.method == "POST" and "/ims/" not in r.path)
+
+    emulator.reset_log()
+    second = dag.test()
+    assert second.state == "success", _states(second)
+    assert _counts(emulator) == EXPECTED_COUNTS[variant]
+    assert [r for r in emulator.request_log if r.method == "POST" and "/ims/" not in r.path] == []
+    assert creates_after_first == sum(EXPECTED_COUNTS[variant].values())
+
+    flow = next(iter(emulator.snapshot()["prod"]["flows"].values()))
+    assert flow["name"] == f"IT {variant} dataflow"
+    assert flow["scheduleParams"]["frequency"] == "minute"
+
+
+def test_pipeline_survives_faults_without_duplicates(load_dag_file, emulator):
+    module = load_dag_file(DAG_SOURCE.format(dag_id="it_pipeline_faults", variant="legacy"), "it_pipeline_faults")
+    dag = module.dag.partial_subset(task_ids=[t for t in module.dag.task_ids if t != "delete_pipeline"], include_downstream=False)
+    emulator.faults = FaultConfig(rate=0.3, drop_after_commit_rate=0.3, retry_after=0, seed=5)
+
+    run = dag.test()
+    assert run.state == "success", _states(run)
+    faults = collections.Counter(r.fault for r in emulator.request_log if r.fault)
+    assert faults["drop_after_commit"] >= 1 and sum(faults.values()) > faults["drop_after_commit"], faults
+    assert _counts(emulator) == EXPECTED_COUNTS["legacy"]
+
+    run = dag.test()
+    assert run.state == "success", _states(run)
+    assert _counts(emulator) == EXPECTED_COUNTS["legacy"]
+
+
+def test_teardown_removes_everything_the_pipeline_created(load_dag_file, emulator):
+    module = load_dag_file(DAG_SOURCE.format(dag_id="it_pipeline_teardown", variant="legacy"), "it_pipeline_teardown")
+    run = module.dag.test()
+    assert run.state == "success", _states(run)
+    assert all(count == 0 for count in _counts(emulator).values()), _counts(emulator)
