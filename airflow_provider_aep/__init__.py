@@ -24,7 +24,12 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        "hooks": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_aep.hooks.aep"]}],
+        "hooks": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": ["airflow_provider_aep.hooks.aep", "airflow_provider_aep.hooks.aep_async"],
+            }
+        ],
         "operators": [
             {
                 "integration-name": _INTEGRATION,
@@ -34,9 +39,12 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_aep.operators.flow_service",
                     "airflow_provider_aep.operators.conversion",
                     "airflow_provider_aep.operators.teardown",
+                    "airflow_provider_aep.operators.flow_run",
                 ],
             }
         ],
+        "sensors": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_aep.sensors.flow_run"]}],
+        "triggers": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_aep.triggers.flow_run"]}],
         "connection-types": [
             {
                 "connection-type": "aep",
@@ -87,5 +95,5 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        "extra-links": ["airflow_provider_aep.links.aep.AEPDataflowLink"],
+        "extra-links": ["airflow_provider_aep.links.aep.AEPDataflowLink", "airflow_provider_aep.links.aep.AEPFlowRunLink"],
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 try:
@@ -83,6 +84,17 @@ class AEPTransportError(AEPApiError):
 
 class AEPResourceConflictError(AirflowException):
     """A resource with the requested name exists but differs from what was asked."""
+
+
+class AEPFlowRunFailedError(AirflowException):
+    """The watched flow run ended ``failed`` (or ``partialSuccess`` with ``fail_on_partial_success``)."""
+
+    def __init__(self, message: str, summary: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.summary = dict(summary or {})
+
+    def __reduce__(self):  # the summary must survive the trip from the triggerer
+        return (type(self), (str(self), self.summary))
 
 
 class AEPValidationError(AirflowException, ValueError):

@@ -32,6 +32,18 @@ def conn_json(**extra_overrides):
     return json.dumps({"conn_type": "aep", "login": CLIENT_ID, "password": CLIENT_SECRET, "extra": extra})
 
 
+class RecordingTI:
+    """Stands in for the TaskInstance in unit tests: records XCom pushes and their order."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, object] = {}
+        self.pushed_order: list[str] = []
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.xcom[key] = value
+        self.pushed_order.append(key)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_token_cache():
     from airflow_provider_aep.utils.http import TOKEN_CACHE

@@ -15,6 +15,7 @@ import tenacity
 
 from airflow_provider_aep.exceptions import AEPApiError, AEPTransportError
 from airflow_provider_aep.links.urls import dataflow_url
+from airflow_provider_aep.utils.flow_runs import newest_first, runs_query
 from airflow_provider_aep.utils.connection import (
     DEFAULT_IMS_URL,
     DEFAULT_PLATFORM_URL,
@@ -24,22 +25,25 @@ from airflow_provider_aep.utils.connection import (
 )
 from airflow_provider_aep.utils.http import (
     DEFAULT_TIMEOUT,
+    IDEMPOTENT_METHODS,
     TOKEN_CACHE,
     TOKEN_TIMEOUT,
-    UNCOMMITTED_STATUSES,
     XED_LIST_ACCEPT,
     XED_LOOKUP_ACCEPT,
     RetryPolicy,
     TokenCache,
     decode_error,
+    first_item,
     is_retryable,
     mask_secret,
     new_request_id,
     parse_token_response,
     platform_headers,
     platform_url,
+    safe_to_resend,
     token_form,
     token_url,
+    transport_failure,
     user_agent,
 )
 
@@ -56,7 +60,6 @@ QueryParams = Mapping[str, Any] | list[tuple[str, Any]] | None
 DATA_LAKE_CONNECTION_SPEC_ID = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"
 CATALOG_PAGE_LIMIT = 100  # Catalog's maximum (aep-api.md §3.2)
 CONVERSION_PAGE_LIMIT = 100
-_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _token_fetch_lock = threading.Lock()
 
 
@@ -86,20 +89,14 @@ def transport_error(exc: BaseException, *, method: str, url: str, request_id: st
     """Wrap a requests exception; CONNECT_FAILED means the request never left, so a create may be re-sent."""
     from urllib3.exceptions import NewConnectionError
 
-    if isinstance(exc, requests.ConnectTimeout) or _caused_by(exc, (NewConnectionError, ConnectionRefusedError)):
-        code = "CONNECT_FAILED"
-    elif isinstance(exc, requests.Timeout):
-        code = "READ_TIMEOUT"
-    else:
-        code = "CONNECTION_ERROR"
-    return AEPTransportError(f"{type(exc).__name__}: {exc}", code=code, method=method, url=url, request_id=request_id)
-
-
-def safe_to_resend(exc: BaseException) -> bool:
-    """True when a failed create certainly did not commit, so sending it again cannot duplicate it."""
-    if isinstance(exc, AEPTransportError):
-        return exc.code == "CONNECT_FAILED"
-    return isinstance(exc, AEPApiError) and exc.status in UNCOMMITTED_STATUSES
+    return transport_failure(
+        exc,
+        connect_failed=isinstance(exc, requests.ConnectTimeout) or _caused_by(exc, (NewConnectionError, ConnectionRefusedError)),
+        timed_out=isinstance(exc, requests.Timeout),
+        method=method,
+        url=url,
+        request_id=request_id,
+    )
 
 
 def _only_or_none(matches: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -139,12 +136,7 @@ class AEPHook(BaseHook):
     ) -> None:
         super().__init__()
         self.aep_conn_id = aep_conn_id
-        policy = dict(retry_args or {})
-        if retry_limit is not None:
-            policy["retry_limit"] = retry_limit
-        if retry_delay is not None:
-            policy["retry_delay"] = retry_delay
-        self.retry_policy = RetryPolicy.coerce(policy)
+        self.retry_policy = RetryPolicy.from_hook_args(retry_limit, retry_delay, retry_args)
         self.timeout = timeout
         self._token_cache = token_cache
         self._tenant_id: str | None = None
@@ -281,7 +273,7 @@ class AEPHook(BaseHook):
         method = method.upper()
         url = platform_url(self.config, service, path)
         if idempotent is None:
-            idempotent = method in _IDEMPOTENT_METHODS
+            idempotent = method in IDEMPOTENT_METHODS
         committed_maybe = False
 
         def should_retry(exc: BaseException) -> bool:
@@ -562,11 +554,7 @@ class AEPHook(BaseHook):
 
     # ------------------------------------------------------------------ Flow Service (shared shapes)
     def _flow_get(self, collection: str, resource_id: str) -> dict[str, Any]:
-        body = self.request("GET", "flowservice", f"/{collection}/{quote(resource_id, safe='')}") or {}
-        items = body.get("items") if isinstance(body, dict) else None
-        if items:  # GET by id answers with the list envelope
-            return items[0]
-        return body
+        return first_item(self.request("GET", "flowservice", f"/{collection}/{quote(resource_id, safe='')}") or {})
 
     def _flow_find(self, collection: str, name: str, filters: list[str] | None = None) -> list[dict[str, Any]]:
         params = [("property", f) for f in filters or []]
@@ -688,16 +676,7 @@ class AEPHook(BaseHook):
         self, flow_id: str, *, created_after_ms: int | None = None, limit: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """The flow's runs, newest first (sorted here too, since the allowed ``orderby`` fields are undocumented)."""
-        params = [("property", f"flowId=={flow_id}"), ("orderby", "-createdAt")]
-        if created_after_ms is not None:
-            params.append(("property", f"createdAt>={int(created_after_ms)}"))
-        if limit is not None:
-            params.append(("limit", str(limit)))
-        runs = [
-            r for r in self.paginate_flow_service("/runs", params) if created_after_ms is None or (r.get("createdAt") or 0) >= created_after_ms
-        ]
-        runs.sort(key=lambda r: r.get("createdAt") or 0, reverse=True)
-        return iter(runs)
+        return iter(newest_first(self.paginate_flow_service("/runs", runs_query(flow_id, created_after_ms, limit)), created_after_ms))
 
     # ------------------------------------------------------------------ Conversion (Data Prep)
     def create_mapping_set(self, payload: Mapping[str, Any]) -> dict[str, Any]:

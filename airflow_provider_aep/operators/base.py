@@ -17,7 +17,30 @@ except ImportError:  # Airflow 2
 IF_EXISTS_CHOICES = ("reuse", "fail")
 
 
-class AEPBaseOperator(BaseOperator):
+class AEPHookMixin:
+    """
+    The hook of an AEP task, from its ``aep_conn_id`` and ``aep_retry_*`` attributes.
+
+    The retry settings carry an ``aep_`` prefix because ``retries`` and ``retry_delay`` already belong to
+    Airflow (they retry the whole task, and ``default_args`` sets them for every task).
+    """
+
+    aep_conn_id: str
+    aep_retry_limit: int | None
+    aep_retry_delay: float | None
+    aep_retry_args: Mapping[str, Any] | None
+
+    @cached_property
+    def hook(self) -> AEPHook:
+        return AEPHook(
+            self.aep_conn_id,
+            retry_limit=self.aep_retry_limit,
+            retry_delay=self.aep_retry_delay,
+            retry_args=self.aep_retry_args,
+        )
+
+
+class AEPBaseOperator(AEPHookMixin, BaseOperator):
     """
     Base of the AEP operators.
 
@@ -25,7 +48,6 @@ class AEPBaseOperator(BaseOperator):
     :param if_exists: ``"reuse"`` (default) returns the existing resource of that name when it matches
         what was asked; ``"fail"`` raises naming the existing id.
     :param aep_retry_limit: retries of one AEP call on 429, 5xx or network errors; hook default if None.
-        (Named apart from Airflow's own ``retries``/``retry_delay``, which retry the whole task.)
     :param aep_retry_delay: first backoff delay in seconds between those retries; hook default if None.
     :param aep_retry_args: other :class:`~airflow_provider_aep.utils.http.RetryPolicy` fields.
     """
@@ -52,15 +74,6 @@ class AEPBaseOperator(BaseOperator):
         self.aep_retry_limit = aep_retry_limit
         self.aep_retry_delay = aep_retry_delay
         self.aep_retry_args = aep_retry_args
-
-    @cached_property
-    def hook(self) -> AEPHook:
-        return AEPHook(
-            self.aep_conn_id,
-            retry_limit=self.aep_retry_limit,
-            retry_delay=self.aep_retry_delay,
-            retry_args=self.aep_retry_args,
-        )
 
     def get_or_create(
         self,

@@ -422,3 +422,16 @@ def _as_int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+# The on-demand run operator lives beside the sensor it shares its wait with; it is a Flow Service call.
+from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator  # noqa: E402
+
+__all__ = [
+    "AEPCreateBaseConnectionOperator",
+    "AEPCreateFlowOperator",
+    "AEPCreateSourceConnectionOperator",
+    "AEPCreateTargetConnectionOperator",
+    "AEPGetFlowSpecOperator",
+    "AEPRunFlowOperator",
+]

@@ -39,8 +39,13 @@ XED_LIST_ACCEPT = "application/vnd.adobe.xed-id+json"
 XED_LOOKUP_ACCEPT = "application/vnd.adobe.xed+json; version=1"
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # A 429 comes from the gateway before the service acts, so a create that got one did not commit.
 UNCOMMITTED_STATUSES = frozenset({429})
+# Codes of AEPTransportError, the same for requests (sync hook) and httpx (async hook).
+CONNECT_FAILED = "CONNECT_FAILED"  # the request never left: a create may be re-sent
+READ_TIMEOUT = "READ_TIMEOUT"
+CONNECTION_ERROR = "CONNECTION_ERROR"
 
 # Refresh this long before IMS says the token expires (aepp uses 500 s; Databricks 120 s).
 TOKEN_REFRESH_LEAD_SECONDS = 300.0
@@ -173,6 +178,19 @@ def decode_error(
     )
 
 
+def first_item(body: Any) -> Any:
+    """Flow Service answers GET-by-id with the list envelope ``{"items": [obj]}``; unwrap it."""
+    items = body.get("items") if isinstance(body, Mapping) else None
+    return items[0] if items else body
+
+
+def safe_to_resend(exc: BaseException) -> bool:
+    """True when a failed create certainly did not commit, so sending it again cannot duplicate it."""
+    if isinstance(exc, AEPTransportError):
+        return exc.code == CONNECT_FAILED
+    return isinstance(exc, AEPApiError) and exc.status in UNCOMMITTED_STATUSES
+
+
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, AEPTransportError):
         return True
@@ -207,6 +225,18 @@ class RetryPolicy:
         if isinstance(value, RetryPolicy):
             return value
         return cls(**dict(value))
+
+    @classmethod
+    def from_hook_args(
+        cls, retry_limit: int | None, retry_delay: float | None, retry_args: Mapping[str, Any] | None
+    ) -> RetryPolicy:
+        """The policy a hook's ``retry_limit``/``retry_delay``/``retry_args`` arguments describe."""
+        policy = dict(retry_args or {})
+        if retry_limit is not None:
+            policy["retry_limit"] = retry_limit
+        if retry_delay is not None:
+            policy["retry_delay"] = retry_delay
+        return cls.coerce(policy)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -327,3 +357,25 @@ def mask_secret(value: str | None) -> None:
     except ImportError:  # Airflow 2
         from airflow.utils.log.secrets_masker import mask_secret as _mask  # type: ignore[no-redef]
     _mask(value)
+
+
+
+
+def transport_failure(
+    exc: BaseException, *, connect_failed: bool, timed_out: bool, method: str, url: str, request_id: str
+) -> AEPTransportError:
+    """Wrap a client library's network exception; the caller says which kind it was, this picks the code."""
+    code = CONNECT_FAILED if connect_failed else READ_TIMEOUT if timed_out else CONNECTION_ERROR
+    return AEPTransportError(f"{type(exc).__name__}: {exc}", code=code, method=method, url=url, request_id=request_id)
+
+
+async def amask_secret(value: str | None) -> None:
+    """Async :func:`mask_secret`: on Airflow 3 it tells the supervisor without blocking the event loop."""
+    if not value:
+        return
+    try:
+        from airflow.sdk.log import amask_secret as _amask
+    except ImportError:  # Airflow 2, or a Task SDK without it: the local masker does no I/O
+        mask_secret(value)
+        return
+    await _amask(value)

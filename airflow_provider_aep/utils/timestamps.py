@@ -2,48 +2,55 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+import math
+import re
+from datetime import date, datetime, time, timezone
 from typing import Any
 
 from airflow_provider_aep.exceptions import AEPValidationError
 
-# Epoch values above this are milliseconds: 1e11 seconds is the year 5138, 1e11 ms is 1973.
-_MS_THRESHOLD = 100_000_000_000
+_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+# Below this a number is epoch seconds, above it milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
+_MS_THRESHOLD = 1e11
+_RULE = "must be a datetime, an ISO-8601 string, or epoch seconds or milliseconds"
 
 
-def to_epoch_ms(value: Any, field: str = "time") -> int:
+def to_epoch_ms(value: Any, field: str = "time") -> int | None:
     """
-    Epoch milliseconds from a datetime (aware, or naive meaning UTC), an ISO-8601 string, or an epoch
-    number in seconds or milliseconds (int, float or digit string; told apart by magnitude).
+    Epoch milliseconds from a datetime (naive = UTC), a date, an ISO-8601 string, or epoch seconds or
+    milliseconds as int, float or digit string (told apart by magnitude). None or "" gives None.
+    Anything else raises :class:`AEPValidationError` naming ``field``.
     """
-    if isinstance(value, bool) or value is None:
-        raise AEPValidationError(f"{field}={value!r}: must be a datetime, an ISO-8601 string or epoch seconds/milliseconds")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise AEPValidationError(f"{field}={value!r}: {_RULE}")
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return int(aware.timestamp() * 1000)
+        return int(round(aware.timestamp() * 1000))
     if isinstance(value, date):
-        return to_epoch_ms(datetime(value.year, value.month, value.day, tzinfo=timezone.utc), field)
+        return to_epoch_ms(datetime.combine(value, time(), tzinfo=timezone.utc), field)
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise AEPValidationError(f"{field}={value!r}: {_RULE} (finite, not negative)")
+        return int(round(value if value >= _MS_THRESHOLD else value * 1000))
     if isinstance(value, str):
         text = value.strip()
+        if _NUMBER.match(text):
+            return to_epoch_ms(float(text) if "." in text else int(text), field)
         try:
-            number = float(text)
+            return to_epoch_ms(datetime.fromisoformat(text), field)
         except ValueError:
-            try:
-                return to_epoch_ms(datetime.fromisoformat(text.replace("Z", "+00:00")), field)
-            except ValueError:
-                raise AEPValidationError(
-                    f"{field}={value!r}: must be a datetime, an ISO-8601 string or epoch seconds/milliseconds"
-                ) from None
-        return to_epoch_ms(number, field)
-    if isinstance(value, int | float):
-        if value < 0:
-            raise AEPValidationError(f"{field}={value!r}: must not be negative")
-        return int(value) if value >= _MS_THRESHOLD else int(value * 1000)
-    raise AEPValidationError(
-        f"{field}={value!r}: must be a datetime, an ISO-8601 string or epoch seconds/milliseconds, "
-        f"not {type(value).__name__}"
-    )
+            pass
+        try:
+            import pendulum
+
+            return to_epoch_ms(pendulum.parse(text), field)
+        except Exception:
+            raise AEPValidationError(f"{field}={value!r}: {_RULE}") from None
+    raise AEPValidationError(f"{field}={value!r}: {_RULE}, not {type(value).__name__}")
 
 
-def to_epoch_seconds(value: Any, field: str = "time") -> int:
-    return to_epoch_ms(value, field) // 1000
+def to_epoch_seconds(value: Any, field: str = "time") -> int | None:
+    ms = to_epoch_ms(value, field)
+    return None if ms is None else ms // 1000

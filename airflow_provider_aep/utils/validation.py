@@ -89,7 +89,7 @@ def normalize_schedule(schedule: Any) -> dict[str, Any]:
     if not isinstance(frequency, str) or frequency.lower() not in FREQUENCIES:
         raise invalid("schedule_params.frequency", frequency, f"must be one of {', '.join(FREQUENCIES)}")
     out["frequency"] = frequency = frequency.lower()
-    if "startTime" not in out:
+    if out.get("startTime") in (None, ""):
         raise invalid("schedule_params.startTime", None, "is required (epoch seconds, a datetime or an ISO-8601 string)")
     out["startTime"] = to_epoch_seconds(out["startTime"], "schedule_params.startTime")
     if frequency == "once":

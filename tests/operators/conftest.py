@@ -2,22 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import PLATFORM
+from tests.conftest import PLATFORM, RecordingTI
 
 FS = f"{PLATFORM}/data/foundation/flowservice"
 SR = f"{PLATFORM}/data/foundation/schemaregistry"
 CAT = f"{PLATFORM}/data/foundation/catalog"
 CONV = f"{PLATFORM}/data/foundation/conversion"
-
-
-class RecordingTI:
-    """Stands in for the TaskInstance in unit tests: records XCom pushes."""
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.xcom[key] = value
 
 
 @pytest.fixture

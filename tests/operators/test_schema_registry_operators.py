@@ -3,7 +3,10 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_aep.exceptions import AEPResourceConflictError, AEPValidationError
-from airflow_provider_aep.operators.schema_registry import AEPCreateAdHocSchemaOperator, AEPCreateSchemaOperator
+from airflow_provider_aep.operators.schema_registry import (
+    AEPCreateAdHocSchemaOperator,
+    AEPCreateSchemaOperator,
+)
 from tests.operators.conftest import SR, posts
 
 CLASS_ID = "https://ns.adobe.com/acme/classes/c1"

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from emulator_helpers import CAT, CONV, AEPClient, dataset, mapping_set, ok, target_schema
+from emulator_helpers import (
+    CAT,
+    CONV,
+    AEPClient,
+    dataset,
+    mapping_set,
+    ok,
+    target_schema,
+)
 
 
 @pytest.fixture

@@ -6,7 +6,16 @@ import time
 
 import pytest
 import requests
-from emulator_helpers import CAT, FS, ODATA, AEPClient, create_flow, fetch_token, ok, pipeline
+from emulator_helpers import (
+    CAT,
+    FS,
+    ODATA,
+    AEPClient,
+    create_flow,
+    fetch_token,
+    ok,
+    pipeline,
+)
 
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig
 

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from emulator_helpers import CAT, PROFILE, SR, XED_ID, XED_V1, AEPClient, dataset, ok, quoted, target_schema
+from emulator_helpers import (
+    CAT,
+    PROFILE,
+    SR,
+    XED_ID,
+    XED_V1,
+    AEPClient,
+    dataset,
+    ok,
+    quoted,
+    target_schema,
+)
 
 from airflow_provider_aep.testing import AEPEmulator
 

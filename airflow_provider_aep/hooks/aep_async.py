@@ -1,0 +1,325 @@
+"""AEPAsyncHook: the non-blocking twin of AEPHook for triggers, on httpx, with the same transport policy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import httpx
+import tenacity
+
+from airflow_provider_aep.exceptions import AEPApiError
+from airflow_provider_aep.links.urls import dataflow_url
+from airflow_provider_aep.utils.connection import AEPConnectionConfig
+from airflow_provider_aep.utils.flow_runs import newest_first, runs_query
+from airflow_provider_aep.utils.http import (
+    DEFAULT_TIMEOUT,
+    IDEMPOTENT_METHODS,
+    TOKEN_CACHE,
+    TOKEN_TIMEOUT,
+    RetryPolicy,
+    TokenCache,
+    amask_secret,
+    decode_error,
+    first_item,
+    is_retryable,
+    new_request_id,
+    parse_token_response,
+    platform_headers,
+    platform_url,
+    safe_to_resend,
+    token_form,
+    token_url,
+    transport_failure,
+    user_agent,
+)
+
+try:
+    from airflow.sdk import BaseHook
+except ImportError:  # Airflow 2
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined]
+
+log = logging.getLogger(__name__)
+
+Timeout = float | tuple[float, float]
+# One IMS call per event loop when many triggers find the cache empty at once. asyncio locks bind to a loop.
+_token_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def async_sleep(seconds: float) -> None:
+    """Every wait of the async hook and the trigger goes through here, so tests can swap it for a fake clock."""
+    await asyncio.sleep(seconds)
+
+
+def _sleep(seconds: float) -> Any:
+    return async_sleep(seconds)  # looked up at call time so a patched async_sleep takes effect
+
+
+def _token_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _token_locks.get(loop)
+    if lock is None:
+        lock = _token_locks[loop] = asyncio.Lock()
+    return lock
+
+
+def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
+    if isinstance(timeout, tuple):
+        connect, read = timeout
+        return httpx.Timeout(read, connect=connect)
+    return httpx.Timeout(timeout)
+
+
+def httpx_transport_error(exc: httpx.TransportError, *, method: str, url: str, request_id: str) -> AEPApiError:
+    """Classify an httpx failure with the sync hook's codes (CONNECT_FAILED, READ_TIMEOUT, CONNECTION_ERROR)."""
+    return transport_failure(
+        exc,
+        connect_failed=isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)),
+        timed_out=isinstance(exc, httpx.TimeoutException),
+        method=method,
+        url=url,
+        request_id=request_id,
+    )
+
+
+async def aget_connection(conn_id: str) -> Any:
+    """The Airflow connection without blocking the loop: ``aget_connection`` on Airflow 3, a thread on Airflow 2."""
+    getter = getattr(BaseHook, "aget_connection", None)
+    if getter is not None:
+        return await getter(conn_id)
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(BaseHook.get_connection)(conn_id)
+
+
+class AEPAsyncHook(BaseHook):
+    """
+    Async AEP calls for triggers: one ``httpx.AsyncClient`` for the hook's life, used as
+    ``async with AEPAsyncHook(...) as hook:``.
+
+    Tokens, headers, retries (``Retry-After`` honoured), 401 refresh-once and error decoding are the
+    sync :class:`~airflow_provider_aep.hooks.aep.AEPHook`'s, from ``utils.http``; the token cache is shared
+    with it. ``transport`` is for tests (``httpx.MockTransport``).
+    """
+
+    conn_name_attr = "aep_conn_id"
+    default_conn_name = "aep_default"
+
+    def __init__(
+        self,
+        aep_conn_id: str = default_conn_name,
+        *,
+        retry_limit: int | None = None,
+        retry_delay: float | None = None,
+        retry_args: Mapping[str, Any] | None = None,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        token_cache: TokenCache = TOKEN_CACHE,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__()
+        self.aep_conn_id = aep_conn_id
+        self.retry_policy = RetryPolicy.from_hook_args(retry_limit, retry_delay, retry_args)
+        self.timeout = timeout
+        self._token_cache = token_cache
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._config: AEPConnectionConfig | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> AEPAsyncHook:
+        self.client  # noqa: B018 - create it now so the whole `async with` shares it
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            self._client = httpx.AsyncClient(
+                transport=self._transport, timeout=_httpx_timeout(self.timeout), headers={"User-Agent": user_agent()}
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def get_conn(self) -> httpx.AsyncClient:
+        return self.client
+
+    async def get_config(self) -> AEPConnectionConfig:
+        """The validated connection, looked up once per hook without blocking the event loop."""
+        if self._config is None:
+            config = AEPConnectionConfig.from_connection(await aget_connection(self.aep_conn_id))
+            await amask_secret(config.client_secret)
+            await amask_secret(config.access_token)
+            self._config = config
+        return self._config
+
+    async def dataflow_url(self, flow_id: str, run_id: str | None = None) -> str:
+        config = await self.get_config()
+        return dataflow_url(config.org_id, config.sandbox, flow_id, run_id)
+
+    def _retrying(self, describe: Any, **kwargs: Any) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(sleep=_sleep, **self.retry_policy.tenacity_kwargs(describe, **kwargs))
+
+    @staticmethod
+    async def sleep(seconds: float) -> None:
+        """Wait without blocking the loop (patchable through ``async_sleep``)."""
+        await async_sleep(seconds)
+
+    # ------------------------------------------------------------------ tokens
+    async def get_access_token(self, *, force_refresh: bool = False) -> str:
+        """A valid bearer token: the connection's fixed one, the shared cached one, or a fresh one from IMS."""
+        config = await self.get_config()
+        if config.access_token:
+            return config.access_token
+        key = config.token_cache_key
+        if not force_refresh and (token := self._token_cache.get(key)):
+            return token
+        async with _token_lock():
+            if not force_refresh and (token := self._token_cache.get(key)):
+                return token
+            async for attempt in self._retrying(lambda: "IMS token request"):
+                with attempt:
+                    token, expires_in = await self._fetch_token(config)
+            self._token_cache.put(key, token, expires_in)
+        return token
+
+    async def _fetch_token(self, config: AEPConnectionConfig) -> tuple[str, float]:
+        url = token_url(config)
+        request_id = new_request_id()
+        try:
+            response = await self.client.post(
+                url,
+                data=token_form(config),
+                headers={"x-request-id": request_id, "Accept": "application/json"},
+                timeout=_httpx_timeout(TOKEN_TIMEOUT),
+            )
+        except httpx.TransportError as exc:
+            raise httpx_transport_error(exc, method="POST", url=url, request_id=request_id) from None
+        token, expires_in = parse_token_response(
+            response.status_code, response.headers, response.text, url=url, request_id=request_id
+        )
+        await amask_secret(token)
+        log.info("Obtained an AEP access token from IMS, valid for %d s", expires_in)
+        return token, expires_in
+
+    # ------------------------------------------------------------------ requests
+    async def request(
+        self,
+        method: str,
+        service: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        json: Any = None,
+        accept: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """
+        Call a Platform service and return the decoded body (None when empty).
+
+        Retried per the policy when idempotent; a POST is re-sent only when it surely did not commit.
+        """
+        method = method.upper()
+        config = await self.get_config()
+        url = platform_url(config, service, path)
+        idempotent = method in IDEMPOTENT_METHODS
+
+        def should_retry(exc: BaseException) -> bool:
+            return is_retryable(exc) and (idempotent or safe_to_resend(exc))
+
+        def describe() -> str:
+            return f"AEP {method} {urlsplit(url).path}"
+
+        async for attempt in self._retrying(describe, retry=should_retry):
+            with attempt:
+                return await self._send(config, method, url, params=params, json=json, accept=accept, headers=headers)
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+
+    async def _send(
+        self,
+        config: AEPConnectionConfig,
+        method: str,
+        url: str,
+        *,
+        params: Any,
+        json: Any,
+        accept: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> Any:
+        token = await self.get_access_token()
+        for auth_attempt in (1, 2):
+            request_id = new_request_id()
+            sent_headers = platform_headers(
+                config, token, request_id=request_id, accept=accept, has_body=json is not None, extra=headers
+            )
+            started = time.monotonic()
+            try:
+                response = await self.client.request(method, url, params=_query(params), json=json, headers=sent_headers)
+            except httpx.TransportError as exc:
+                raise httpx_transport_error(exc, method=method, url=url, request_id=request_id) from None
+            log.debug(
+                "AEP %s %s -> %s in %.0f ms (x-request-id %s)",
+                method,
+                urlsplit(url).path,
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+                request_id,
+            )
+            if response.status_code == 401 and auth_attempt == 1 and config.uses_client_credentials:
+                log.info("AEP rejected the access token (HTTP 401); fetching a new one and retrying once")
+                self._token_cache.invalidate(config.token_cache_key, token)
+                token = await self.get_access_token(force_refresh=True)
+                continue
+            break
+        if response.status_code >= 400:
+            raise decode_error(
+                response.status_code, response.headers, response.text, method=method, url=url, request_id=request_id
+            )
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
+
+    # ------------------------------------------------------------------ Flow Service
+    async def paginate_flow_service(self, path: str, params: list[tuple[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """All items of a Flow Service list, following ``_links.next.href`` continuation tokens."""
+        base = [(k, v) for k, v in params or [] if v is not None]
+        query = base
+        items: list[dict[str, Any]] = []
+        while True:
+            page = await self.request("GET", "flowservice", path, params=query) or {}
+            items.extend(page.get("items", []))
+            href = ((page.get("_links") or {}).get("next") or {}).get("href")
+            token = dict(parse_qsl(urlsplit(href).query)).get("continuationToken") if href else None
+            if not token:
+                return items
+            query = [*base, ("continuationToken", token)]
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        return first_item(await self.request("GET", "flowservice", f"/runs/{quote(run_id, safe='')}") or {})
+
+    async def list_runs(
+        self, flow_id: str, *, created_after_ms: int | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The flow's runs created at or after ``created_after_ms``, newest first (same as AEPHook.list_runs)."""
+        runs = await self.paginate_flow_service("/runs", runs_query(flow_id, created_after_ms, limit))
+        return newest_first(runs, created_after_ms)
+
+
+def _query(params: Mapping[str, Any] | list[tuple[str, Any]] | None) -> list[tuple[str, Any]] | None:
+    if params is None:
+        return None
+    items = params.items() if isinstance(params, Mapping) else params
+    return [(k, v) for k, v in items if v is not None]

@@ -1,0 +1,134 @@
+"""AEPFlowRunTrigger: waits for an AEP flow run in the triggerer, then fires exactly one event."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_aep.exceptions import AEPApiError
+from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
+from airflow_provider_aep.utils.flow_runs import (
+    EVENT_STATUS,
+    Outcome,
+    outcome_of,
+    progress_line,
+    run_summary,
+    timeout_message,
+)
+from airflow_provider_aep.utils.http import RetryPolicy, is_retryable
+
+
+class AEPFlowRunTrigger(BaseTrigger):
+    """
+    Poll one flow run (``run_id``), or the newest run of ``flow_id`` created at or after ``created_after_ms``,
+    until it finishes or the wall-clock deadline ``end_time`` (``time.time()`` seconds) passes.
+
+    Fires one event ``{"status": "success"|"failed"|"timeout"|"error", "message", "flow_id", "run_id",
+    "summary"}``; ``summary`` is :func:`~airflow_provider_aep.utils.flow_runs.run_summary` of the last read
+    (None if no run was found). ``success`` covers ``partialSuccess`` too: the task judges it with
+    :func:`~airflow_provider_aep.utils.flow_runs.decide`, exactly as poke mode does.
+    Retryable failures (429, 5xx, network) never end the wait; they are retried, then polling goes on.
+    """
+
+    def __init__(
+        self,
+        flow_id: str,
+        *,
+        end_time: float,
+        run_id: str | None = None,
+        created_after_ms: int | None = None,
+        aep_conn_id: str = "aep_default",
+        poll_interval: float = 60.0,
+        retry_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.flow_id = flow_id
+        self.run_id = run_id
+        self.created_after_ms = None if created_after_ms is None else int(created_after_ms)
+        self.aep_conn_id = aep_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = float(end_time)
+        # Validates now, in the worker, rather than failing later in the triggerer (plain data only).
+        self.retry_args = RetryPolicy.coerce(retry_args).to_dict()
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "flow_id": self.flow_id,
+                "run_id": self.run_id,
+                "created_after_ms": self.created_after_ms,
+                "aep_conn_id": self.aep_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "retry_args": self.retry_args,
+            },
+        )
+
+    def _make_hook(self) -> AEPAsyncHook:
+        return AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        fired = False
+        run_id = self.run_id
+        summary: dict[str, Any] | None = None
+        try:
+            async with self._make_hook() as hook:
+                config = await hook.get_config()
+                warned: set[str] = set()
+                while True:
+                    # Deadline before status, so a run that keeps us waiting can't outlive it by more than one poll.
+                    if time.time() >= self.end_time:
+                        url = (summary or {}).get("run_url") or await hook.dataflow_url(self.flow_id)
+                        message = timeout_message(
+                            self.flow_id, run_id, (summary or {}).get("status"), self.end_time, url
+                        )
+                        self.log.info(message)
+                        fired = True
+                        yield TriggerEvent(self._event("timeout", message, run_id, summary))
+                        return
+                    try:
+                        run = await self._read(hook, run_id)
+                    except AEPApiError as exc:
+                        if not is_retryable(exc):
+                            raise
+                        self.log.warning("Reading AEP flow run status failed after retries (%s); polling on", exc)
+                        run = None
+                    else:
+                        if run is None:
+                            self.log.info(
+                                "No run of AEP flow %s created at or after %s ms yet", self.flow_id, self.created_after_ms
+                            )
+                    if run is not None:
+                        summary = run_summary(run, self.flow_id, config.org_id, config.sandbox)
+                        if run_id is None:  # follow this run to its end, even if a newer one starts meanwhile
+                            run_id = summary["run_id"]
+                            self.log.info("Watching AEP flow run %s (%s)", run_id, summary["run_url"])
+                        self.log.info(progress_line(summary, time.time()))
+                        outcome = outcome_of(summary["status"], warned=warned, logger=self.log)
+                        if outcome is not Outcome.WAIT:
+                            fired = True
+                            yield TriggerEvent(
+                                self._event(EVENT_STATUS[outcome], f"run finished {summary['status']}", run_id, summary)
+                            )
+                            return
+                    await hook.sleep(max(0.0, min(self.poll_interval, self.end_time - time.time())))
+        except Exception as exc:
+            if fired:  # e.g. closing the client failed after the event went out: never send a second event
+                self.log.warning("Ignoring an error after the event was sent: %s", exc)
+                return
+            self.log.exception("AEPFlowRunTrigger for flow %s failed", self.flow_id)
+            yield TriggerEvent(self._event("error", f"{type(exc).__name__}: {exc}", run_id, summary))
+            return
+
+    async def _read(self, hook: AEPAsyncHook, run_id: str | None) -> dict[str, Any] | None:
+        if run_id is not None:
+            return await hook.get_run(run_id)
+        runs = await hook.list_runs(self.flow_id, created_after_ms=self.created_after_ms)
+        return runs[0] if runs else None
+
+    def _event(self, status: str, message: str, run_id: str | None, summary: dict[str, Any] | None) -> dict[str, Any]:
+        return {"status": status, "message": message, "flow_id": self.flow_id, "run_id": run_id, "summary": summary}

@@ -1,0 +1,266 @@
+"""The one status table, run summaries, error extraction, the decision, and time-value parsing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from datetime import date, datetime, timedelta, timezone
+
+import pendulum
+import pytest
+
+from airflow_provider_aep.exceptions import AEPFlowRunFailedError
+from airflow_provider_aep.utils.flow_runs import (
+    STATUS_OUTCOMES,
+    FlowRunStatus,
+    Outcome,
+    decide,
+    outcome_of,
+    progress_line,
+    run_errors,
+    run_summary,
+    timeout_message,
+)
+from airflow_provider_aep.utils.timestamps import to_epoch_ms, to_epoch_seconds
+
+ORG = "ABCDEF1234567890@AdobeOrg"
+STARTED_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+
+
+def make_run(
+    status: str | None = "success",
+    *,
+    run_id: str = "run-1",
+    flow_id: str = "flow-1",
+    created_at: int = STARTED_MS - 5_000,
+    started: int | None = STARTED_MS,
+    completed: int | None = STARTED_MS + 90_500,
+    errors: list[dict] | None = None,
+    activities: list[dict] | None = None,
+    records: dict | None = None,
+) -> dict:
+    """A run object shaped like GET /runs/{id} items[0] (aep-api.md §4.9)."""
+    duration = {}
+    if started is not None:
+        duration["startedAtUTC"] = started
+    if completed is not None and status in ("success", "failed", "partialSuccess"):
+        duration["completedAtUTC"] = completed
+    status_summary: dict = {"errors": errors or []}
+    if status is not None:
+        status_summary["status"] = status
+    return {
+        "id": run_id,
+        "flowId": flow_id,
+        "createdAt": created_at,
+        "updatedAt": created_at,
+        "metrics": {
+            "durationSummary": duration,
+            "sizeSummary": {"inputBytes": 1000, "outputBytes": -1},
+            "recordSummary": records
+            if records is not None
+            else {"inputRecordCount": 1200, "outputRecordCount": 1150, "failedRecordCount": 50},
+            "fileSummary": {"inputFileCount": 2, "outputFileCount": 1, "failedFileCount": 0},
+            "statusSummary": status_summary,
+        },
+        "activities": activities or [],
+    }
+
+
+FAILED_ACTIVITIES = [
+    {
+        "id": "a1",
+        "name": "Copy Activity",
+        "statusSummary": {"status": "failed", "errors": [{"code": "CONNECTOR-1001-500", "message": "copy failed"}]},
+    },
+    {
+        "id": "a2",
+        "name": "Promotion Activity",
+        "statusSummary": {
+            "status": "failed",
+            "errors": [],
+            "extensions": {"errors": [{"code": "INGEST-1212-400", "message": "bad record", "recordCount": 50}]},
+        },
+    },
+]
+
+
+# ---------------------------------------------------------------- the table
+def test_every_known_status_has_exactly_one_outcome():
+    assert dict(STATUS_OUTCOMES) == {
+        "scheduled": Outcome.WAIT,
+        "inProgress": Outcome.WAIT,
+        "success": Outcome.SUCCESS,
+        "partialSuccess": Outcome.PARTIAL,
+        "failed": Outcome.FAILED,
+    }
+    assert {s.value for s in FlowRunStatus} == set(STATUS_OUTCOMES)
+
+
+def test_status_matching_ignores_case():
+    assert outcome_of("Failed") is Outcome.FAILED
+    assert outcome_of("INPROGRESS") is Outcome.WAIT
+
+
+def test_unknown_status_waits_and_warns_once_per_status(caplog):
+    warned: set[str] = set()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            assert outcome_of("cancelling", warned=warned) is Outcome.WAIT
+        assert outcome_of("queued", warned=warned) is Outcome.WAIT
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "'cancelling'" in warnings[0] and "'queued'" in warnings[1]
+
+
+def test_a_run_without_a_status_yet_waits_silently(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert outcome_of(None, warned=set()) is Outcome.WAIT
+    assert not caplog.records
+
+
+# ---------------------------------------------------------------- summaries and errors
+def test_summary_has_ids_times_counts_and_links_and_is_json():
+    summary = run_summary(make_run("success"), "flow-1", ORG, "dev")
+    assert json.loads(json.dumps(summary)) == summary
+    assert summary == {
+        "run_id": "run-1",
+        "flow_id": "flow-1",
+        "status": "success",
+        "created_at": "2023-12-31T23:59:55+00:00",
+        "started_at": "2024-01-01T00:00:00+00:00",
+        "completed_at": "2024-01-01T00:01:30.500000+00:00",
+        "duration_seconds": 90.5,
+        "records": {"input": 1200, "output": 1150, "failed": 50},
+        "files": {"input": 2, "output": 1, "failed": 0},
+        "errors": [],
+        "dataflow_url": f"https://experience.adobe.com/#/@{ORG}/sname:dev/platform/source/dataflows/flow-1/activity",
+        "run_url": f"https://experience.adobe.com/#/@{ORG}/sname:dev/platform/source/dataflows/flow-1/activity/run-1",
+    }
+
+
+def test_summary_of_a_run_in_progress_has_no_completion_and_unknown_counts_are_none():
+    run = make_run("inProgress", records={"inputRecordCount": -1})
+    summary = run_summary(run, None, ORG, "prod")
+    assert summary["flow_id"] == "flow-1"  # taken from the run when not given
+    assert (summary["completed_at"], summary["duration_seconds"]) == (None, None)
+    assert summary["records"] == {"input": None, "output": None, "failed": None}
+
+
+def test_errors_come_from_the_run_and_every_activity_deduplicated():
+    run = make_run(
+        "failed",
+        errors=[{"code": "CONNECTOR-1001-500", "message": "copy failed"}],
+        activities=FAILED_ACTIVITIES,
+    )
+    assert run_errors(run) == [
+        {"code": "CONNECTOR-1001-500", "message": "copy failed"},
+        {"code": "INGEST-1212-400", "message": "bad record", "activity": "Promotion Activity"},
+    ]
+
+
+def test_errors_are_read_from_the_misspelt_activities_key_too():
+    run = make_run("failed")
+    run["activites"] = run.pop("activities") + FAILED_ACTIVITIES[:1]
+    assert run_errors(run) == [{"code": "CONNECTOR-1001-500", "message": "copy failed", "activity": "Copy Activity"}]
+
+
+def test_summary_keeps_at_most_twenty_errors():
+    errors = [{"code": f"E-{i}", "message": "m"} for i in range(50)]
+    assert len(run_summary(make_run("failed", errors=errors), "f", ORG, "dev")["errors"]) == 20
+
+
+def test_progress_line_shows_status_elapsed_and_records():
+    summary = run_summary(make_run("inProgress"), "flow-1", ORG, "dev")
+    line = progress_line(summary, now=STARTED_MS / 1000 + 125)
+    assert line == "AEP flow run run-1 of flow flow-1: inProgress, elapsed 2m05s; records input 1,200, output 1,150, failed 50"
+
+
+# ---------------------------------------------------------------- decision
+def test_success_returns_the_summary():
+    summary = run_summary(make_run("success"), "flow-1", ORG, "dev")
+    assert decide(summary) == summary
+
+
+def test_failed_raises_with_codes_messages_and_the_run_link():
+    run = make_run("failed", errors=[{"code": "CONNECTOR-1001-500", "message": "copy failed"}], activities=FAILED_ACTIVITIES)
+    summary = run_summary(run, "flow-1", ORG, "dev")
+    with pytest.raises(AEPFlowRunFailedError) as err:
+        decide(summary)
+    text = str(err.value)
+    assert "run-1" in text and "failed" in text
+    assert "[CONNECTOR-1001-500] copy failed" in text
+    assert "[INGEST-1212-400] bad record" in text
+    assert summary["run_url"] in text
+    assert err.value.summary == summary
+
+
+def test_partial_success_warns_by_default_and_fails_when_asked(caplog):
+    summary = run_summary(make_run("partialSuccess", activities=FAILED_ACTIVITIES[1:]), "flow-1", ORG, "dev")
+    with caplog.at_level(logging.WARNING):
+        assert decide(summary) == summary
+    warning = caplog.records[-1].getMessage()
+    assert "partialSuccess" in warning and "50 records failed" in warning and summary["run_url"] in warning
+    with pytest.raises(AEPFlowRunFailedError, match=r"partialSuccess.*INGEST-1212-400"):
+        decide(summary, fail_on_partial_success=True)
+
+
+@pytest.mark.parametrize("status", ["scheduled", "inProgress", "somethingNew", None])
+def test_deciding_an_unfinished_run_is_a_programming_error(status):
+    with pytest.raises(ValueError):
+        decide(run_summary(make_run(status), "f", ORG, "dev"))
+
+
+def test_failure_survives_pickling():
+    err = AEPFlowRunFailedError("boom", {"run_id": "r"})
+    clone = pickle.loads(pickle.dumps(err))
+    assert (str(clone), clone.summary) == ("boom", {"run_id": "r"})
+
+
+def test_timeout_message_names_the_run_status_deadline_and_link():
+    text = timeout_message("flow-1", "run-1", "inProgress", STARTED_MS / 1000, "https://x/run-1")
+    assert text == (
+        "Timed out waiting for AEP flow run run-1 of flow flow-1: the deadline 2024-01-01T00:00:00+00:00 passed "
+        "(last status 'inProgress'). See https://x/run-1"
+    )
+    assert "no matching run appeared" in timeout_message("flow-1", None, None, 0, "u")
+
+
+# ---------------------------------------------------------------- time values
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2024, 1, 1, tzinfo=timezone.utc),
+        datetime(2024, 1, 1),  # naive means UTC
+        datetime(2024, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+        pendulum.datetime(2024, 1, 1, tz="UTC"),
+        date(2024, 1, 1),
+        "2024-01-01T00:00:00Z",
+        "2024-01-01 00:00:00+00:00",  # how "{{ data_interval_start }}" renders
+        "2024-01-01T01:00:00+01:00",
+        1_704_067_200,
+        1_704_067_200.0,
+        1_704_067_200_000,
+        "1704067200",
+        "1704067200000",
+        " 1704067200.000 ",
+    ],
+)
+def test_to_epoch_ms_accepts_datetimes_iso_strings_seconds_and_milliseconds(value):
+    assert to_epoch_ms(value) == STARTED_MS
+
+
+def test_to_epoch_ms_none_and_empty_mean_no_value():
+    assert to_epoch_ms(None) is None
+    assert to_epoch_ms("  ") is None
+
+
+@pytest.mark.parametrize("value", ["yesterday-ish", True, [1], float("nan")])
+def test_to_epoch_ms_rejects_other_values(value):
+    with pytest.raises(ValueError):
+        to_epoch_ms(value)
+
+
+def test_to_epoch_seconds_truncates():
+    assert to_epoch_seconds(1_704_067_200_999) == 1_704_067_200
+    assert to_epoch_seconds(None) is None
