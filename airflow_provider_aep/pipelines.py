@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_aep.hooks.aep import DATA_LAKE_CONNECTION_SPEC_ID
+from airflow_provider_aep.exceptions import AEPValidationError
+from airflow_provider_aep.hooks.aep import DATA_LAKE_CONNECTION_SPEC_ID, AEPHook
 from airflow_provider_aep.operators.catalog import AEPCreateDatasetOperator
 from airflow_provider_aep.operators.conversion import AEPCreateMappingSetOperator
 from airflow_provider_aep.operators.flow_service import (
@@ -22,7 +23,11 @@ from airflow_provider_aep.operators.flow_service import (
     AEPCreateTargetConnectionOperator,
     AEPGetFlowSpecOperator,
 )
-from airflow_provider_aep.operators.schema_registry import AEPCreateAdHocSchemaOperator, AEPCreateSchemaOperator
+from airflow_provider_aep.operators.schema_registry import (
+    AEPCreateAdHocSchemaOperator,
+    AEPCreateSchemaOperator,
+    adhoc_class_title,
+)
 from airflow_provider_aep.operators.teardown import AEPDeleteResourcesOperator
 
 GENERIC_ODATA_CONNECTION_SPEC_ID = "8e6b41a8-d998-4545-ad7d-c6a9fff406c3"
@@ -30,6 +35,51 @@ PROFILE_FIELD_GROUPS = (
     "https://ns.adobe.com/xdm/context/profile-person-details",
     "https://ns.adobe.com/xdm/context/profile-personal-details",
 )
+
+
+RESOURCE_SUFFIXES = {
+    "adhoc_schema": "ad hoc schema",
+    "dataset_base_connection": "dataset base connection",
+    "base_connection": "base connection",
+    "source_connection": "source connection",
+    "target_schema": "target schema",
+    "dataset": "dataset",
+    "target_connection": "target connection",
+    "mapping_set": "mapping set",
+    "dataflow": "dataflow",
+}
+
+
+def pipeline_resource_names(name: str) -> dict[str, str]:
+    """The name (or title) of each resource of the pipeline called ``name``."""
+    if not isinstance(name, str) or not name.strip():
+        raise AEPValidationError(f"name={name!r}: must be a non-empty string")
+    return {key: f"{name.strip()} {suffix}" for key, suffix in RESOURCE_SUFFIXES.items()}
+
+
+def find_pipeline_resources(hook: AEPHook, name: str) -> dict[str, list[str]]:
+    """
+    Ids of every resource of the pipeline called ``name`` that exists, keyed like the arguments of
+    :class:`AEPDeleteResourcesOperator`, so a teardown can find what earlier runs created.
+    """
+    names = pipeline_resource_names(name)
+    adhoc = hook.find_schema_by_title(names["adhoc_schema"])
+    target = hook.find_schema_by_title(names["target_schema"])
+    adhoc_class = hook.find_class_by_title(adhoc_class_title(names["adhoc_schema"]))
+    return {
+        "flow_ids": [f["id"] for f in hook.find_flows_by_name(names["dataflow"])],
+        "source_connection_ids": [c["id"] for c in hook.find_source_connections_by_name(names["source_connection"])],
+        "target_connection_ids": [c["id"] for c in hook.find_target_connections_by_name(names["target_connection"])],
+        "base_connection_ids": [
+            c["id"]
+            for key in ("base_connection", "dataset_base_connection")
+            for c in hook.find_base_connections_by_name(names[key])
+        ],
+        "mapping_set_ids": [m["id"] for m in hook.find_mapping_sets_by_name(names["mapping_set"])],
+        "dataset_ids": [d["id"] for d in hook.find_datasets_by_name(names["dataset"])],
+        "schema_ids": [schema["$id"] for schema in (target, adhoc) if schema],
+        "class_ids": [adhoc_class["$id"]] if adhoc_class else [],
+    }
 
 
 @dataclass
@@ -85,7 +135,8 @@ def build_protocols_pipeline(
     """
     Add the provisioning tasks of the protocols tutorial to the current DAG or task group.
 
-    :param name: prefix of every resource name (``"<name> source connection"`` …); make it unique per pipeline.
+    :param name: prefix of every resource name (``"<name> source connection"`` …; see
+        :func:`pipeline_resource_names`); make it unique per pipeline. May be an XComArg or a mapped argument.
     :param source_table: the table (current variant) or path (legacy variant) to ingest.
     :param source_fields: column name → XDM type of the source data.
     :param variant: ``"current"`` (tabular source, no dataset base connection) or ``"legacy"`` (the seed:
@@ -110,11 +161,17 @@ def build_protocols_pipeline(
         columns = [{"name": column, "type": xdm_type} for column, xdm_type in dict(fields).items()]
         return {"data": {"format": "tabular"}, "params": {"tableName": table, "columns": columns}}
 
+    @task(task_id="resource_names", multiple_outputs=True)
+    def resource_names(value: Any) -> dict[str, str]:
+        """Names are computed at run time, so ``name`` may come from a template, an XCom or a mapping."""
+        return pipeline_resource_names(value)
+
+    names = resource_names(name)
     legacy = is_legacy_variant(variant)
-    adhoc = AEPCreateAdHocSchemaOperator(task_id="adhoc_schema", title=f"{name} ad hoc schema", fields=source_fields, **common)
+    adhoc = AEPCreateAdHocSchemaOperator(task_id="adhoc_schema", title=names["adhoc_schema"], fields=source_fields, **common)
     dataset_base = AEPCreateBaseConnectionOperator(
         task_id="dataset_base_connection",
-        name=f"{name} dataset base connection",
+        name=names["dataset_base_connection"],
         connection_spec_id=DATA_LAKE_CONNECTION_SPEC_ID,
         **common,
     )
@@ -122,7 +179,7 @@ def build_protocols_pipeline(
 
     base = AEPCreateBaseConnectionOperator(
         task_id="base_connection",
-        name=f"{name} base connection",
+        name=names["base_connection"],
         connection_spec_id=source_connection_spec_id,
         auth={"specName": "Anonymous Authentication", "params": {"url": odata_url}},
         **common,
@@ -130,7 +187,7 @@ def build_protocols_pipeline(
     spec = source_spec(variant, source_table, source_fields, adhoc.output)
     source = AEPCreateSourceConnectionOperator(
         task_id="source_connection",
-        name=f"{name} source connection",
+        name=names["source_connection"],
         base_connection_id=base.output,
         connection_spec_id=source_connection_spec_id,
         data=spec["data"],
@@ -138,12 +195,12 @@ def build_protocols_pipeline(
         **common,
     )
     target_schema = AEPCreateSchemaOperator(
-        task_id="target_schema", title=f"{name} target schema", field_group_ids=field_group_ids, **common
+        task_id="target_schema", title=names["target_schema"], field_group_ids=field_group_ids, **common
     )
-    dataset = AEPCreateDatasetOperator(task_id="dataset", name=f"{name} dataset", schema_id=target_schema.output, **common)
+    dataset = AEPCreateDatasetOperator(task_id="dataset", name=names["dataset"], schema_id=target_schema.output, **common)
     target = AEPCreateTargetConnectionOperator(
         task_id="target_connection",
-        name=f"{name} target connection",
+        name=names["target_connection"],
         dataset_id=dataset.output,
         schema_id=target_schema.output,
         base_connection_id=dataset_base.output,
@@ -152,13 +209,13 @@ def build_protocols_pipeline(
     )
     dataset_base >> target
     mapping = AEPCreateMappingSetOperator(
-        task_id="mapping_set", name=f"{name} mapping set", schema_id=target_schema.output, mappings=mappings, **common
+        task_id="mapping_set", name=names["mapping_set"], schema_id=target_schema.output, mappings=mappings, **common
     )
     flow_spec = AEPGetFlowSpecOperator(task_id="flow_spec", name=flow_spec_name, **common)
     copy_params = {"deltaColumn": {"name": delta_column}} if delta_column is not None else {}
     flow = AEPCreateFlowOperator(
         task_id="dataflow",
-        name=f"{name} dataflow",
+        name=names["dataflow"],
         flow_spec_id=flow_spec.output,
         source_connection_ids=[source.output],
         target_connection_ids=[target.output],

@@ -28,6 +28,11 @@ def adhoc_fields_of(xdm_class: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def adhoc_class_title(schema_title: str) -> str:
+    """The ad hoc class title used when none is given: titles must be unique across all XDM resources."""
+    return f"{schema_title} class"
+
+
 def _refs(schema: Mapping[str, Any]) -> set[str]:
     refs = {p["$ref"] for p in schema.get("allOf") or [] if isinstance(p, Mapping) and "$ref" in p}
     return refs | set(schema.get("meta:extends") or []) | set(schema.get("refs") or [])
@@ -66,7 +71,7 @@ class AEPCreateAdHocSchemaOperator(AEPBaseOperator):
 
     def execute(self, context: Any) -> str:
         title = require_text("title", self.title)
-        class_title = require_text("class_title", self.class_title or f"{title} class")
+        class_title = require_text("class_title", self.class_title or adhoc_class_title(title))
         properties = adhoc_field_properties(self.fields)
         hook = self.hook
 

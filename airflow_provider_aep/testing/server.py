@@ -204,6 +204,7 @@ class AEPEmulator:
         self.store = Store(self.sandboxes, clock or time.time)
         self._faults = FaultInjector(faults or FaultConfig(), seed=seed)
         self._tokens: dict[str, _Token] = {}
+        self._issued_tokens: list[str] = []
         self._outcomes: dict[str, _Outcome] = {}
         self._log: list[RequestRecord] = []
         self._meta_lock = threading.Lock()  # log, tokens, connection bookkeeping
@@ -304,7 +305,14 @@ class AEPEmulator:
         expires = self.store.now() + (self.token_ttl if ttl is None else ttl)
         with self._meta_lock:
             self._tokens[token] = _Token(client_id or self.client_id, expires)
+            self._issued_tokens.append(token)
         return token
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every token issued so far, revoked or expired ones included (to search logs for leaks)."""
+        with self._meta_lock:
+            return list(self._issued_tokens)
 
     def revoke_tokens(self) -> None:
         """Invalidate every token issued so far (clients must fetch a new one)."""

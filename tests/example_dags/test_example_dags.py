@@ -1,0 +1,195 @@
+"""The example DAGs: they load cleanly, run to success against the emulator, re-run safely, and fail or
+warn as designed on failed and partial runs; the main one survives faults without leaking secrets."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_aep.testing import AEPEmulator, FaultConfig
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
+DAG_IDS = {"aep_protocols_ingestion", "aep_scheduled_ingestion", "aep_multi_source_ingestion", "aep_teardown"}
+KINDS = ("classes", "schemas", "datasets", "connections", "sourceConnections", "targetConnections", "mappingSets", "flows")
+
+
+@pytest.fixture
+def emulator(monkeypatch):
+    # 600 emulated seconds per real second: a 15-minute schedule ticks every 1.5 s, a run lasts ~0.5 s.
+    with AEPEmulator(time_scale=600, min_run_seconds=0.3) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
+        yield emu
+
+
+@pytest.fixture
+def example(load_dag_file):
+    def _load(dag_id: str):
+        module = load_dag_file(EXAMPLES / f"{dag_id}.py", dag_id)
+        dag = module.dag
+        for task in dag.tasks:  # the examples poll like production DAGs; tests need not wait that long
+            if hasattr(task, "poke_interval"):
+                task.poke_interval = 0.2
+            if hasattr(task, "poll_interval"):
+                task.poll_interval = 0.2
+        return dag
+
+    return _load
+
+
+def _counts(emulator: AEPEmulator) -> dict[str, int]:
+    state = emulator.snapshot()["prod"]
+    return {kind: len(state[kind]) for kind in KINDS}
+
+
+def _states(run) -> dict[str, str]:
+    return {f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def _creates(emulator: AEPEmulator) -> list:
+    return [r for r in emulator.request_log if r.method == "POST" and "/ims/" not in r.path and not r.path.endswith("/runs")]
+
+
+# ---------------------------------------------------------------- loading
+def test_every_example_dag_loads_without_errors_or_api_calls(requests_mock, monkeypatch):
+    import httpx
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("an example DAG made an HTTP call at parse time")
+
+    monkeypatch.setattr(httpx.Client, "send", no_network)
+    monkeypatch.setattr(httpx.AsyncClient, "send", no_network)
+    bag = DagBag(dag_folder=str(EXAMPLES))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == DAG_IDS
+    assert requests_mock.request_history == []
+    for dag_id in DAG_IDS:
+        dag = bag.dags[dag_id]
+        assert dag.doc_md and "aep" in dag.tags
+
+
+def test_the_protocols_dag_has_a_typed_parameter_form():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_form_check", EXAMPLES / "aep_protocols_ingestion.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    params = module.dag.params
+    for key in ("name", "source_table", "source_fields", "mappings", "frequency", "interval"):
+        param = params.get_param(key)
+        assert param.schema.get("type") or param.schema.get("enum"), key
+        assert param.description, key
+
+
+# ---------------------------------------------------------------- aep_protocols_ingestion
+def test_protocols_dag_runs_and_rerun_creates_nothing(example, emulator):
+    dag = example("aep_protocols_ingestion")
+    first = dag.test(run_conf={"name": "Example Orders"})
+    assert first.state == "success", _states(first)
+    counts = _counts(emulator)
+    assert counts == {"classes": 1, "schemas": 2, "datasets": 1, "connections": 2, "sourceConnections": 1, "targetConnections": 1, "mappingSets": 1, "flows": 1}
+    flow = next(iter(emulator.snapshot()["prod"]["flows"].values()))
+    assert flow["name"] == "Example Orders dataflow"
+
+    emulator.reset_log()
+    second = dag.test(run_conf={"name": "Example Orders"})
+    assert second.state == "success", _states(second)
+    assert _counts(emulator) == counts
+    assert _creates(emulator) == []
+
+
+def test_protocols_dag_current_variant(example, emulator):
+    dag = example("aep_protocols_ingestion")
+    run = dag.test(run_conf={"name": "Current Orders", "variant": "current"})
+    assert run.state == "success", _states(run)
+    states = _states(run)
+    assert states["adhoc_schema"] == states["dataset_base_connection"] == "skipped"
+    source = next(iter(emulator.snapshot()["prod"]["sourceConnections"].values()))
+    assert source["data"]["format"] == "tabular" and source["params"]["tableName"] == "Orders"
+
+
+def test_protocols_dag_fails_on_a_failed_run_with_the_aep_error(example, emulator, capsys):
+    emulator.set_flow_outcome("Failing Orders dataflow", "failed")
+    dag = example("aep_protocols_ingestion")
+    run = dag.test(run_conf={"name": "Failing Orders"})
+    assert run.state == "failed"
+    assert _states(run)["wait_for_first_run"] == "failed"
+    assert "CONNECTOR-1001-500" in capsys.readouterr().out
+
+
+def test_protocols_dag_warns_on_a_partial_success(example, emulator, capsys):
+    emulator.set_flow_outcome("Partial Orders dataflow", "partialSuccess")
+    dag = example("aep_protocols_ingestion")
+    run = dag.test(run_conf={"name": "Partial Orders"})
+    assert run.state == "success", _states(run)
+    out = capsys.readouterr().out
+    assert "partialSuccess" in out and "warning" in out.lower()
+
+
+def test_protocols_dag_survives_faults_and_leaks_no_secret(example, monkeypatch, capfd):
+    # Tokens live 30 s: the DAG run outlives its first token, so the hooks must refresh mid-run.
+    with AEPEmulator(time_scale=600, min_run_seconds=0.3, token_ttl=30, seed=3) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
+        emu.faults = FaultConfig(rate=0.3, drop_after_commit_rate=0.3, retry_after=0, seed=21)
+        dag = example("aep_protocols_ingestion")
+        for task in dag.tasks:
+            if hasattr(task, "aep_retry_delay"):
+                task.aep_retry_delay = 0.01
+                task.aep_retry_limit = 10
+        # Refresh-ahead starts 5 minutes before expiry: with a 30 s TTL every call fetches a new token,
+        # which is the harshest expiry case.
+        run = dag.test(run_conf={"name": "Faulty Orders"})
+        assert run.state == "success", _states(run)
+        assert _counts(emu) == {"classes": 1, "schemas": 2, "datasets": 1, "connections": 2, "sourceConnections": 1, "targetConnections": 1, "mappingSets": 1, "flows": 1}
+        faults = collections.Counter(r.fault for r in emu.request_log if r.fault)
+        assert faults["drop_after_commit"] >= 1 and len(faults) >= 2, faults
+        tokens = emu.issued_tokens
+        assert len(tokens) > 1
+        logs = capfd.readouterr()
+        text = logs.out + logs.err
+        assert "Created dataflow" in text  # the task logs really are in what we searched
+        assert emu.client_secret not in text
+        for token in tokens:
+            assert token not in text
+
+
+# ---------------------------------------------------------------- the other examples
+def test_scheduled_dag_runs_on_demand_for_its_interval(example, emulator):
+    import pendulum
+
+    dag = example("aep_scheduled_ingestion")
+    logical_date = pendulum.datetime(2026, 1, 1, 10, tz="UTC")
+    run = dag.test(logical_date=logical_date)
+    assert run.state == "success", _states(run)
+    flow = next(iter(emulator.snapshot()["prod"]["flows"].values()))
+    assert flow["scheduleParams"]["frequency"] == "once"
+    posted = [r for r in emulator.request_log if r.method == "POST" and r.path.endswith("/runs")]
+    assert len(posted) == 1
+    report = run.get_task_instance("report_metrics").xcom_pull(task_ids="report_metrics")
+    assert report["status"] == "success" and report["records_input"] > 0
+
+
+def test_multi_source_dag_maps_one_pipeline_per_table(example, emulator):
+    dag = example("aep_multi_source_ingestion")
+    run = dag.test()
+    assert run.state == "success", _states(run)
+    flows = sorted(f["name"] for f in emulator.snapshot()["prod"]["flows"].values())
+    assert flows == ["Multi Customers dataflow", "Multi Employees dataflow", "Multi Orders dataflow"]
+    sensors = [ti for ti in run.get_task_instances() if ti.task_id.endswith("wait_for_first_run")]
+    assert sorted(ti.map_index for ti in sensors) == [0, 1, 2]
+    assert all(ti.state == "success" for ti in sensors)
+
+
+def test_teardown_dag_removes_what_a_run_created(example, emulator):
+    created = example("aep_protocols_ingestion").test(run_conf={"name": "Doomed Orders"})
+    assert created.state == "success", _states(created)
+    assert sum(_counts(emulator).values()) == 10
+
+    run = example("aep_teardown").test(run_conf={"name": "Doomed Orders"})
+    assert run.state == "success", _states(run)
+    assert _counts(emulator) == dict.fromkeys(KINDS, 0)
+    again = example("aep_teardown").test(run_conf={"name": "Doomed Orders"})
+    assert again.state == "success", _states(again)
