@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -49,6 +50,14 @@ log = logging.getLogger(__name__)
 Timeout = float | tuple[float, float]
 # One IMS call per event loop when many triggers find the cache empty at once. asyncio locks bind to a loop.
 _token_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+# Hooks without a custom transport share one AsyncClient per event loop. Each client builds its own SSL context
+# (~30 ms of CPU, ~1 MB): with a client per hook, 1,000 triggers blocked the triggerer's loop for tens of seconds
+# and added ~1 GB (bench/RESULTS.md). The shared pool is bounded and keeps its idle connections for reuse.
+# Requests beyond the pool size wait on a semaphore, not in httpcore's pool, whose queue costs
+# O(waiting x connections) per dispatch: 1,000 triggers polling at once made that the loop's bottleneck.
+SHARED_CLIENT_MAX_CONNECTIONS = 50
+_shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_request_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
 async def async_sleep(seconds: float) -> None:
@@ -66,6 +75,30 @@ def _token_lock() -> asyncio.Lock:
     if lock is None:
         lock = _token_locks[loop] = asyncio.Lock()
     return lock
+
+
+def _shared_client() -> httpx.AsyncClient | None:
+    """The running loop's shared client (created on first use), or None outside a running loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    client = _shared_clients.get(loop)
+    if client is None or client.is_closed:
+        limits = httpx.Limits(
+            max_connections=SHARED_CLIENT_MAX_CONNECTIONS, max_keepalive_connections=SHARED_CLIENT_MAX_CONNECTIONS
+        )
+        client = _shared_clients[loop] = httpx.AsyncClient(limits=limits, headers={"User-Agent": user_agent()})
+    return client
+
+
+def _request_slot() -> asyncio.Semaphore:
+    """At most SHARED_CLIENT_MAX_CONNECTIONS requests of the running loop's shared client in flight."""
+    loop = asyncio.get_running_loop()
+    slot = _request_slots.get(loop)
+    if slot is None:
+        slot = _request_slots[loop] = asyncio.Semaphore(SHARED_CLIENT_MAX_CONNECTIONS)
+    return slot
 
 
 def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
@@ -99,8 +132,9 @@ async def aget_connection(conn_id: str) -> Any:
 
 class AEPAsyncHook(BaseHook):
     """
-    Async AEP calls for triggers: one ``httpx.AsyncClient`` for the hook's life, used as
-    ``async with AEPAsyncHook(...) as hook:``.
+    Async AEP calls for triggers, used as ``async with AEPAsyncHook(...) as hook:``. Inside an event loop,
+    hooks share that loop's ``httpx.AsyncClient`` (one connection pool for all triggers); with a custom
+    ``transport``, or outside a loop, the hook owns a client for its life and closes it on exit.
 
     Tokens, headers, retries (``Retry-After`` honoured), 401 refresh-once and error decoding are the
     sync :class:`~airflow_provider_aep.hooks.aep.AEPHook`'s, from ``utils.http``; the token cache is shared
@@ -128,6 +162,7 @@ class AEPAsyncHook(BaseHook):
         self._token_cache = token_cache
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._owns_client = False
         self._config: AEPConnectionConfig | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -141,14 +176,22 @@ class AEPAsyncHook(BaseHook):
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None or self._client.is_closed:
-            self._client = httpx.AsyncClient(
+            shared = _shared_client() if self._transport is None else None
+            self._owns_client = shared is None
+            self._client = shared or httpx.AsyncClient(
                 transport=self._transport, timeout=_httpx_timeout(self.timeout), headers={"User-Agent": user_agent()}
             )
         return self._client
 
+    def _slot(self) -> Any:
+        client = self.client  # resolves shared vs own
+        return contextlib.nullcontext() if self._owns_client or client is None else _request_slot()
+
     async def aclose(self) -> None:
+        """Close the hook's own client; a loop's shared client stays open for the other hooks."""
         if self._client is not None:
-            await self._client.aclose()
+            if self._owns_client:
+                await self._client.aclose()
             self._client = None
 
     def get_conn(self) -> httpx.AsyncClient:
@@ -197,12 +240,13 @@ class AEPAsyncHook(BaseHook):
         url = token_url(config)
         request_id = new_request_id()
         try:
-            response = await self.client.post(
-                url,
-                data=token_form(config),
-                headers={"x-request-id": request_id, "Accept": "application/json"},
-                timeout=_httpx_timeout(TOKEN_TIMEOUT),
-            )
+            async with self._slot():
+                response = await self.client.post(
+                    url,
+                    data=token_form(config),
+                    headers={"x-request-id": request_id, "Accept": "application/json"},
+                    timeout=_httpx_timeout(TOKEN_TIMEOUT),
+                )
         except httpx.TransportError as exc:
             raise httpx_transport_error(exc, method="POST", url=url, request_id=request_id) from None
         token, expires_in = parse_token_response(
@@ -264,7 +308,10 @@ class AEPAsyncHook(BaseHook):
             )
             started = time.monotonic()
             try:
-                response = await self.client.request(method, url, params=_query(params), json=json, headers=sent_headers)
+                async with self._slot():
+                    response = await self.client.request(
+                        method, url, params=_query(params), json=json, headers=sent_headers, timeout=_httpx_timeout(self.timeout)
+                    )
             except httpx.TransportError as exc:
                 raise httpx_transport_error(exc, method=method, url=url, request_id=request_id) from None
             log.debug(

@@ -1,0 +1,1 @@
+"""Benchmarks of airflow-provider-aep: run ``make bench`` (writes bench/RESULTS.md)."""
