@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench install clean
+.PHONY: test test-compat demo bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,22 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The same suite on Airflow 2.11, in a second venv. Tests of Airflow 3-only machinery (a full
+# `airflow standalone`, the wheel install check, the benchmarks' smoke runs) run once, in `make test`.
+COMPAT_VENV ?= .venv-compat
+COMPAT_AIRFLOW ?= 2.11.*
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+
+$(COMPAT_STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install --quiet --upgrade pip
+	$(COMPAT_VENV)/bin/pip install --quiet -e '.[test]' 'apache-airflow==$(COMPAT_AIRFLOW)'
+	touch $(COMPAT_STAMP)
+
+test-compat: $(COMPAT_STAMP)
+	$(COMPAT_VENV)/bin/python -m pytest -q --ignore=tests/integration/test_full_stack.py \
+		--ignore=tests/test_packaging.py --ignore=tests/bench
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-try:
-    from airflow.sdk.exceptions import AirflowException
-except ImportError:  # Airflow 2
-    from airflow.exceptions import AirflowException  # type: ignore[no-redef,attr-defined]
+from airflow_provider_aep.version_compat import AirflowException
 
 
 class AEPConnectionConfigError(AirflowException):

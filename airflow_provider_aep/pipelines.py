@@ -143,7 +143,7 @@ def build_protocols_pipeline(
         ad hoc schema, ``parquet_xdm`` source, dataset base connection on the target); may be a template.
     :param operator_kwargs: passed to every operator (``aep_retry_limit``, ``if_exists``, ``pool`` …).
     """
-    from airflow.sdk import task
+    from airflow_provider_aep.version_compat import task
 
     common = {"aep_conn_id": aep_conn_id, **operator_kwargs}
 

@@ -32,6 +32,16 @@ def conn_json(**extra_overrides):
     return json.dumps({"conn_type": "aep", "login": CLIENT_ID, "password": CLIENT_SECRET, "extra": extra})
 
 
+def airflow_3() -> bool:
+    from airflow_provider_aep.version_compat import AIRFLOW_V_3_0_PLUS
+
+    return AIRFLOW_V_3_0_PLUS
+
+
+# Where Airflow's own secret masker lives, to spy on what the provider registers.
+SECRET_MASKER = "airflow.sdk.log.mask_secret" if airflow_3() else "airflow.utils.log.secrets_masker.mask_secret"
+
+
 class RecordingTI:
     """Stands in for the TaskInstance in unit tests: records XCom pushes and their order."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 SOURCE = """
 import pendulum
-from airflow.sdk import dag, task
+from airflow_provider_aep.version_compat import dag, task
 
 @dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False)
 def harness_check():

@@ -49,10 +49,7 @@ from airflow_provider_aep.utils.http import (
 if TYPE_CHECKING:  # requests is imported where it is used: ~40 ms off every DAG parse (bench/RESULTS.md)
     import requests
 
-try:
-    from airflow.sdk import BaseHook
-except ImportError:  # Airflow 2
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined]
+from airflow_provider_aep.version_compat import BaseHook
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-try:
-    from airflow.sdk import BaseOperatorLink
-    from airflow.sdk.execution_time.xcom import XCom
-except ImportError:  # Airflow 2
-    from airflow.models import BaseOperatorLink, XCom  # type: ignore[no-redef,attr-defined]
+from airflow_provider_aep.version_compat import BaseOperatorLink, XCom
 
 DATAFLOW_URL_KEY = "dataflow_url"
 RUN_URL_KEY = "run_url"

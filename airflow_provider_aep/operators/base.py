@@ -9,10 +9,7 @@ from typing import Any
 from airflow_provider_aep.exceptions import AEPApiError, AEPResourceConflictError, AEPValidationError
 from airflow_provider_aep.hooks.aep import AEPHook
 
-try:
-    from airflow.sdk import BaseOperator
-except ImportError:  # Airflow 2
-    from airflow.models import BaseOperator  # type: ignore[no-redef,attr-defined]
+from airflow_provider_aep.version_compat import BaseOperator
 
 IF_EXISTS_CHOICES = ("reuse", "fail")
 

@@ -19,12 +19,18 @@ from airflow_provider_aep.utils.validation import (
     validate_against_flow_spec,
 )
 
-try:
-    from airflow.sdk.definitions.param import ParamsDict
-except ImportError:  # Airflow 2
-    from airflow.models.param import ParamsDict  # type: ignore[no-redef,attr-defined]
+from airflow_provider_aep.version_compat import ParamsDict
 
 TARGET_SCHEMA_VERSION = "application/vnd.adobe.xed-full+json;version=1"
+
+
+def _current_dag() -> Any:
+    """The DAG being defined around the operator, if any (only needed on Airflow 2)."""
+    try:
+        from airflow.models.dag import DagContext  # Airflow 2
+    except ImportError:
+        return None
+    return DagContext.get_current_dag()
 
 
 def _spec_ref(spec_id: str) -> dict[str, str]:
@@ -128,7 +134,7 @@ class AEPCreateSourceConnectionOperator(AEPBaseOperator):
         **kwargs: Any,
     ) -> None:
         # Airflow merges DAG Params into `params` before __init__ runs; keep only what this task was given.
-        own, inherited = _split_task_params(params)
+        own, inherited = _split_task_params(params, kwargs.get("dag") or _current_dag())
         super().__init__(params=inherited, **kwargs)
         self.name = name
         self.base_connection_id = base_connection_id
@@ -203,15 +209,19 @@ class AEPCreateSourceConnectionOperator(AEPBaseOperator):
         return data, params
 
 
-def _split_task_params(params: Any) -> tuple[dict[str, Any], Any]:
+def _split_task_params(params: Any, dag: Any) -> tuple[dict[str, Any], Any]:
     """Split what Airflow hands ``__init__`` as ``params`` into this task's own values and the DAG's Params."""
     if params is None:
         return {}, None
-    if isinstance(params, ParamsDict):
+    if not isinstance(params, ParamsDict):
+        return dict(params), None
+    if hasattr(ParamsDict, "filter_params_by_source"):  # Airflow 3 tags each Param with where it came from
         own = ParamsDict.filter_params_by_source(params, "task")
-        inherited = ParamsDict.filter_params_by_source(params, "dag")
-        return {key: own.get_param(key).value for key in own}, inherited
-    return dict(params), None
+        return {key: own.get_param(key).value for key in own}, ParamsDict.filter_params_by_source(params, "dag")
+    # Airflow 2 merged them untagged: what the DAG declares with the same value is the DAG's.
+    dag_params = dag.params if dag is not None else {}
+    own_keys = [k for k in params if k not in dag_params or dag_params.get_param(k).value != params.get_param(k).value]
+    return {k: params.get_param(k).value for k in own_keys}, {k: params.get_param(k) for k in params if k not in own_keys}
 
 
 class AEPCreateTargetConnectionOperator(AEPBaseOperator):

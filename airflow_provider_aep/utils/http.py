@@ -23,6 +23,7 @@ from typing import Any
 from airflow_provider_aep import __version__
 from airflow_provider_aep.exceptions import AEPApiError, AEPTransportError
 from airflow_provider_aep.utils.connection import AEPConnectionConfig
+from airflow_provider_aep.version_compat import mask_secret
 
 log = logging.getLogger(__name__)
 
@@ -346,17 +347,6 @@ class TokenCache:
 
 
 TOKEN_CACHE = TokenCache()
-
-
-def mask_secret(value: str | None) -> None:
-    """Register a secret with Airflow's masker so it is redacted from task logs."""
-    if not value:
-        return
-    try:
-        from airflow.sdk.log import mask_secret as _mask
-    except ImportError:  # Airflow 2
-        from airflow.utils.log.secrets_masker import mask_secret as _mask  # type: ignore[no-redef]
-    _mask(value)
 
 
 

@@ -12,7 +12,15 @@ import time_machine
 
 from airflow_provider_aep.exceptions import AEPApiError, AEPTransportError
 from airflow_provider_aep.hooks.aep import AEPHook
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, IMS, ORG_ID, PLATFORM, TOKEN
+from tests.conftest import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    IMS,
+    ORG_ID,
+    PLATFORM,
+    SECRET_MASKER,
+    TOKEN,
+)
 
 FS = f"{PLATFORM}/data/foundation/flowservice"
 SR = f"{PLATFORM}/data/foundation/schemaregistry"
@@ -422,7 +430,7 @@ def test_secrets_never_reach_logs_or_exception_text(hook, requests_mock, caplog,
 
 def test_tokens_are_registered_with_the_secret_masker(hook, ims, requests_mock, monkeypatch):
     masked: list[str] = []
-    monkeypatch.setattr("airflow.sdk.log.mask_secret", masked.append)
+    monkeypatch.setattr(SECRET_MASKER, masked.append)
     requests_mock.get(f"{FS}/flows/f1", json={"items": [{"id": "f1"}]})
     hook.get_flow("f1")
     assert CLIENT_SECRET in masked

@@ -217,7 +217,7 @@ async def test_async_hook_reads_the_same_runs_as_the_sync_hook(emulator, hook):
 # ---------------------------------------------------------------- dag.test(): real Airflow task runs
 SENSOR_DAG = '''
 import pendulum
-from airflow.sdk import dag, task
+from airflow_provider_aep.version_compat import dag, task
 from airflow_provider_aep.sensors.flow_run import AEPFlowRunSensor
 
 @dag(schedule="@hourly", start_date=pendulum.datetime(2024, 1, 1), catchup=False)
@@ -239,7 +239,7 @@ def {name}():
 
 RUN_FLOW_DAG = '''
 import pendulum
-from airflow.sdk import dag, task
+from airflow_provider_aep.version_compat import dag, task
 from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator
 from airflow_provider_aep.sensors.flow_run import AEPFlowRunSensor
 

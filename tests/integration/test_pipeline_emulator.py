@@ -10,7 +10,7 @@ from airflow_provider_aep.testing import AEPEmulator, FaultConfig
 
 DAG_SOURCE = '''
 import pendulum
-from airflow.sdk import DAG
+from airflow_provider_aep.version_compat import DAG
 from airflow_provider_aep.pipelines import build_protocols_pipeline
 
 with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False,
@@ -42,11 +42,6 @@ def _counts(emulator: AEPEmulator) -> dict[str, int]:
     return {kind: len(state[kind]) for kind in EXPECTED_COUNTS["legacy"]}
 
 
-def _run_without_teardown(dag):
-    run = dag.partial_subset(task_ids=[t for t in dag.task_ids if t != "delete_pipeline"], include_downstream=False).test()
-    return run
-
-
 @pytest.fixture
 def emulator(monkeypatch):
     with AEPEmulator(time_scale=3600, seed=11) as emu:
@@ -61,7 +56,7 @@ def _states(run):
 @pytest.mark.parametrize("variant", ["legacy", "current"])
 def test_pipeline_twice_creates_each_resource_once(load_dag_file, emulator, variant):
     module = load_dag_file(DAG_SOURCE.format(dag_id=f"it_pipeline_{variant}", variant=variant), f"it_pipeline_{variant}")
-    dag = module.dag.partial_subset(task_ids=[t for t in module.dag.task_ids if t != "delete_pipeline"], include_downstream=False)
+    dag = module.dag.partial_subset([t for t in module.dag.task_ids if t != "delete_pipeline"], include_downstream=False)
 
     first = dag.test()
     assert first.state == "success", _states(first)
@@ -82,7 +77,7 @@ def test_pipeline_twice_creates_each_resource_once(load_dag_file, emulator, vari
 
 def test_pipeline_survives_faults_without_duplicates(load_dag_file, emulator):
     module = load_dag_file(DAG_SOURCE.format(dag_id="it_pipeline_faults", variant="legacy"), "it_pipeline_faults")
-    dag = module.dag.partial_subset(task_ids=[t for t in module.dag.task_ids if t != "delete_pipeline"], include_downstream=False)
+    dag = module.dag.partial_subset([t for t in module.dag.task_ids if t != "delete_pipeline"], include_downstream=False)
     emulator.faults = FaultConfig(rate=0.3, drop_after_commit_rate=0.3, retry_after=0, seed=5)
 
     run = dag.test()

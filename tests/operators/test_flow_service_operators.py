@@ -182,7 +182,8 @@ def test_source_connection_on_another_table_is_a_conflict(context, requests_mock
 def test_source_params_do_not_swallow_dag_params():
     """Airflow merges DAG Params into `params`; the AEP params must hold only what the task was given."""
     import pendulum
-    from airflow.sdk import DAG, Param
+
+    from airflow_provider_aep.version_compat import DAG, Param
 
     with DAG("p", schedule=None, start_date=pendulum.datetime(2024, 1, 1), params={"table": Param("Orders", type="string")}):
         op = AEPCreateSourceConnectionOperator(

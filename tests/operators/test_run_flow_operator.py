@@ -9,7 +9,6 @@ import httpx
 import pendulum
 import pytest
 import time_machine
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_aep.exceptions import AEPFlowRunFailedError, AEPValidationError
 from airflow_provider_aep.hooks import aep_async
@@ -18,6 +17,7 @@ from airflow_provider_aep.links.aep import AEPDataflowLink, AEPFlowRunLink
 from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator
 from airflow_provider_aep.sensors.flow_run import DEFER_TIMEOUT_BUFFER
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
+from airflow_provider_aep.version_compat import AirflowSensorTimeout, TaskDeferred
 from tests.conftest import ORG_ID, PLATFORM, RecordingTI
 from tests.hooks.test_aep_async_hook import FakeAEP
 from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run

@@ -10,12 +10,6 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 import time_machine
-from airflow.sdk.exceptions import (
-    AirflowException,
-    AirflowSensorTimeout,
-    AirflowSkipException,
-    TaskDeferred,
-)
 
 from airflow_provider_aep.exceptions import AEPFlowRunFailedError
 from airflow_provider_aep.hooks import aep_async
@@ -23,6 +17,13 @@ from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.links.aep import AEPDataflowLink, AEPFlowRunLink
 from airflow_provider_aep.sensors.flow_run import DEFER_TIMEOUT_BUFFER, AEPFlowRunSensor
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
+from airflow_provider_aep.version_compat import (
+    AirflowException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    TaskDeferred,
+)
 from tests.conftest import ORG_ID, PLATFORM, RecordingTI
 from tests.hooks.test_aep_async_hook import FakeAEP
 from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
@@ -50,7 +51,7 @@ def pokes(monkeypatch, clock) -> list[float]:
         waits.append(seconds)
         clock.shift(seconds)
 
-    monkeypatch.setattr("airflow.sdk.bases.sensor.time.sleep", fake_sleep)
+    monkeypatch.setattr(f"{BaseSensorOperator.__module__}.time.sleep", fake_sleep)
     return waits
 
 

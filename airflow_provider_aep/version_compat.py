@@ -1,0 +1,77 @@
+"""
+One place for what moved between Airflow 2.11 and Airflow 3: each Task SDK name with its Airflow 2 home
+as the fallback. Names resolve on first use (PEP 562), so a module pays only for what it imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from airflow import __version__ as AIRFLOW_VERSION  # noqa: N812
+from packaging.version import Version
+
+AIRFLOW_V_3_0_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.0.0")
+
+# name -> (Airflow 3 module, Airflow 2.11 module)
+_HOMES: dict[str, tuple[str, str]] = {
+    "AirflowException": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "AirflowSensorTimeout": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "AirflowSkipException": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "TaskDeferred": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "DAG": ("airflow.sdk", "airflow.models.dag"),
+    "dag": ("airflow.sdk", "airflow.decorators"),
+    "task_group": ("airflow.sdk", "airflow.decorators"),
+    "BaseHook": ("airflow.sdk", "airflow.hooks.base"),
+    "BaseOperator": ("airflow.sdk", "airflow.models.baseoperator"),
+    "BaseOperatorLink": ("airflow.sdk", "airflow.models.baseoperatorlink"),
+    "BaseSensorOperator": ("airflow.sdk", "airflow.sensors.base"),
+    "PokeReturnValue": ("airflow.sdk", "airflow.sensors.base"),
+    "Param": ("airflow.sdk", "airflow.models.param"),
+    "ParamsDict": ("airflow.sdk.definitions.param", "airflow.models.param"),
+    "XCom": ("airflow.sdk.execution_time.xcom", "airflow.models.xcom"),
+    "conf": ("airflow.sdk", "airflow.configuration"),
+    "task": ("airflow.sdk", "airflow.decorators"),
+}
+
+if TYPE_CHECKING:
+    from airflow.sdk import (
+        DAG,
+        BaseHook,
+        BaseOperator,
+        BaseOperatorLink,
+        BaseSensorOperator,
+        Param,
+        PokeReturnValue,
+        conf,
+        dag,
+        task,
+        task_group,
+    )
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException, TaskDeferred
+    from airflow.sdk.execution_time.xcom import XCom
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        homes = _HOMES[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(homes[0] if AIRFLOW_V_3_0_PLUS else homes[1]), name)
+    globals()[name] = value
+    return value
+
+
+def mask_secret(value: str | None) -> None:
+    """Register a secret with Airflow's masker so it is redacted from task logs."""
+    if not value:
+        return
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.log import mask_secret as _mask
+    else:
+        from airflow.utils.log.secrets_masker import mask_secret as _mask  # type: ignore[no-redef]
+    _mask(value)
+
+
+__all__ = ["AIRFLOW_V_3_0_PLUS", "mask_secret", *_HOMES]
