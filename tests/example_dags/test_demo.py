@@ -27,6 +27,6 @@ def test_demo_reports_the_pipeline_and_its_run(outcome, code, expected):
     assert expected in text
     for label in ("ad hoc class", "source connection", "dataset", "target connection", "mapping set", "dataflow"):
         assert label in result.stdout
-    assert f"run " in result.stdout and f": {outcome}" in result.stdout
+    assert "run " in result.stdout and f": {outcome}" in result.stdout
     assert "experience.adobe.com/#/@" in result.stdout
     assert _airflow_processes_of("aep-demo-airflow-") == []
