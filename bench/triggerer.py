@@ -38,10 +38,42 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
         return await real_get_run(self, run_id)
 
     AEPAsyncHook.get_run = counting_get_run  # type: ignore[method-assign]
+    http: dict[str, Any] = {"list_reads": 0, "single_reads": 0, "other": 0}
+    read_s: dict[str, list[float]] = {}
+    real_request = AEPAsyncHook.request
+
+    async def counting_request(self: Any, method: str, service: str, path: str, **kwargs: Any) -> Any:
+        kind = "list_reads" if path == "/runs" else "single_reads" if path.startswith("/runs/") else "other"
+        http[kind] += 1
+        t0 = time.monotonic()
+        try:
+            return await real_request(self, method, service, path, **kwargs)
+        finally:
+            read_s.setdefault(kind, []).append(time.monotonic() - t0)
+
+    AEPAsyncHook.request = counting_request  # type: ignore[method-assign]
+
+    import gc
+
+    gc_stats = {"max_ms": [0.0, 0.0, 0.0], "count": [0, 0, 0], "total_ms": 0.0}
+    gc_started = [0.0]
+
+    def gc_callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+            return
+        took = (time.perf_counter() - gc_started[0]) * 1000
+        gen = info["generation"]
+        gc_stats["count"][gen] += 1
+        gc_stats["max_ms"][gen] = max(gc_stats["max_ms"][gen], took)
+        gc_stats["total_ms"] += took
+
+    gc.callbacks.append(gc_callback)
+    slow: list[tuple[float, float]] = []
 
     baseline_kb = proc_status_kb("VmRSS")
     peak_kb = baseline_kb
-    lag = {"max": 0.0, "max_after_start": 0.0, "ticks": 0}
+    lag = {"max": 0.0, "max_after_start": 0.0, "max_without_full_gc": 0.0, "ticks": 0}
     stop = asyncio.Event()
     started = time.monotonic()
 
@@ -49,9 +81,13 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
         nonlocal peak_kb
         loop = asyncio.get_running_loop()
         while not stop.is_set():
-            before = loop.time()
+            before, full_gcs = loop.time(), gc_stats["count"][2]
             await asyncio.sleep(0.01)
             over = loop.time() - before - 0.01
+            if gc_stats["count"][2] == full_gcs:  # no full (generation 2) collection during this tick
+                lag["max_without_full_gc"] = max(lag["max_without_full_gc"], over)
+            if over > 0.05:
+                slow.append((round(time.monotonic() - started, 3), round(over * 1000, 1)))
             lag["max"] = max(lag["max"], over)
             if time.monotonic() - started > 2.0:
                 lag["max_after_start"] = max(lag["max_after_start"], over)
@@ -76,6 +112,10 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     stop.set()
     await tick
+    gc.callbacks.remove(gc_callback)
+    for kind, times in read_s.items():  # request latency as the loop saw it (emulator service time + queueing)
+        http[f"{kind}_median_ms"] = median(times) * 1000
+        http[f"{kind}_max_ms"] = max(times) * 1000
     peak_kb = max(peak_kb, proc_status_kb("VmRSS"))
     return {
         "n": len(triggers),
@@ -89,6 +129,10 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
         "cpu_ms_per_poll": cpu / polls["n"] * 1000 if polls["n"] else float("nan"),
         "max_loop_lag_ms": lag["max"] * 1000,
         "max_loop_lag_after_start_ms": lag["max_after_start"] * 1000,
+        "max_loop_lag_without_full_gc_ms": lag["max_without_full_gc"] * 1000,
+        "http": http,
+        "gc": gc_stats,
+        "lag_over_50ms": slow[:50],
         "events": events,
     }
 
@@ -103,6 +147,11 @@ def child_main(path: str) -> None:
     logging.getLogger("airflow").setLevel(logging.WARNING)
     logging.getLogger("airflow_provider_aep").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if payload.get("gc_freeze"):  # diagnostic: the start-up heap moved out of the collector's reach
+        import gc
+
+        gc.collect()
+        gc.freeze()
     result = asyncio.run(_watch(payload))
     print(json.dumps(result))
 
@@ -155,6 +204,7 @@ def run(
     run_duration: float = 30.0,
     spread_s: float = 8.0,
     pokes: int = 5,
+    gc_freeze: bool = False,
 ) -> dict[str, Any]:
     """Runs start ``30 / time_scale`` s after creation and finish ``run_duration / time_scale`` s later."""
     raise_nofile()
@@ -175,7 +225,7 @@ def run(
                 time.sleep(lag)
         created_s = time.time() - t0
         workdir = Path(tempfile.mkdtemp(prefix="aep-bench-trig-"))
-        payload = {"flow_id": flow_id, "run_ids": run_ids, "poll_interval": poll_interval, "deadline_s": 600, "pokes": pokes}
+        payload = {"flow_id": flow_id, "run_ids": run_ids, "poll_interval": poll_interval, "deadline_s": 600, "pokes": pokes, "gc_freeze": gc_freeze}
         (workdir / "payload.json").write_text(json.dumps(payload))
         child = run_json([sys.executable, "-m", "bench.triggerer", "--child", str(workdir / "payload.json")], env=env)
         completed_ms = {}
@@ -219,13 +269,14 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=3.0)
     parser.add_argument("--run-duration", type=float, default=30.0)
     parser.add_argument("--spread", type=float, default=8.0)
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() the child's start-up heap (diagnostic)")
     args = parser.parse_args()
     if args.child:
         child_main(args.child)
     elif args.poke_child:
         poke_child_main(args.poke_child)
     else:
-        print(json.dumps(run(args.n, time_scale=args.time_scale, run_duration=args.run_duration, spread_s=args.spread)))
+        print(json.dumps(run(args.n, time_scale=args.time_scale, run_duration=args.run_duration, spread_s=args.spread, gc_freeze=args.gc_freeze)))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 import weakref
@@ -58,6 +59,18 @@ _token_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
 SHARED_CLIENT_MAX_CONNECTIONS = 50
 _shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 _request_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+# Connection lookups in flight per loop and conn id, shared by the hooks that ask meanwhile (get_config).
+_config_lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+# get_run calls of one loop are coalesced into Flow Service list reads, `GET /runs?property=id==a,b,...`
+# (comma means OR, aep-api.md §4.1): 1,000 triggers polling every second made the loop CPU-bound at
+# ~2-3 ms of httpx CPU per request (bench/RESULTS.md); a read of RUN_BATCH_SIZE runs costs about one request.
+# Calls that arrive within RUN_BATCH_WINDOW of the first one share a read (a full chunk goes at once).
+# 100 UUIDs make a ~4 KB query, well under the 8 KB URL limits of common gateways.
+RUN_BATCH_SIZE = 100
+RUN_BATCH_WINDOW = 0.005
+_run_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, _RunBatcher]] = weakref.WeakKeyDictionary()
 
 
 async def async_sleep(seconds: float) -> None:
@@ -130,6 +143,108 @@ async def aget_connection(conn_id: str) -> Any:
     return await sync_to_async(BaseHook.get_connection)(conn_id)
 
 
+class _Direct:
+    """Batcher answer: read this run with the caller's own ``GET /runs/{id}``."""
+
+
+_DIRECT = _Direct()
+
+
+class _RunBatcher:
+    """
+    Coalesces the ``get_run`` calls of one loop and one batch key into ``GET /runs?property=id==...`` reads.
+
+    A window with a single run id (a lone caller) and every id missing from a list answer resolve to
+    ``_DIRECT``: the caller then reads ``GET /runs/{id}`` itself, so its result and errors (a real 404
+    included) are exactly the direct call's. An error of a list read (after the shared retry policy) is
+    raised to every waiter of that chunk.
+    """
+
+    def __init__(self) -> None:
+        # No reference to the loop: the registry holds batchers in a WeakKeyDictionary keyed by it.
+        self._pending: dict[str, list[asyncio.Future[Any]]] = {}
+        self._hooks: list[AEPAsyncHook] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, hook: AEPAsyncHook, run_id: str) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        waiters = self._pending.get(run_id)
+        if waiters is None:
+            waiters = self._pending[run_id] = []
+            self._hooks.append(hook)
+        waiters.append(future)
+        if len(self._pending) >= RUN_BATCH_SIZE:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(RUN_BATCH_WINDOW, self._flush)
+        return future
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, hooks = self._pending, self._hooks
+        self._pending, self._hooks = {}, []
+        if len(pending) == 1:
+            (waiters,) = pending.values()
+            _resolve(waiters, _DIRECT)
+            return
+        ids = list(pending)
+        for start in range(0, len(ids), RUN_BATCH_SIZE):
+            chunk = {run_id: pending[run_id] for run_id in ids[start : start + RUN_BATCH_SIZE]}
+            # Any waiting hook will do: the batch key makes them equivalent (config, policy, timeout, transport).
+            task = asyncio.get_running_loop().create_task(self._read_chunk(hooks[start], chunk))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _read_chunk(hook: AEPAsyncHook, chunk: dict[str, list[asyncio.Future[Any]]]) -> None:
+        try:
+            query = [("property", "id==" + ",".join(chunk)), ("limit", str(len(chunk)))]
+            runs = await hook.paginate_flow_service("/runs", query)
+        except Exception as exc:
+            for waiters in chunk.values():
+                for future in waiters:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
+        except BaseException:  # cancelled (loop shutting down): so are its waiters
+            for waiters in chunk.values():
+                for future in waiters:
+                    future.cancel()
+            raise
+        by_id = {run.get("id"): run for run in runs if isinstance(run, Mapping)}
+        for run_id, waiters in chunk.items():
+            _resolve(waiters, by_id.get(run_id, _DIRECT))
+
+
+def _resolve(waiters: list[asyncio.Future[Any]], value: Any) -> None:
+    for i, future in enumerate(waiters):
+        if not future.done():  # a waiter may have been cancelled meanwhile
+            # Two triggers watching one run each get their own copy of it.
+            future.set_result(copy.deepcopy(value) if i and value is not _DIRECT else value)
+
+
+def _forget_lookup(lookups: dict[str, asyncio.Task[Any]], conn_id: str, done: asyncio.Task[Any]) -> None:
+    if lookups.get(conn_id) is done:
+        del lookups[conn_id]
+    if not done.cancelled():
+        done.exception()  # retrieved: a failed lookup is raised to its waiters, not logged as never retrieved
+
+
+def _run_batcher(key: Any) -> _RunBatcher:
+    loop = asyncio.get_running_loop()
+    batchers = _run_batchers.get(loop)
+    if batchers is None:
+        batchers = _run_batchers[loop] = {}
+    batcher = batchers.get(key)
+    if batcher is None:
+        batcher = batchers[key] = _RunBatcher()
+    return batcher
+
+
 class AEPAsyncHook(BaseHook):
     """
     Async AEP calls for triggers, used as ``async with AEPAsyncHook(...) as hook:``. Inside an event loop,
@@ -198,13 +313,28 @@ class AEPAsyncHook(BaseHook):
         return self.client
 
     async def get_config(self) -> AEPConnectionConfig:
-        """The validated connection, looked up once per hook without blocking the event loop."""
+        """
+        The validated connection, looked up once per hook without blocking the event loop. Hooks of one loop
+        asking for the same connection at the same time share one lookup (1,000 triggers starting together
+        made 1,000 lookups, ~1 ms of CPU each, in one burst: bench/RESULTS.md); a later hook looks up afresh.
+        """
         if self._config is None:
-            config = AEPConnectionConfig.from_connection(await aget_connection(self.aep_conn_id))
-            await amask_secret(config.client_secret)
-            await amask_secret(config.access_token)
-            self._config = config
+            loop = asyncio.get_running_loop()
+            lookups = _config_lookups.get(loop)
+            if lookups is None:
+                lookups = _config_lookups[loop] = {}
+            lookup = lookups.get(self.aep_conn_id)
+            if lookup is None:
+                lookup = lookups[self.aep_conn_id] = loop.create_task(self._lookup_config())
+                lookup.add_done_callback(lambda done, conn_id=self.aep_conn_id: _forget_lookup(lookups, conn_id, done))
+            self._config = await asyncio.shield(lookup)
         return self._config
+
+    async def _lookup_config(self) -> AEPConnectionConfig:
+        config = AEPConnectionConfig.from_connection(await aget_connection(self.aep_conn_id))
+        await amask_secret(config.client_secret)
+        await amask_secret(config.access_token)
+        return config
 
     async def dataflow_url(self, flow_id: str, run_id: str | None = None) -> str:
         config = await self.get_config()
@@ -355,7 +485,36 @@ class AEPAsyncHook(BaseHook):
             query = [*base, ("continuationToken", token)]
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
+        """
+        One run (``GET /runs/{id}``). Concurrent calls of hooks with the same connection settings in one
+        loop are read together with ``GET /runs?property=id==a,b,...`` (see ``_RunBatcher``); a lone call,
+        and a run the list read does not return, go the direct way, so results and errors are the same.
+        """
+        config = await self.get_config()
+        batcher = _run_batcher(self._batch_key(config))
+        run = await batcher.submit(self, run_id)
+        if run is _DIRECT:
+            return await self._get_run_direct(run_id)
+        return run
+
+    async def _get_run_direct(self, run_id: str) -> dict[str, Any]:
         return first_item(await self.request("GET", "flowservice", f"/runs/{quote(run_id, safe='')}") or {})
+
+    def _batch_key(self, config: AEPConnectionConfig) -> tuple[Any, ...]:
+        """Hooks with equal keys can share one list read: same account, policy, timeout, token cache, transport."""
+        return (
+            config.platform_url,
+            config.org_id,
+            config.sandbox,
+            config.client_id,
+            config.ims_url,
+            config.scopes,
+            config.access_token,
+            self.retry_policy,
+            self.timeout,
+            id(self._token_cache),
+            id(self._transport),
+        )
 
     async def list_runs(
         self, flow_id: str, *, created_after_ms: int | None = None, limit: int | None = None

@@ -12,7 +12,6 @@ from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.operators.base import AEPHookMixin
 from airflow_provider_aep.links.aep import DATAFLOW_URL_KEY, RUN_URL_KEY, AEPDataflowLink, AEPFlowRunLink
 from airflow_provider_aep.sensors.flow_run import DEFER_TIMEOUT_BUFFER, FlowRunPoller, complete_from_event
-from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.utils.flow_runs import Outcome, decide
 from airflow_provider_aep.utils.timestamps import to_epoch_seconds
 
@@ -138,6 +137,10 @@ class AEPRunFlowOperator(AEPHookMixin, BaseOperator):
             if outcome is not Outcome.WAIT:
                 return decide(poller.summary or {}, fail_on_partial_success=self.fail_on_partial_success, logger=self.log)
             if self.deferrable:  # checked once first: a run that is already over never defers
+                # Imported here, not at module level: DAG files that import this operator never need the
+                # trigger (nor airflow.triggers.base) to parse (bench/RESULTS.md, DAG-parse overhead).
+                from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
+
                 self.defer(
                     trigger=AEPFlowRunTrigger(
                         self.flow_id,

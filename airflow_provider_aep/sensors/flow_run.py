@@ -12,7 +12,6 @@ from airflow_provider_aep.exceptions import AEPApiError, AEPFlowRunFailedError
 from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.operators.base import AEPHookMixin
 from airflow_provider_aep.links.aep import DATAFLOW_URL_KEY, RUN_URL_KEY, AEPDataflowLink, AEPFlowRunLink
-from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.utils.flow_runs import (
     EVENT_STATUSES,
     Outcome,
@@ -210,6 +209,10 @@ class AEPFlowRunSensor(AEPHookMixin, BaseSensorOperator):
         outcome = poller.poll()
         if outcome is not Outcome.WAIT:
             return decide(poller.summary or {}, fail_on_partial_success=self.fail_on_partial_success, logger=self.log)
+        # Imported here, not at module level: DAG files that import this sensor never need the trigger
+        # (nor airflow.triggers.base) to parse (bench/RESULTS.md, DAG-parse overhead).
+        from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
+
         self.defer(
             trigger=AEPFlowRunTrigger(
                 self.flow_id,

@@ -116,6 +116,10 @@ class AEPFlowRunTrigger(BaseTrigger):
                                 self._event(EVENT_STATUS[outcome], f"run finished {summary['status']}", run_id, summary)
                             )
                             return
+                    # Keep only the small summary while sleeping: 1,000 waiting triggers holding their full run
+                    # objects (hundreds of objects each) for a whole interval fill the GC's oldest generation
+                    # and make its full collections, which block the loop, frequent and long (bench/RESULTS.md).
+                    run = None
                     # Polls start every poll_interval (the read's own time is not added), so an event fires
                     # at most one interval after the run ends (bench/RESULTS.md).
                     wait = self.poll_interval - min(max(0.0, time.time() - poll_started), self.poll_interval)
