@@ -35,22 +35,7 @@ _HOMES: dict[str, tuple[str, str]] = {
 }
 
 if TYPE_CHECKING:
-    from airflow.sdk import (
-        DAG,
-        BaseHook,
-        BaseOperator,
-        BaseOperatorLink,
-        BaseSensorOperator,
-        Param,
-        PokeReturnValue,
-        conf,
-        dag,
-        task,
-        task_group,
-    )
-    from airflow.sdk.definitions.param import ParamsDict
-    from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException, TaskDeferred
-    from airflow.sdk.execution_time.xcom import XCom
+    pass
 
 
 def __getattr__(name: str) -> Any:

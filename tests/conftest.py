@@ -42,6 +42,13 @@ def airflow_3() -> bool:
 SECRET_MASKER = "airflow.sdk.log.mask_secret" if airflow_3() else "airflow.utils.log.secrets_masker.mask_secret"
 
 
+def task_log_text(caplog, capsys) -> str:
+    """Task logs: Airflow 3 writes them through structlog to stdout; Airflow 2's logging handlers write
+    each record both to caplog and to stdout, so there caplog alone holds each line exactly once."""
+    out = capsys.readouterr().out
+    return caplog.text + out if airflow_3() else caplog.text
+
+
 class RecordingTI:
     """Stands in for the TaskInstance in unit tests: records XCom pushes and their order."""
 

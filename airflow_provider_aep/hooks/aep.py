@@ -14,7 +14,6 @@ import tenacity
 
 from airflow_provider_aep.exceptions import AEPApiError, AEPTransportError
 from airflow_provider_aep.links.urls import dataflow_url
-from airflow_provider_aep.utils.flow_runs import newest_first, runs_query
 from airflow_provider_aep.utils.connection import (
     DEFAULT_IMS_URL,
     DEFAULT_PLATFORM_URL,
@@ -22,6 +21,7 @@ from airflow_provider_aep.utils.connection import (
     DEFAULT_SCOPES,
     AEPConnectionConfig,
 )
+from airflow_provider_aep.utils.flow_runs import newest_first, runs_query
 from airflow_provider_aep.utils.http import (
     DEFAULT_TIMEOUT,
     IDEMPOTENT_METHODS,

@@ -40,11 +40,7 @@ from airflow_provider_aep.utils.http import (
     transport_failure,
     user_agent,
 )
-
-try:
-    from airflow.sdk import BaseHook
-except ImportError:  # Airflow 2
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined]
+from airflow_provider_aep.version_compat import BaseHook
 
 log = logging.getLogger(__name__)
 

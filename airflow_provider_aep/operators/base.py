@@ -8,7 +8,6 @@ from typing import Any
 
 from airflow_provider_aep.exceptions import AEPApiError, AEPResourceConflictError, AEPValidationError
 from airflow_provider_aep.hooks.aep import AEPHook
-
 from airflow_provider_aep.version_compat import BaseOperator
 
 IF_EXISTS_CHOICES = ("reuse", "fail")

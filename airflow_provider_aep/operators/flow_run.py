@@ -9,17 +9,12 @@ from typing import Any
 
 from airflow_provider_aep.exceptions import AEPValidationError
 from airflow_provider_aep.hooks.aep import AEPHook
-from airflow_provider_aep.operators.base import AEPHookMixin
 from airflow_provider_aep.links.aep import DATAFLOW_URL_KEY, RUN_URL_KEY, AEPDataflowLink, AEPFlowRunLink
+from airflow_provider_aep.operators.base import AEPHookMixin
 from airflow_provider_aep.sensors.flow_run import DEFER_TIMEOUT_BUFFER, FlowRunPoller, complete_from_event
 from airflow_provider_aep.utils.flow_runs import Outcome, decide
 from airflow_provider_aep.utils.timestamps import to_epoch_seconds
-
-try:
-    from airflow.sdk import BaseOperator, conf
-except ImportError:  # Airflow 2
-    from airflow.configuration import conf  # type: ignore[no-redef]
-    from airflow.models import BaseOperator  # type: ignore[no-redef,attr-defined]
+from airflow_provider_aep.version_compat import BaseOperator, conf
 
 RUN_ID_KEY = "run_id"
 DEFAULT_TIMEOUT = 24 * 60 * 60.0

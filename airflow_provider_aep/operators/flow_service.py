@@ -18,7 +18,6 @@ from airflow_provider_aep.utils.validation import (
     require_text,
     validate_against_flow_spec,
 )
-
 from airflow_provider_aep.version_compat import ParamsDict
 
 TARGET_SCHEMA_VERSION = "application/vnd.adobe.xed-full+json;version=1"

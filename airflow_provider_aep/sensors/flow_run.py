@@ -10,8 +10,8 @@ from typing import Any
 
 from airflow_provider_aep.exceptions import AEPApiError, AEPFlowRunFailedError
 from airflow_provider_aep.hooks.aep import AEPHook
-from airflow_provider_aep.operators.base import AEPHookMixin
 from airflow_provider_aep.links.aep import DATAFLOW_URL_KEY, RUN_URL_KEY, AEPDataflowLink, AEPFlowRunLink
+from airflow_provider_aep.operators.base import AEPHookMixin
 from airflow_provider_aep.utils.flow_runs import (
     EVENT_STATUSES,
     Outcome,
@@ -21,20 +21,16 @@ from airflow_provider_aep.utils.flow_runs import (
     run_summary,
     timeout_message,
 )
-from airflow_provider_aep.utils.timestamps import to_epoch_ms
 from airflow_provider_aep.utils.http import is_retryable
-
-try:
-    from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-    from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
-except ImportError:  # Airflow 2
-    from airflow.configuration import conf  # type: ignore[no-redef]
-    from airflow.exceptions import (  # type: ignore[no-redef,attr-defined]
-        AirflowException,
-        AirflowSensorTimeout,
-        AirflowSkipException,
-    )
-    from airflow.sensors.base import BaseSensorOperator, PokeReturnValue  # type: ignore[no-redef,attr-defined]
+from airflow_provider_aep.utils.timestamps import to_epoch_ms
+from airflow_provider_aep.version_compat import (
+    AirflowException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
 DEFAULT_TIMEOUT = 24 * 60 * 60.0
 # Airflow's own deferral timeout is set this far past the trigger's deadline, so the trigger's `timeout`
@@ -240,12 +236,17 @@ class AEPFlowRunSensor(AEPHookMixin, BaseSensorOperator):
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
         """Resume after the trigger: same value and errors as poke mode."""
         ti = context["ti"]
-        return complete_from_event(
-            event,
-            fail_on_partial_success=self.fail_on_partial_success,
-            logger=self.log,
-            push=lambda key, value: ti.xcom_push(key=key, value=value),
-        )
+        try:
+            return complete_from_event(
+                event,
+                fail_on_partial_success=self.fail_on_partial_success,
+                logger=self.log,
+                push=lambda key, value: ti.xcom_push(key=key, value=value),
+            )
+        except AEPFlowRunFailedError as exc:
+            if self.soft_fail:  # Airflow 3 would skip here anyway; Airflow 2 needs it said
+                raise AirflowSkipException("Skipping due to soft_fail is set to True.") from exc
+            raise
 
     def _get_poller(self, context: Any) -> FlowRunPoller:
         if self._poller is None:

@@ -14,9 +14,8 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-from airflow_provider_aep.links.urls import dataflow_url
-
 from airflow_provider_aep.exceptions import AEPFlowRunFailedError
+from airflow_provider_aep.links.urls import dataflow_url
 
 log = logging.getLogger(__name__)
 

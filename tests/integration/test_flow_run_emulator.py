@@ -18,6 +18,7 @@ from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.utils.http import TOKEN_CACHE
+from tests.conftest import airflow_3
 
 ODATA_SPEC = "8e6b41a8-d998-4545-ad7d-c6a9fff406c3"
 DATA_LAKE_SPEC = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"
@@ -274,14 +275,18 @@ def {name}():
 
 
 def xcoms(dag_run, task_id: str) -> dict[str, Any]:
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        rows = session.scalars(
-            XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id)
-        ).all()
-        return {row.key: XComModel.deserialize_value(row) for row in rows}
+        if airflow_3():
+            from airflow.models.xcom import XComModel
+
+            rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id)).all()
+            return {row.key: XComModel.deserialize_value(row) for row in rows}
+        from airflow.models.xcom import XCom
+
+        rows = XCom.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, session=session).all()
+        return {row.key: row.value for row in rows}  # Airflow 2 deserializes on load
 
 
 def states(dag_run) -> dict[str, str]:
@@ -291,7 +296,8 @@ def states(dag_run) -> dict[str, str]:
 def dag_test(module, name: str):
     import pendulum
 
-    return getattr(module, f"{name}_dag").test(logical_date=pendulum.now("UTC"))
+    date_arg = "logical_date" if airflow_3() else "execution_date"
+    return getattr(module, f"{name}_dag").test(**{date_arg: pendulum.now("UTC")})
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])

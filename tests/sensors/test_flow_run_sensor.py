@@ -24,7 +24,7 @@ from airflow_provider_aep.version_compat import (
     BaseSensorOperator,
     TaskDeferred,
 )
-from tests.conftest import ORG_ID, PLATFORM, RecordingTI
+from tests.conftest import ORG_ID, PLATFORM, RecordingTI, task_log_text
 from tests.hooks.test_aep_async_hook import FakeAEP
 from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
 
@@ -58,11 +58,6 @@ def pokes(monkeypatch, clock) -> list[float]:
 @pytest.fixture
 def context(aep_conn, ims, no_sleep, pokes):
     return {"ti": RecordingTI()}
-
-
-def log_text(caplog, capsys) -> str:
-    """Task logs go through Airflow's structlog (stdout) on Airflow 3 and stdlib logging on Airflow 2."""
-    return caplog.text + capsys.readouterr().out
 
 
 def sensor(**kwargs) -> AEPFlowRunSensor:
@@ -117,7 +112,7 @@ def test_partial_success_succeeds_with_a_warning(context, requests_mock, caplog,
     with caplog.at_level(logging.WARNING):
         result = sensor().execute(context)
     assert result["status"] == "partialSuccess"
-    assert "finished partialSuccess: 50 records failed" in log_text(caplog, capsys)
+    assert "finished partialSuccess: 50 records failed" in task_log_text(caplog, capsys)
 
 
 def test_partial_success_fails_when_asked(context, requests_mock):
@@ -130,14 +125,14 @@ def test_an_unknown_status_keeps_waiting_and_warns_once(context, requests_mock, 
     serve(requests_mock, make_run("draining"), make_run("draining"), make_run("draining"), make_run("success"))
     with caplog.at_level(logging.WARNING):
         assert sensor().execute(context)["status"] == "success"
-    assert log_text(caplog, capsys).count("status 'draining'") == 1
+    assert task_log_text(caplog, capsys).count("status 'draining'") == 1
 
 
 def test_each_poke_logs_a_progress_line(context, requests_mock, caplog, capsys):
     serve(requests_mock, make_run("inProgress"), make_run("success"))
     with caplog.at_level(logging.INFO):
         sensor().execute(context)
-    text = log_text(caplog, capsys)
+    text = task_log_text(caplog, capsys)
     assert text.count("AEP flow run run-1 of flow flow-1: inProgress, elapsed") == 1
     assert text.count("AEP flow run run-1 of flow flow-1: success, elapsed 1m30s; records input 1,200") == 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from datetime import datetime, timezone
@@ -9,13 +10,18 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 import time_machine
-from airflow.sdk._shared.module_loading import import_string
 
 from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.utils.http import RetryPolicy
-from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN
+
+
+def import_string(path: str):
+    """What the triggerer does with a trigger's classpath."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, airflow_3, task_log_text
 from tests.hooks.test_aep_async_hook import FakeAEP
 from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
 
@@ -51,8 +57,8 @@ def fake(aep_conn, slept, monkeypatch) -> FakeAEP:
         return AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args, transport=fake.transport)
 
     monkeypatch.setattr(AEPFlowRunTrigger, "_make_hook", make_hook)
-    # The trigger must never take the blocking path to the connection.
-    monkeypatch.setattr(aep_async.BaseHook, "get_connection", lambda conn_id: pytest.fail("sync connection lookup"))
+    if airflow_3():  # the trigger must never take the blocking path to the connection (Airflow 2 has no other)
+        monkeypatch.setattr(aep_async.BaseHook, "get_connection", lambda conn_id: pytest.fail("sync connection lookup"))
     return fake
 
 
@@ -69,11 +75,6 @@ def trigger(**overrides) -> AEPFlowRunTrigger:
 
 def ok(run: dict) -> httpx.Response:
     return httpx.Response(200, json={"items": [run]})
-
-
-def log_text(caplog, capsys) -> str:
-    """Trigger logs go through Airflow's structlog (stdout) on Airflow 3 and stdlib logging on Airflow 2."""
-    return caplog.text + capsys.readouterr().out
 
 
 async def events_of(t: AEPFlowRunTrigger) -> list[dict]:
@@ -141,14 +142,14 @@ async def test_an_unknown_status_keeps_waiting_and_warns_once(fake, caplog, caps
     with caplog.at_level(logging.WARNING):
         (event,) = await events_of(trigger())
     assert event["status"] == "success"
-    assert log_text(caplog, capsys).count("status 'cancelling'") == 1
+    assert task_log_text(caplog, capsys).count("status 'cancelling'") == 1
 
 
 async def test_each_poll_logs_a_progress_line(fake, caplog, capsys):
     fake.on("GET", f"{RUNS}/run-1", ok(make_run("inProgress")), ok(make_run("success")))
     with caplog.at_level(logging.INFO):
         await events_of(trigger())
-    text = log_text(caplog, capsys)
+    text = task_log_text(caplog, capsys)
     assert text.count("AEP flow run run-1 of flow flow-1: inProgress, elapsed") == 1
     assert text.count("AEP flow run run-1 of flow flow-1: success, elapsed 1m30s; records input 1,200") == 1
 
@@ -267,7 +268,7 @@ async def test_retryable_errors_beyond_the_retry_limit_keep_polling_until_the_de
     with caplog.at_level(logging.WARNING):
         (event,) = await events_of(trigger(retry_args={"retry_limit": 1, "retry_delay": 1, "jitter": False}))
     assert event["status"] == "success"
-    assert "polling on" in log_text(caplog, capsys)
+    assert "polling on" in task_log_text(caplog, capsys)
 
 
 async def test_network_errors_while_polling_do_not_end_the_wait(fake):
