@@ -80,7 +80,11 @@ def get_provider_info() -> dict[str, Any]:
                     "ims_url": {
                         "label": "IMS URL",
                         "description": "Adobe IMS base URL.",
-                        "schema": {"type": ["string", "null"], "default": "https://ims-na1.adobelogin.com", "format": "url"},
+                        "schema": {
+                            "type": ["string", "null"],
+                            "default": "https://ims-na1.adobelogin.com",
+                            "format": "url",
+                        },
                     },
                     "platform_url": {
                         "label": "Platform URL",
@@ -95,5 +99,8 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        "extra-links": ["airflow_provider_aep.links.aep.AEPDataflowLink", "airflow_provider_aep.links.aep.AEPFlowRunLink"],
+        "extra-links": [
+            "airflow_provider_aep.links.aep.AEPDataflowLink",
+            "airflow_provider_aep.links.aep.AEPFlowRunLink",
+        ],
     }

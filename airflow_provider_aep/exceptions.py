@@ -71,7 +71,9 @@ class AEPApiError(AirflowException):
 
 
 def _rebuild_api_error(cls: type[AEPApiError], message: str, state: dict[str, Any]) -> AEPApiError:
-    fields = {k: state.get(k) for k in ("status", "code", "title", "request_id", "method", "url", "retry_after", "body")}
+    fields = {
+        k: state.get(k) for k in ("status", "code", "title", "request_id", "method", "url", "retry_after", "body")
+    }
     return cls(message, **fields)
 
 

@@ -168,7 +168,9 @@ def build_protocols_pipeline(
 
     names = resource_names(name)
     legacy = is_legacy_variant(variant)
-    adhoc = AEPCreateAdHocSchemaOperator(task_id="adhoc_schema", title=names["adhoc_schema"], fields=source_fields, **common)
+    adhoc = AEPCreateAdHocSchemaOperator(
+        task_id="adhoc_schema", title=names["adhoc_schema"], fields=source_fields, **common
+    )
     dataset_base = AEPCreateBaseConnectionOperator(
         task_id="dataset_base_connection",
         name=names["dataset_base_connection"],
@@ -197,7 +199,9 @@ def build_protocols_pipeline(
     target_schema = AEPCreateSchemaOperator(
         task_id="target_schema", title=names["target_schema"], field_group_ids=field_group_ids, **common
     )
-    dataset = AEPCreateDatasetOperator(task_id="dataset", name=names["dataset"], schema_id=target_schema.output, **common)
+    dataset = AEPCreateDatasetOperator(
+        task_id="dataset", name=names["dataset"], schema_id=target_schema.output, **common
+    )
     target = AEPCreateTargetConnectionOperator(
         task_id="target_connection",
         name=names["target_connection"],
@@ -221,7 +225,10 @@ def build_protocols_pipeline(
         target_connection_ids=[target.output],
         transformations=[
             *([{"name": "Copy", "params": copy_params}] if copy_params else []),
-            {"name": "Mapping", "params": {"mappingId": mapping.output, "mappingVersion": mapping.output["mapping_version"]}},
+            {
+                "name": "Mapping",
+                "params": {"mappingId": mapping.output, "mappingVersion": mapping.output["mapping_version"]},
+            },
         ],
         schedule_params=schedule_params,
         trigger_rule="none_failed",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from airflow import __version__ as AIRFLOW_VERSION  # noqa: N812
+from airflow import __version__ as AIRFLOW_VERSION
 from packaging.version import Version
 
 AIRFLOW_V_3_0_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.0.0")

@@ -128,7 +128,9 @@ def run(runs: int = 15, python: str | None = None, workdir: Path | None = None, 
 
     def once(variant: str) -> dict[str, float]:
         started = time.perf_counter()
-        done = subprocess.run([python, "-c", CHILD, variant, variants[variant]], capture_output=True, text=True, env=env, cwd=REPO)
+        done = subprocess.run(
+            [python, "-c", CHILD, variant, variants[variant]], capture_output=True, text=True, env=env, cwd=REPO
+        )
         wall_ms = (time.perf_counter() - started) * 1000
         if done.returncode != 0:
             raise RuntimeError(f"parse child {variant} failed:\n{done.stderr[-3000:]}")

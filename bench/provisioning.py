@@ -25,8 +25,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 LATENCY = 0.02
 ODATA_SPEC = "8e6b41a8-d998-4545-ad7d-c6a9fff406c3"
@@ -59,7 +60,16 @@ def count_kinds(records: list[Any]) -> dict[str, int]:
 
 def resource_counts(emu: Any) -> dict[str, int]:
     state = emu.snapshot()["prod"]
-    kinds = ("classes", "schemas", "datasets", "connections", "sourceConnections", "targetConnections", "mappingSets", "flows")
+    kinds = (
+        "classes",
+        "schemas",
+        "datasets",
+        "connections",
+        "sourceConnections",
+        "targetConnections",
+        "mappingSets",
+        "flows",
+    )
     return {k: len(state[k]) for k in kinds if state[k]}
 
 
@@ -91,8 +101,6 @@ def _load_example(dags: Path, variant: str) -> Any:
     name = f"bench_protocols_{variant}"
     source = (REPO / "example_dags" / "aep_protocols_ingestion.py").read_text()
     source = source.replace('dag_id="aep_protocols_ingestion"', f'dag_id="{name}"')
-    source = source.replace('Param("legacy", enum=', f'Param("{variant}", enum=')
-    source = source.replace('Param("Protocols Orders"', f'Param("Bench {variant}"')
     path = dags / f"{name}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(name, path)
@@ -100,7 +108,9 @@ def _load_example(dags: Path, variant: str) -> Any:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     dag = module.dag
-    assert dag.params["variant"] == variant, dag.params["variant"]
+    # The run's defaults, set on the loaded DAG rather than by editing its source text.
+    dag.params["variant"] = variant
+    dag.params["name"] = f"Bench {variant}"
     keep = [t for t in dag.task_ids if t != "wait_for_first_run"]
     return dag.partial_subset(task_ids=keep, include_downstream=False)
 
@@ -122,7 +132,7 @@ class TaskMeter:
             original = cls.execute
             meter = self
 
-            def execute(op: Any, context: Any, _original: Callable = original) -> Any:
+            def execute(op: Any, context: Any, _original: Callable = original, meter: Any = meter) -> Any:
                 before_conn, before_log = meter.emu.connection_count, len(meter.emu.request_log)
                 started = time.perf_counter()
                 try:
@@ -219,7 +229,9 @@ def _bodies(prefix: str, schema_id: str) -> dict[str, dict[str, Any]]:
             "connectionSpec": {"id": ODATA_SPEC, "version": "1.0"},
         },
         "mapping": {
-            "outputSchema": {"schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}},
+            "outputSchema": {
+                "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}
+            },
             "mappings": [{"sourceType": "ATTRIBUTE", "source": "OrderID", "destination": "_id"}],
         },
     }
@@ -230,7 +242,10 @@ def _source_body(prefix: str, base_id: str) -> dict[str, Any]:
         "name": f"{prefix} source connection",
         "baseConnectionId": base_id,
         "data": {"format": "tabular"},
-        "params": {"tableName": "Orders", "columns": [{"name": "OrderID", "type": "string", "xdm": {"type": "string"}}]},
+        "params": {
+            "tableName": "Orders",
+            "columns": [{"name": "OrderID", "type": "string", "xdm": {"type": "string"}}],
+        },
         "connectionSpec": {"id": ODATA_SPEC, "version": "1.0"},
     }
 
@@ -238,7 +253,10 @@ def _source_body(prefix: str, base_id: str) -> dict[str, Any]:
 def _target_body(prefix: str, schema_id: str, dataset_id: str) -> dict[str, Any]:
     return {
         "name": f"{prefix} target connection",
-        "data": {"format": "parquet_xdm", "schema": {"id": schema_id, "version": "application/vnd.adobe.xed-full+json;version=1"}},
+        "data": {
+            "format": "parquet_xdm",
+            "schema": {"id": schema_id, "version": "application/vnd.adobe.xed-full+json;version=1"},
+        },
         "params": {"dataSetId": dataset_id},
         "connectionSpec": {"id": DATA_LAKE_SPEC, "version": "1.0"},
     }
@@ -304,7 +322,12 @@ def provision_with_http_hook(emu: Any, prefix: str) -> dict[str, str]:
     ims = HttpHook(method="POST", http_conn_id="aep_http")
     token = ims.run(
         "/ims/token/v3",
-        data={"grant_type": "client_credentials", "client_id": emu.client_id, "client_secret": emu.client_secret, "scope": "openid"},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": emu.client_id,
+            "client_secret": emu.client_secret,
+            "scope": "openid",
+        },
     ).json()["access_token"]
     headers = {
         "Authorization": f"Bearer {token}",
@@ -320,9 +343,13 @@ def provision_with_http_hook(emu: Any, prefix: str) -> dict[str, str]:
         return post.run(path, json=body, headers={**headers, "Accept": accept}).json()
 
     ids: dict[str, str] = {}
-    ids["schema"] = create("/data/foundation/schemaregistry/tenant/schemas", _schema_body(prefix), "application/vnd.adobe.xed+json")["$id"]
+    ids["schema"] = create(
+        "/data/foundation/schemaregistry/tenant/schemas", _schema_body(prefix), "application/vnd.adobe.xed+json"
+    )["$id"]
     bodies = _bodies(prefix, ids["schema"])
-    ids["dataset"] = create("/data/foundation/catalog/dataSets?requestDataSource=true", bodies["dataset"])[0].split("/")[-1]
+    ids["dataset"] = create("/data/foundation/catalog/dataSets?requestDataSource=true", bodies["dataset"])[0].split(
+        "/"
+    )[-1]
     fs = "/data/foundation/flowservice"
     ids["base"] = create(f"{fs}/connections", bodies["base"])["id"]
     ids["source"] = create(f"{fs}/sourceConnections", _source_body(prefix, ids["base"]))["id"]
@@ -330,7 +357,9 @@ def provision_with_http_hook(emu: Any, prefix: str) -> dict[str, str]:
     ids["mapping"] = create("/data/foundation/conversion/mappingSets", bodies["mapping"])["id"]
     specs = get.run(f"{fs}/flowSpecs", data={"property": 'name=="CRMToAEP"'}, headers=headers).json()
     ids["flow_spec"] = specs["items"][0]["id"]
-    ids["flow"] = create(f"{fs}/flows", _flow_body(prefix, ids["flow_spec"], ids["source"], ids["target"], ids["mapping"]))["id"]
+    ids["flow"] = create(
+        f"{fs}/flows", _flow_body(prefix, ids["flow_spec"], ids["source"], ids["target"], ids["mapping"])
+    )["id"]
     return ids
 
 

@@ -140,9 +140,11 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
 def child_main(path: str) -> None:
     raise_nofile()
     payload = json.loads(Path(path).read_text())
-    import airflow.sdk  # noqa: F401  - the triggerer has Airflow loaded: not part of what the triggers add
-    from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger  # noqa: F401
     import logging
+
+    import airflow.sdk  # noqa: F401  - the triggerer has Airflow loaded: not part of what the triggers add
+
+    from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger  # noqa: F401
 
     logging.getLogger("airflow").setLevel(logging.WARNING)
     logging.getLogger("airflow_provider_aep").setLevel(logging.WARNING)
@@ -176,7 +178,15 @@ def poke_child_main(path: str) -> None:
     for _ in range(pokes):
         sensor.poke(context)
     cpu = time.process_time() - cpu0
-    print(json.dumps({"rss_mb": proc_status_kb("VmRSS") / 1024, "vmhwm_mb": proc_status_kb("VmHWM") / 1024, "cpu_ms_per_poke": cpu / pokes * 1000}))
+    print(
+        json.dumps(
+            {
+                "rss_mb": proc_status_kb("VmRSS") / 1024,
+                "vmhwm_mb": proc_status_kb("VmHWM") / 1024,
+                "cpu_ms_per_poke": cpu / pokes * 1000,
+            }
+        )
+    )
 
 
 # ----------------------------------------------------------------------------------------- orchestrator
@@ -219,13 +229,22 @@ def run(
         t0 = time.time()
         for i in range(n):
             now = int(time.time())
-            run_ids.append(hook.create_run(flow_id, {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now}))
+            run_ids.append(
+                hook.create_run(flow_id, {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now})
+            )
             lag = t0 + spread_s * (i + 1) / n - time.time()
             if lag > 0:
                 time.sleep(lag)
         created_s = time.time() - t0
         workdir = Path(tempfile.mkdtemp(prefix="aep-bench-trig-"))
-        payload = {"flow_id": flow_id, "run_ids": run_ids, "poll_interval": poll_interval, "deadline_s": 600, "pokes": pokes, "gc_freeze": gc_freeze}
+        payload = {
+            "flow_id": flow_id,
+            "run_ids": run_ids,
+            "poll_interval": poll_interval,
+            "deadline_s": 600,
+            "pokes": pokes,
+            "gc_freeze": gc_freeze,
+        }
         (workdir / "payload.json").write_text(json.dumps(payload))
         child = run_json([sys.executable, "-m", "bench.triggerer", "--child", str(workdir / "payload.json")], env=env)
         completed_ms = {}
@@ -257,7 +276,9 @@ def run(
     )
     poke["n"] = n
     poke["rss_total_for_n_gb"] = poke["rss_mb"] * n / 1024
-    poke["cpu_ms_per_poll_ratio_vs_trigger"] = poke["cpu_ms_per_poke"] / child["cpu_ms_per_poll"] if child["cpu_ms_per_poll"] else float("nan")
+    poke["cpu_ms_per_poll_ratio_vs_trigger"] = (
+        poke["cpu_ms_per_poke"] / child["cpu_ms_per_poll"] if child["cpu_ms_per_poll"] else float("nan")
+    )
     return {"deferred": child, "poke": poke}
 
 
@@ -276,7 +297,17 @@ def main() -> None:
     elif args.poke_child:
         poke_child_main(args.poke_child)
     else:
-        print(json.dumps(run(args.n, time_scale=args.time_scale, run_duration=args.run_duration, spread_s=args.spread, gc_freeze=args.gc_freeze)))
+        print(
+            json.dumps(
+                run(
+                    args.n,
+                    time_scale=args.time_scale,
+                    run_duration=args.run_duration,
+                    spread_s=args.spread,
+                    gc_freeze=args.gc_freeze,
+                )
+            )
+        )
 
 
 if __name__ == "__main__":

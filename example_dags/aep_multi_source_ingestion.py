@@ -53,7 +53,12 @@ with DAG(
     catchup=False,
     tags=["aep", "example"],
     params={
-        "sources": Param(DEFAULT_SOURCES, type="array", minItems=1, description="One entry per table: table, fields, mappings, delta_column."),
+        "sources": Param(
+            DEFAULT_SOURCES,
+            type="array",
+            minItems=1,
+            description="One entry per table: table, fields, mappings, delta_column.",
+        ),
         "odata_url": Param("https://services.odata.org/V4/Northwind/Northwind.svc", type="string"),
     },
 ) as dag:

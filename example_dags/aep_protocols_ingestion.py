@@ -40,8 +40,12 @@ with DAG(
     render_template_as_native_obj=True,
     params={
         "name": Param("Protocols Orders", type="string", minLength=1, description="Prefix of every AEP resource name."),
-        "variant": Param("legacy", enum=["legacy", "current"], description="Which version of the AEP tutorial to follow."),
-        "source_table": Param("Orders", type="string", minLength=1, description="Source table (current) or path (legacy)."),
+        "variant": Param(
+            "legacy", enum=["legacy", "current"], description="Which version of the AEP tutorial to follow."
+        ),
+        "source_table": Param(
+            "Orders", type="string", minLength=1, description="Source table (current) or path (legacy)."
+        ),
         "odata_url": Param(
             "https://services.odata.org/V4/Northwind/Northwind.svc",
             type="string",
@@ -58,8 +62,12 @@ with DAG(
             description="Source column → target XDM path. The tutorial's sourceAttribute/destinationXdmPath form works too.",
         ),
         "delta_column": Param("OrderDate", type="string", description="Column whose value tells new rows apart."),
-        "frequency": Param("minute", enum=["minute", "hour", "day", "week"], description="How often AEP runs the dataflow."),
-        "interval": Param(15, type="integer", minimum=1, description="Runs every `interval` units (at least 15 for minute)."),
+        "frequency": Param(
+            "minute", enum=["minute", "hour", "day", "week"], description="How often AEP runs the dataflow."
+        ),
+        "interval": Param(
+            15, type="integer", minimum=1, description="Runs every `interval` units (at least 15 for minute)."
+        ),
     },
 ) as dag:
     pipeline = build_protocols_pipeline(

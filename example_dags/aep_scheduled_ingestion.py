@@ -15,7 +15,6 @@ import logging
 from typing import Any
 
 import pendulum
-
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_aep.operators.flow_service import AEPRunFlowOperator
@@ -76,6 +75,10 @@ with DAG(
             summary["files"]["input"],
             summary["run_url"],
         )
-        return {"run_id": summary["run_id"], "status": summary["status"], **{f"records_{k}": v for k, v in records.items()}}
+        return {
+            "run_id": summary["run_id"],
+            "status": summary["status"],
+            **{f"records_{k}": v for k, v in records.items()},
+        }
 
     report_metrics(run.output)

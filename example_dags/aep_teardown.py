@@ -41,13 +41,19 @@ with DAG(
         return find_pipeline_resources(AEPHook(), params["name"] if params else "")
 
     found = find_resources()
-    AEPDeleteResourcesOperator(task_id="delete_resources", **{key: found[key] for key in (
-        "flow_ids",
-        "source_connection_ids",
-        "target_connection_ids",
-        "base_connection_ids",
-        "mapping_set_ids",
-        "dataset_ids",
-        "schema_ids",
-        "class_ids",
-    )})
+    AEPDeleteResourcesOperator(
+        task_id="delete_resources",
+        **{
+            key: found[key]
+            for key in (
+                "flow_ids",
+                "source_connection_ids",
+                "target_connection_ids",
+                "base_connection_ids",
+                "mapping_set_ids",
+                "dataset_ids",
+                "schema_ids",
+                "class_ids",
+            )
+        },
+    )

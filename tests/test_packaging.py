@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], check=True, capture_output=True, timeout=600
+    )
     return out
 
 
@@ -51,15 +53,24 @@ def test_the_wheel_installed_in_a_clean_venv_is_listed_by_airflow(dist, tmp_path
     (wheel,) = dist.glob("*.whl")
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     # The same Airflow as the test venv, so pip finds every wheel in its cache.
-    subprocess.run([*pip, str(wheel), f"apache-airflow=={airflow.__version__}"], check=True, capture_output=True, timeout=900)
+    subprocess.run(
+        [*pip, str(wheel), f"apache-airflow=={airflow.__version__}"], check=True, capture_output=True, timeout=900
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["AIRFLOW_HOME"] = str(tmp_path / "home")
     listing = subprocess.run(
-        [str(venv / "bin" / "airflow"), "providers", "list", "-o", "json"], env=env, capture_output=True, text=True, timeout=300, check=True
+        [str(venv / "bin" / "airflow"), "providers", "list", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     ).stdout
     providers = json.loads(next(line for line in listing.splitlines() if line.startswith("[{")))
     assert {"package_name": "airflow-provider-aep", "version": "0.1.0"}.items() <= next(
         p for p in providers if p["package_name"] == "airflow-provider-aep"
     ).items()
-    emulator_help = subprocess.run([str(venv / "bin" / "aep-emulator"), "--help"], capture_output=True, text=True, timeout=60)
+    emulator_help = subprocess.run(
+        [str(venv / "bin" / "aep-emulator"), "--help"], capture_output=True, text=True, timeout=60
+    )
     assert emulator_help.returncode == 0 and "emulator" in emulator_help.stdout

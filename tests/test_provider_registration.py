@@ -10,7 +10,11 @@ from pathlib import Path
 
 
 def _airflow(args: list[str], tmp_path: Path) -> str:
-    env = {**{k: v for k, v in os.environ.items() if k != "AIRFLOW__CORE__UNIT_TEST_MODE"}, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "AIRFLOW__CORE__UNIT_TEST_MODE"},
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
     airflow = Path(sys.executable).with_name("airflow")
     result = subprocess.run([str(airflow), *args], env=env, capture_output=True, text=True, timeout=120, check=True)
     # Airflow may print log lines before the JSON document; it is the line starting with "[{".

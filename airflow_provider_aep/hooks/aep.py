@@ -91,7 +91,8 @@ def transport_error(exc: BaseException, *, method: str, url: str, request_id: st
 
     return transport_failure(
         exc,
-        connect_failed=isinstance(exc, requests.ConnectTimeout) or _caused_by(exc, (NewConnectionError, ConnectionRefusedError)),
+        connect_failed=isinstance(exc, requests.ConnectTimeout)
+        or _caused_by(exc, (NewConnectionError, ConnectionRefusedError)),
         timed_out=isinstance(exc, requests.Timeout),
         method=method,
         url=url,
@@ -182,9 +183,7 @@ class AEPHook(BaseHook):
         except Exception as err:
             return False, str(err)
         cfg = self.config
-        return True, (
-            f"Connected to AEP org {cfg.org_id}, sandbox {cfg.sandbox!r}, tenant {stats.get('tenantId')!r}"
-        )
+        return True, (f"Connected to AEP org {cfg.org_id}, sandbox {cfg.sandbox!r}, tenant {stats.get('tenantId')!r}")
 
     # ------------------------------------------------------------------ transport
     @cached_property
@@ -227,9 +226,9 @@ class AEPHook(BaseHook):
                 return token
             for attempt in tenacity.Retrying(**self.retry_policy.tenacity_kwargs(lambda: "IMS token request")):
                 with attempt:
-                    token, expires_in = self._fetch_token()
-            self._token_cache.put(key, token, expires_in)
-        return token
+                    fresh, expires_in = self._fetch_token()
+            self._token_cache.put(key, fresh, expires_in)
+        return fresh
 
     def _fetch_token(self) -> tuple[str, float]:
         import requests
@@ -295,7 +294,9 @@ class AEPHook(BaseHook):
                     if found is not None:
                         return _Recovered(found)
                 try:
-                    return self._send(method, url, params=params, json=json, accept=accept, headers=headers, timeout=timeout)
+                    return self._send(
+                        method, url, params=params, json=json, accept=accept, headers=headers, timeout=timeout
+                    )
                 except AEPApiError as exc:
                     committed_maybe = committed_maybe or not safe_to_resend(exc)
                     raise
@@ -469,14 +470,18 @@ class AEPHook(BaseHook):
     def find_xdm_by_title(self, kind: str, title: str, *, container: str = "tenant") -> dict[str, Any] | None:
         """The class, schema or field group with exactly this title (titles are unique per sandbox)."""
         matches = [
-            r for r in self.list_xdm_resources(kind, container=container, properties=[f"title=={title}"]) if r.get("title") == title
+            r
+            for r in self.list_xdm_resources(kind, container=container, properties=[f"title=={title}"])
+            if r.get("title") == title
         ]
         return _only_or_none(matches)
 
     def get_xdm_resource(
         self, kind: str, resource_id: str, *, container: str = "tenant", accept: str = XED_LOOKUP_ACCEPT
     ) -> dict[str, Any]:
-        return self.request("GET", "schemaregistry", f"/{container}/{kind}/{quote(resource_id, safe='')}", accept=accept)
+        return self.request(
+            "GET", "schemaregistry", f"/{container}/{kind}/{quote(resource_id, safe='')}", accept=accept
+        )
 
     def find_class_by_title(self, title: str) -> dict[str, Any] | None:
         return self.find_xdm_by_title("classes", title)
@@ -515,12 +520,16 @@ class AEPHook(BaseHook):
         """JSON-Patch a tenant schema, e.g. add field groups to ``/allOf/-``."""
         return self.request("PATCH", "schemaregistry", f"/tenant/schemas/{quote(schema_id, safe='')}", json=operations)
 
-    def list_field_groups(self, *, container: str = "global", intended_to_extend: str | None = None) -> list[dict[str, Any]]:
+    def list_field_groups(
+        self, *, container: str = "global", intended_to_extend: str | None = None
+    ) -> list[dict[str, Any]]:
         props = [f"meta:intendedToExtend=={intended_to_extend}"] if intended_to_extend else None
         return list(self.list_xdm_resources("fieldgroups", container=container, properties=props))
 
     def delete_schema(self, schema_id: str) -> bool:
-        return self._delete("schemaregistry", f"/tenant/schemas/{quote(schema_id, safe='')}", what=f"schema {schema_id}")
+        return self._delete(
+            "schemaregistry", f"/tenant/schemas/{quote(schema_id, safe='')}", what=f"schema {schema_id}"
+        )
 
     def delete_class(self, class_id: str) -> bool:
         return self._delete("schemaregistry", f"/tenant/classes/{quote(class_id, safe='')}", what=f"class {class_id}")
@@ -544,7 +553,7 @@ class AEPHook(BaseHook):
 
     def get_dataset(self, dataset_id: str) -> dict[str, Any]:
         body = self.request("GET", "catalog", f"/dataSets/{quote(dataset_id, safe='')}") or {}
-        obj = body.get(dataset_id) or next(iter(body.values()), {})
+        obj: dict[str, Any] = body.get(dataset_id) or next(iter(body.values()), {})
         return {"id": dataset_id, **obj}
 
     def list_datasets(self, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
@@ -574,7 +583,9 @@ class AEPHook(BaseHook):
         return _resource_id(result)
 
     def _flow_delete(self, collection: str, resource_id: str) -> bool:
-        return self._delete("flowservice", f"/{collection}/{quote(resource_id, safe='')}", what=f"{collection[:-1]} {resource_id}")
+        return self._delete(
+            "flowservice", f"/{collection}/{quote(resource_id, safe='')}", what=f"{collection[:-1]} {resource_id}"
+        )
 
     # connection specs and flow specs
     def get_connection_spec(self, spec_id: str) -> dict[str, Any]:
@@ -591,7 +602,9 @@ class AEPHook(BaseHook):
 
     # base connections
     def create_base_connection(self, payload: Mapping[str, Any]) -> str:
-        return self._flow_create("connections", payload, lambda: _only_or_none(self.find_base_connections_by_name(payload["name"])))
+        return self._flow_create(
+            "connections", payload, lambda: _only_or_none(self.find_base_connections_by_name(payload["name"]))
+        )
 
     def get_base_connection(self, connection_id: str) -> dict[str, Any]:
         return self._flow_get("connections", connection_id)
@@ -607,7 +620,9 @@ class AEPHook(BaseHook):
         return self._flow_create(
             "sourceConnections",
             payload,
-            lambda: _only_or_none(self.find_source_connections_by_name(payload["name"], payload.get("baseConnectionId"))),
+            lambda: _only_or_none(
+                self.find_source_connections_by_name(payload["name"], payload.get("baseConnectionId"))
+            ),
         )
 
     def get_source_connection(self, connection_id: str) -> dict[str, Any]:
@@ -624,7 +639,9 @@ class AEPHook(BaseHook):
     def create_target_connection(self, payload: Mapping[str, Any]) -> str:
         spec_id = (payload.get("connectionSpec") or {}).get("id")
         return self._flow_create(
-            "targetConnections", payload, lambda: _only_or_none(self.find_target_connections_by_name(payload["name"], spec_id))
+            "targetConnections",
+            payload,
+            lambda: _only_or_none(self.find_target_connections_by_name(payload["name"], spec_id)),
         )
 
     def get_target_connection(self, connection_id: str) -> dict[str, Any]:
@@ -653,7 +670,11 @@ class AEPHook(BaseHook):
             etag = self.get_flow(flow_id).get("etag")
             try:
                 return self.request(
-                    "PATCH", "flowservice", f"/flows/{quote(flow_id, safe='')}", json=operations, headers={"If-Match": etag or ""}
+                    "PATCH",
+                    "flowservice",
+                    f"/flows/{quote(flow_id, safe='')}",
+                    json=operations,
+                    headers={"If-Match": etag or ""},
                 )
             except AEPApiError as exc:
                 if exc.status != 412 or attempt == 2:
@@ -672,7 +693,13 @@ class AEPHook(BaseHook):
         def find() -> dict[str, Any] | None:
             return next(self.list_runs(flow_id, created_after_ms=sent_at_ms), None)
 
-        result = self._create("flowservice", "/runs", {"flowId": flow_id, "params": dict(params)}, find=find, what=f"run of flow {flow_id}")
+        result = self._create(
+            "flowservice",
+            "/runs",
+            {"flowId": flow_id, "params": dict(params)},
+            find=find,
+            what=f"run of flow {flow_id}",
+        )
         return _resource_id(result)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
@@ -682,7 +709,11 @@ class AEPHook(BaseHook):
         self, flow_id: str, *, created_after_ms: int | None = None, limit: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """The flow's runs, newest first (sorted here too, since the allowed ``orderby`` fields are undocumented)."""
-        return iter(newest_first(self.paginate_flow_service("/runs", runs_query(flow_id, created_after_ms, limit)), created_after_ms))
+        return iter(
+            newest_first(
+                self.paginate_flow_service("/runs", runs_query(flow_id, created_after_ms, limit)), created_after_ms
+            )
+        )
 
     # ------------------------------------------------------------------ Conversion (Data Prep)
     def create_mapping_set(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -701,7 +732,9 @@ class AEPHook(BaseHook):
         return [m for m in self.list_mapping_sets({"name": name}) if m.get("name") == name]
 
     def delete_mapping_set(self, mapping_set_id: str) -> bool:
-        return self._delete("conversion", f"/mappingSets/{quote(mapping_set_id, safe='')}", what=f"mapping set {mapping_set_id}")
+        return self._delete(
+            "conversion", f"/mappingSets/{quote(mapping_set_id, safe='')}", what=f"mapping set {mapping_set_id}"
+        )
 
 
 def _pairs(params: QueryParams) -> list[tuple[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import time
 import weakref
@@ -66,7 +67,9 @@ _config_lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, 
 # 100 UUIDs make a ~4 KB query, well under the 8 KB URL limits of common gateways.
 RUN_BATCH_SIZE = 100
 RUN_BATCH_WINDOW = 0.005
-_run_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, _RunBatcher]] = weakref.WeakKeyDictionary()
+_run_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, _RunBatcher]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def async_sleep(seconds: float) -> None:
@@ -322,9 +325,9 @@ class AEPAsyncHook(BaseHook):
             lookup = lookups.get(self.aep_conn_id)
             if lookup is None:
                 lookup = lookups[self.aep_conn_id] = loop.create_task(self._lookup_config())
-                lookup.add_done_callback(lambda done, conn_id=self.aep_conn_id: _forget_lookup(lookups, conn_id, done))
+                lookup.add_done_callback(functools.partial(_forget_lookup, lookups, self.aep_conn_id))
             self._config = await asyncio.shield(lookup)
-        return self._config
+        return self._config  # type: ignore[return-value]  # set just above
 
     async def _lookup_config(self) -> AEPConnectionConfig:
         config = AEPConnectionConfig.from_connection(await aget_connection(self.aep_conn_id))
@@ -358,9 +361,9 @@ class AEPAsyncHook(BaseHook):
                 return token
             async for attempt in self._retrying(lambda: "IMS token request"):
                 with attempt:
-                    token, expires_in = await self._fetch_token(config)
-            self._token_cache.put(key, token, expires_in)
-        return token
+                    fresh, expires_in = await self._fetch_token(config)
+            self._token_cache.put(key, fresh, expires_in)
+        return fresh
 
     async def _fetch_token(self, config: AEPConnectionConfig) -> tuple[str, float]:
         url = token_url(config)
@@ -436,7 +439,12 @@ class AEPAsyncHook(BaseHook):
             try:
                 async with self._slot():
                     response = await self.client.request(
-                        method, url, params=_query(params), json=json, headers=sent_headers, timeout=_httpx_timeout(self.timeout)
+                        method,
+                        url,
+                        params=_query(params),
+                        json=json,
+                        headers=sent_headers,
+                        timeout=_httpx_timeout(self.timeout),
                     )
             except httpx.TransportError as exc:
                 raise httpx_transport_error(exc, method=method, url=url, request_id=request_id) from None
@@ -466,7 +474,9 @@ class AEPAsyncHook(BaseHook):
             return response.text
 
     # ------------------------------------------------------------------ Flow Service
-    async def paginate_flow_service(self, path: str, params: list[tuple[str, Any]] | None = None) -> list[dict[str, Any]]:
+    async def paginate_flow_service(
+        self, path: str, params: list[tuple[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
         """All items of a Flow Service list, following ``_links.next.href`` continuation tokens."""
         base = [(k, v) for k, v in params or [] if v is not None]
         query = base

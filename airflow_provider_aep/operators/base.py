@@ -97,7 +97,12 @@ class AEPBaseOperator(AEPHookMixin, BaseOperator):
                 existing = find()
                 if not existing:
                     raise
-                self.log.info("AEP refused to create %s %r because the name is taken (%s); looking at the existing one", kind, name, exc.code)
+                self.log.info(
+                    "AEP refused to create %s %r because the name is taken (%s); looking at the existing one",
+                    kind,
+                    name,
+                    exc.code,
+                )
             else:
                 self.log.info("Created %s %r: %s", kind, name, resource_id)
                 return resource_id, True

@@ -18,7 +18,9 @@ def _mapping_pairs(mapping_set: dict[str, Any]) -> list[tuple[str, str, str]]:
         source_type = str(m.get("sourceType", "ATTRIBUTE")).upper()
         if source_type not in ("ATTRIBUTE", "EXPRESSION", "STATIC"):
             source_type = "ATTRIBUTE"  # GET echoes "text/x.schema-path" for plain attributes
-        pairs.append((source_type, m.get("source", m.get("sourceAttribute")), m.get("destination", m.get("destinationXdmPath"))))
+        pairs.append(
+            (source_type, m.get("source", m.get("sourceAttribute")), m.get("destination", m.get("destinationXdmPath")))
+        )
     return sorted(pairs)
 
 
@@ -57,7 +59,9 @@ class AEPCreateMappingSetOperator(AEPBaseOperator):
         def differences(existing: dict[str, Any]) -> list[str]:
             full = hook.get_mapping_set(existing["id"])
             wanted = _mapping_pairs({"mappings": mappings})
-            return differ("schema", mapping_set_schema(full), schema_id) + differ("mappings", _mapping_pairs(full), wanted)
+            return differ("schema", mapping_set_schema(full), schema_id) + differ(
+                "mappings", _mapping_pairs(full), wanted
+            )
 
         def create() -> str:
             payload = {
@@ -70,7 +74,11 @@ class AEPCreateMappingSetOperator(AEPBaseOperator):
             return result["id"]
 
         mapping_set_id, created = self.get_or_create(
-            kind="mapping set", name=name, find=lambda: hook.find_mapping_sets_by_name(name), create=create, differences=differences
+            kind="mapping set",
+            name=name,
+            find=lambda: hook.find_mapping_sets_by_name(name),
+            create=create,
+            differences=differences,
         )
         version = created_version["version"] if created else hook.get_mapping_set(mapping_set_id).get("version", 0)
         context["ti"].xcom_push(key="mapping_version", value=str(version))

@@ -130,7 +130,9 @@ class AEPRunFlowOperator(AEPHookMixin, BaseOperator):
                 raise poller.timeout_error(deadline)
             outcome = poller.poll()
             if outcome is not Outcome.WAIT:
-                return decide(poller.summary or {}, fail_on_partial_success=self.fail_on_partial_success, logger=self.log)
+                return decide(
+                    poller.summary or {}, fail_on_partial_success=self.fail_on_partial_success, logger=self.log
+                )
             if self.deferrable:  # checked once first: a run that is already over never defers
                 # Imported here, not at module level: DAG files that import this operator never need the
                 # trigger (nor airflow.triggers.base) to parse (bench/RESULTS.md, DAG-parse overhead).

@@ -47,7 +47,13 @@ class AEPCreateBaseConnectionOperator(AEPBaseOperator):
     :return: the base connection id.
     """
 
-    template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "name", "connection_spec_id", "auth", "description")
+    template_fields: Sequence[str] = (
+        *AEPBaseOperator.template_fields,
+        "name",
+        "connection_spec_id",
+        "auth",
+        "description",
+    )
     template_fields_renderers = {"auth": "json"}
 
     def __init__(
@@ -69,7 +75,9 @@ class AEPCreateBaseConnectionOperator(AEPBaseOperator):
         name = require_text("name", self.name)
         spec_id = require_text("connection_spec_id", self.connection_spec_id)
         if self.auth is not None and (not isinstance(self.auth, Mapping) or "specName" not in self.auth):
-            raise invalid("auth", "<redacted>" if self.auth else self.auth, "must be a mapping with specName and params")
+            raise invalid(
+                "auth", "<redacted>" if self.auth else self.auth, "must be a mapping with specName and params"
+            )
         hook = self.hook
 
         def create() -> str:
@@ -171,7 +179,9 @@ class AEPCreateSourceConnectionOperator(AEPBaseOperator):
                 differ("base connection", existing.get("baseConnectionId"), base_id)
                 + differ("connection spec", (existing.get("connectionSpec") or {}).get("id"), spec_id)
                 + differ("data.format", have_data.get("format"), data["format"])
-                + differ("data.schema.id", (have_data.get("schema") or {}).get("id"), (data.get("schema") or {}).get("id"))
+                + differ(
+                    "data.schema.id", (have_data.get("schema") or {}).get("id"), (data.get("schema") or {}).get("id")
+                )
                 + differ("params.tableName", have_params.get("tableName"), params.get("tableName"))
                 + differ("params.path", have_params.get("path"), params.get("path"))
             )
@@ -202,9 +212,11 @@ class AEPCreateSourceConnectionOperator(AEPBaseOperator):
         if fmt == "parquet_xdm":
             data["schema"] = {"version": "application/vnd.adobe.xed-full-notext+json; version=1", **data["schema"]}
         columns = params.get("columns")
-        if columns is not None:
-            if not isinstance(columns, list) or not all(isinstance(c, Mapping) and c.get("name") and c.get("type") for c in columns):
-                raise invalid("params.columns", columns, "must be a list of {name, type} mappings")
+        if columns is not None and (
+            not isinstance(columns, list)
+            or not all(isinstance(c, Mapping) and c.get("name") and c.get("type") for c in columns)
+        ):
+            raise invalid("params.columns", columns, "must be a list of {name, type} mappings")
         return data, params
 
 
@@ -218,9 +230,11 @@ def _split_task_params(params: Any, dag: Any) -> tuple[dict[str, Any], Any]:
         own = ParamsDict.filter_params_by_source(params, "task")
         return {key: own.get_param(key).value for key in own}, ParamsDict.filter_params_by_source(params, "dag")
     # Airflow 2 merged them untagged: what the DAG declares with the same value is the DAG's.
-    dag_params = dag.params if dag is not None else {}
+    dag_params = dag.params if dag is not None else ParamsDict()
     own_keys = [k for k in params if k not in dag_params or dag_params.get_param(k).value != params.get_param(k).value]
-    return {k: params.get_param(k).value for k in own_keys}, {k: params.get_param(k) for k in params if k not in own_keys}
+    return {k: params.get_param(k).value for k in own_keys}, {
+        k: params.get_param(k) for k in params if k not in own_keys
+    }
 
 
 class AEPCreateTargetConnectionOperator(AEPBaseOperator):
@@ -323,7 +337,9 @@ class AEPGetFlowSpecOperator(AEPBaseOperator):
             raise AEPResourceConflictError(f"No flow spec named {name!r} in sandbox {sandbox!r}")
         if len(specs) > 1:
             ids = ", ".join(s.get("id", "?") for s in specs)
-            raise AEPResourceConflictError(f"{len(specs)} flow specs named {name!r} in sandbox {sandbox!r} ({ids}); pass the id instead")
+            raise AEPResourceConflictError(
+                f"{len(specs)} flow specs named {name!r} in sandbox {sandbox!r} ({ids}); pass the id instead"
+            )
         self.log.info("Found flow spec %r: %s", name, specs[0]["id"])
         return specs[0]["id"]
 
@@ -409,7 +425,11 @@ class AEPCreateFlowOperator(AEPBaseOperator):
             )
 
         flow_id, _ = self.get_or_create(
-            kind="dataflow", name=name, find=lambda: hook.find_flows_by_name(name), create=create, differences=differences
+            kind="dataflow",
+            name=name,
+            find=lambda: hook.find_flows_by_name(name),
+            create=create,
+            differences=differences,
         )
         url = hook.dataflow_url(flow_id)
         context["ti"].xcom_push(key=DATAFLOW_URL_KEY, value=url)

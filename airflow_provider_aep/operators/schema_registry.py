@@ -112,7 +112,7 @@ class AEPCreateAdHocSchemaOperator(AEPBaseOperator):
         def schema_differences(summary: dict[str, Any]) -> list[str]:
             schema = hook.get_schema(summary["$id"])
             diffs = differ("class", self._class_of(schema), class_id)
-            return diffs or field_differences(hook.get_class(class_id))
+            return diffs or field_differences(hook.get_class(str(class_id)))
 
         def create_schema() -> str:
             payload = {
@@ -125,7 +125,9 @@ class AEPCreateAdHocSchemaOperator(AEPBaseOperator):
                 return hook.create_schema(payload)["$id"]
             except AEPApiError as exc:
                 if not exc.is_conflict:
-                    self.log.error("Ad hoc class %s exists; creating schema %r failed. A re-run reuses the class.", class_id, title)
+                    self.log.error(
+                        "Ad hoc class %s exists; creating schema %r failed. A re-run reuses the class.", class_id, title
+                    )
                 raise
 
         schema_id, _ = self.get_or_create(
@@ -156,7 +158,13 @@ class AEPCreateSchemaOperator(AEPBaseOperator):
     :return: the schema ``$id``.
     """
 
-    template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "title", "class_id", "field_group_ids", "description")
+    template_fields: Sequence[str] = (
+        *AEPBaseOperator.template_fields,
+        "title",
+        "class_id",
+        "field_group_ids",
+        "description",
+    )
 
     def __init__(
         self,
@@ -182,7 +190,9 @@ class AEPCreateSchemaOperator(AEPBaseOperator):
 
         def differences(summary: dict[str, Any]) -> list[str]:
             schema = hook.get_schema(summary["$id"])
-            diffs = differ("class", schema.get("meta:class") or AEPCreateAdHocSchemaOperator._class_of(schema), class_id)
+            diffs = differ(
+                "class", schema.get("meta:class") or AEPCreateAdHocSchemaOperator._class_of(schema), class_id
+            )
             missing = [g for g in groups if g not in _refs(schema)]
             if missing:
                 diffs.append(f"field groups {missing} are not in it")

@@ -27,11 +27,11 @@ from airflow_provider_aep.testing.specs import (
 )
 
 __all__ = [
-    "AEPEmulator",
     "CRM_TO_AEP_FLOW_SPEC_ID",
     "DATA_LAKE_SPEC_ID",
-    "FaultConfig",
     "ODATA_SPEC_ID",
+    "AEPEmulator",
+    "FaultConfig",
     "RequestRecord",
     "RunOutcome",
 ]

@@ -10,7 +10,7 @@ import argparse
 import signal
 import sys
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from airflow_provider_aep.testing.faults import FaultConfig
 from airflow_provider_aep.testing.runs import RunOutcome
@@ -18,7 +18,9 @@ from airflow_provider_aep.testing.server import AEPEmulator
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aep-emulator", description="Offline Adobe Experience Platform emulator (binds 127.0.0.1).")
+    p = argparse.ArgumentParser(
+        prog="aep-emulator", description="Offline Adobe Experience Platform emulator (binds 127.0.0.1)."
+    )
     p.add_argument("--port", type=int, default=8642, help="TCP port; 0 picks a free one (default: %(default)s)")
     p.add_argument("--client-id", default="emulator-client-id")
     p.add_argument("--client-secret", default="emulator-client-secret")

@@ -31,9 +31,7 @@ def gateway_error(status: int, error_code: str, message: str) -> APIError:
 
 
 def placeholder_error(status: int, title: str, detail: str) -> APIError:
-    return APIError(
-        status, {"type": "/placeholder/type/uri", "status": status, "title": title, "detail": detail}
-    )
+    return APIError(status, {"type": "/placeholder/type/uri", "status": status, "title": title, "detail": detail})
 
 
 def xdm_error(code: str, status: int, title: str, message: str, request_id: str = "") -> APIError:

@@ -13,7 +13,7 @@ arguments come from an optional marker::
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

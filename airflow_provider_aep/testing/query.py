@@ -12,8 +12,9 @@ import binascii
 import fnmatch
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from airflow_provider_aep.testing.errors import APIError
 
@@ -54,7 +55,7 @@ def parse_filter(expr: str, error: Callable[[str, str], APIError], *, split_comm
         raise error("1449", f"Invalid field {path!r} in filter params.")
     if op is None:
         return Filter(path, None, ())
-    raw = rest[len(op):]
+    raw = rest[len(op) :]
     if raw == "":
         raise error("1453", f"Invalid query value {expr} provided in query param.")
     if split_commas and op in ("==", "!="):
@@ -174,7 +175,7 @@ def flow_list(
     error: Callable[[str, str], APIError],
 ) -> dict[str, Any]:
     """Apply Flow Service list semantics and build the ``{"items", "_links"}`` envelope."""
-    token = (query.get("continuationToken") or [None])[0]
+    token = (query.get("continuationToken") or [""])[0] or None
     if token:
         state = _decode_token(token, error)
         properties: list[str] = state["p"]
@@ -183,9 +184,9 @@ def flow_list(
         offset: int = state["o"]
     else:
         properties = list(query.get("property", []))
-        orderby = (query.get("orderby") or query.get("orderBy") or [None])[0]
-        limit_raw = (query.get("limit") or [None])[0]
-        count_raw = (query.get("count") or [None])[0]
+        orderby = (query.get("orderby") or query.get("orderBy") or [""])[0] or None
+        limit_raw = (query.get("limit") or [""])[0] or None
+        count_raw = (query.get("count") or [""])[0] or None
         if limit_raw is not None and count_raw is not None:
             raise error(
                 "1401",

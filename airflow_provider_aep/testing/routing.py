@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from airflow_provider_aep.testing.errors import APIError, placeholder_error
@@ -31,7 +32,7 @@ class Request:
     query: dict[str, list[str]]
     headers: Any  # email.message.Message: case-insensitive .get()
     body: bytes
-    emulator: "AEPEmulator"
+    emulator: AEPEmulator
     request_id: str
     sandbox: str | None = None
     client_id: str | None = None
@@ -39,7 +40,7 @@ class Request:
     _json_parsed: bool = False
 
     @property
-    def sb(self) -> "SandboxState":
+    def sb(self) -> SandboxState:
         assert self.sandbox is not None
         return self.emulator.store.sandbox(self.sandbox)
 

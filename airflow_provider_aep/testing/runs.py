@@ -48,7 +48,7 @@ def make_schedule(params: dict[str, Any], now: float, time_scale: float) -> Flow
     return FlowSchedule(next_due=max(start, now), interval_real=interval_real)
 
 
-def materialise(emulator: "AEPEmulator", sb: SandboxState, flow_id: str) -> None:
+def materialise(emulator: AEPEmulator, sb: SandboxState, flow_id: str) -> None:
     """Create the runs whose scheduled time has passed."""
     flow = sb.flows.get(flow_id)
     sched = sb.flow_schedules.get(flow_id)
@@ -75,13 +75,13 @@ def materialise(emulator: "AEPEmulator", sb: SandboxState, flow_id: str) -> None
         sched.next_due += step
 
 
-def materialise_all(emulator: "AEPEmulator", sb: SandboxState) -> None:
+def materialise_all(emulator: AEPEmulator, sb: SandboxState) -> None:
     for flow_id in list(sb.flows):
         materialise(emulator, sb, flow_id)
 
 
 def create_run(
-    emulator: "AEPEmulator",
+    emulator: AEPEmulator,
     sb: SandboxState,
     flow_id: str,
     due: float,
@@ -111,7 +111,7 @@ def create_run(
     return rec
 
 
-def status_of(emulator: "AEPEmulator", sb: SandboxState, rec: RunRecord) -> str:
+def status_of(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> str:
     now = emulator.store.now()
     if now < rec.starts:
         return "scheduled"
@@ -132,7 +132,7 @@ def _etag(rec: RunRecord, status: str) -> str:
     return f'"{digest[:8]}-0000-0200-0000-{int(rec.created):08x}0000"'
 
 
-def render_run(emulator: "AEPEmulator", sb: SandboxState, rec: RunRecord) -> dict[str, Any]:
+def render_run(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[str, Any]:
     """The run object AEP returns from ``GET /runs/{id}`` (aep-api.md §4.9)."""
     now = emulator.store.now()
     status = status_of(emulator, sb, rec)
@@ -198,7 +198,9 @@ def render_run(emulator: "AEPEmulator", sb: SandboxState, rec: RunRecord) -> dic
         size_summary = {"inputBytes": -1, "outputBytes": -1}
     else:
         size_summary = {"inputBytes": read * row_bytes, "outputBytes": int(written * row_bytes * 0.6)}
-    done_files = files if status in ("success", "partialSuccess") else (0 if status == "scheduled" else int(files * progress))
+    done_files = (
+        files if status in ("success", "partialSuccess") else (0 if status == "scheduled" else int(files * progress))
+    )
     file_summary = {
         "inputFileCount": done_files,
         "outputFileCount": done_files if status != "failed" else 0,
@@ -213,7 +215,10 @@ def render_run(emulator: "AEPEmulator", sb: SandboxState, rec: RunRecord) -> dic
     if final:
         duration["completedAtUTC"] = _ms(rec.completes)
 
-    status_summary: dict[str, Any] = {"status": status, "activityRefs": [copy_id] + ([promo_id] if final and status != "failed" else [])}
+    status_summary: dict[str, Any] = {
+        "status": status,
+        "activityRefs": [copy_id] + ([promo_id] if final and status != "failed" else []),
+    }
     if errors:
         status_summary["errors"] = errors
 
@@ -240,8 +245,17 @@ def render_run(emulator: "AEPEmulator", sb: SandboxState, rec: RunRecord) -> dic
         if status == "partialSuccess":
             promo_status["errors"] = list(errors)
             promo_status["extensions"] = {
-                "manifest": {"failedRecords": f"/runs/{rec.id}/errors/failedRecords", "sampleErrors": f"/runs/{rec.id}/errors/sample"},
-                "errors": [{"code": "MAPPER-3700-400", "message": "Mapping failed on some records.", "recordCount": failed_records}],
+                "manifest": {
+                    "failedRecords": f"/runs/{rec.id}/errors/failedRecords",
+                    "sampleErrors": f"/runs/{rec.id}/errors/sample",
+                },
+                "errors": [
+                    {
+                        "code": "MAPPER-3700-400",
+                        "message": "Mapping failed on some records.",
+                        "recordCount": failed_records,
+                    }
+                ],
             }
         activities.append(
             {
@@ -290,7 +304,7 @@ def render_run(emulator: "AEPEmulator", sb: SandboxState, rec: RunRecord) -> dic
     return run
 
 
-def last_run_details(emulator: "AEPEmulator", sb: SandboxState, flow_id: str) -> dict[str, Any] | None:
+def last_run_details(emulator: AEPEmulator, sb: SandboxState, flow_id: str) -> dict[str, Any] | None:
     records = (sb.run_records[rid] for rid in sb.runs_by_flow.get(flow_id, []))
     done = [r for r in records if status_of(emulator, sb, r) in RunOutcome.ALL]
     if not done:

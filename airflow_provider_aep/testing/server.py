@@ -20,9 +20,10 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from airflow_provider_aep.testing import runs as run_engine
@@ -81,7 +82,7 @@ class _HTTPServer(ThreadingHTTPServer):
     block_on_close = False  # keep-alive handler threads must not block stop()
     request_queue_size = 4096  # ~1,000 clients connecting at once
     allow_reuse_address = True
-    emulator: "AEPEmulator"
+    emulator: AEPEmulator
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -103,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.emulator._connection_closed(self.connection)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler API
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the request log replaces stderr access logs
 
     def _read_body(self) -> bytes:
@@ -139,9 +140,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.headers.items():
             self.send_header(name, value)
         # Headers and body leave in one write (end_headers() would flush the headers alone).
-        self._headers_buffer.append(b"\r\n" + payload)
-        self.wfile.write(b"".join(self._headers_buffer))
-        self._headers_buffer = []
+        buffer: list[bytes] = self._headers_buffer  # type: ignore[attr-defined]  # http.server internals
+        buffer.append(b"\r\n" + payload)
+        self.wfile.write(b"".join(buffer))
+        buffer.clear()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
@@ -215,7 +217,7 @@ class AEPEmulator:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "AEPEmulator":
+    def start(self) -> AEPEmulator:
         if self._server is not None:
             return self
         server = _HTTPServer(("127.0.0.1", self.port), _Handler)
@@ -246,7 +248,7 @@ class AEPEmulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "AEPEmulator":
+    def __enter__(self) -> AEPEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -388,7 +390,14 @@ class AEPEmulator:
             for sb in self.store.sandboxes():
                 run_engine.materialise_all(self, sb)
                 kinds: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
-                for kind in ("classes", "schemas", "fieldgroups", "connections", "sourceConnections", "targetConnections"):
+                for kind in (
+                    "classes",
+                    "schemas",
+                    "fieldgroups",
+                    "connections",
+                    "sourceConnections",
+                    "targetConnections",
+                ):
                     kinds[kind] = copy.deepcopy(getattr(sb, kind))
                 kinds["datasets"] = copy.deepcopy(sb.datasets)
                 kinds["mappingSets"] = {mid: copy.deepcopy(v[-1]) for mid, v in sb.mappingSets.items()}
@@ -456,13 +465,23 @@ class AEPEmulator:
                 response = matched.handler(req, **params)
             if drop and 200 <= response.status < 300:
                 fault = "drop_after_commit"
-                self._record(method, path, query, response.status, fault, sandbox, service, request_id, credentials_in_query)
+                self._record(
+                    method, path, query, response.status, fault, sandbox, service, request_id, credentials_in_query
+                )
                 return None
         except APIError as exc:
             response = Response(exc.status, exc.body, dict(exc.headers))
         except Exception:  # a bug in the emulator must not kill the connection silently
             traceback.print_exc(file=sys.stderr)
-            response = Response(500, {"type": "/placeholder/type/uri", "status": 500, "title": "InternalServerError", "detail": "Emulator error"})
+            response = Response(
+                500,
+                {
+                    "type": "/placeholder/type/uri",
+                    "status": 500,
+                    "title": "InternalServerError",
+                    "detail": "Emulator error",
+                },
+            )
         response.headers.setdefault("x-request-id", request_id)
         self._record(method, path, query, response.status, fault, sandbox, service, request_id, credentials_in_query)
         return response
@@ -502,8 +521,18 @@ class AEPEmulator:
                 {"Retry-After": str(self._faults.config.retry_after)},
             )
         if service is flow_service.SERVICE and status in (500, 503, 504):
-            code, title = {500: ("1102", "Internal Error"), 503: ("1103", "Service Unavailable"), 504: ("1104", "Gateway Timeout")}[status]
-            return flow_error(code, status, title, f"{title}. Please try again. If the problem persists, please contact customer support.", request_id=request_id)
+            code, title = {
+                500: ("1102", "Internal Error"),
+                503: ("1103", "Service Unavailable"),
+                504: ("1104", "Gateway Timeout"),
+            }[status]
+            return flow_error(
+                code,
+                status,
+                title,
+                f"{title}. Please try again. If the problem persists, please contact customer support.",
+                request_id=request_id,
+            )
         if status == 502:
             return gateway_error(502, "502000", "Bad Gateway")
         titles = {500: "InternalServerError", 503: "ServiceUnavailable", 504: "GatewayTimeout"}

@@ -251,7 +251,12 @@ def _global(kind: str, xid: str, title: str, **extra: Any) -> dict[str, Any]:
 GLOBAL_BEHAVIORS: list[dict[str, Any]] = [
     _global("behaviors", ADHOC_BEHAVIOR, "Ad Hoc Schema", properties={}),
     _global("behaviors", RECORD_BEHAVIOR, "Record Schema", properties={}),
-    _global("behaviors", TIME_SERIES_BEHAVIOR, "Time-series Schema", properties={"timestamp": {"type": "string", "format": "date-time"}}),
+    _global(
+        "behaviors",
+        TIME_SERIES_BEHAVIOR,
+        "Time-series Schema",
+        properties={"timestamp": {"type": "string", "format": "date-time"}},
+    ),
 ]
 
 GLOBAL_CLASSES: list[dict[str, Any]] = [
@@ -293,7 +298,12 @@ GLOBAL_FIELDGROUPS: list[dict[str, Any]] = [
         "Demographic Details",
         **{
             "meta:intendedToExtend": [PROFILE_CLASS],
-            "properties": {"person": {"type": "object", "properties": {"name": {"type": "object"}, "birthDate": {"type": "string"}}}},
+            "properties": {
+                "person": {
+                    "type": "object",
+                    "properties": {"name": {"type": "object"}, "birthDate": {"type": "string"}},
+                }
+            },
         },
     ),
     _global(
@@ -319,7 +329,10 @@ GLOBAL_FIELDGROUPS: list[dict[str, Any]] = [
         "fieldgroups",
         "https://ns.adobe.com/xdm/context/identitymap",
         "IdentityMap",
-        **{"meta:intendedToExtend": [PROFILE_CLASS, EXPERIENCE_EVENT_CLASS], "properties": {"identityMap": {"type": "object"}}},
+        **{
+            "meta:intendedToExtend": [PROFILE_CLASS, EXPERIENCE_EVENT_CLASS],
+            "properties": {"identityMap": {"type": "object"}},
+        },
     ),
 ]
 

@@ -13,8 +13,9 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # Kinds reported by snapshot(), in pipeline order.
 KINDS: tuple[str, ...] = (

@@ -101,7 +101,9 @@ class AEPFlowRunTrigger(BaseTrigger):
                     else:
                         if run is None:
                             self.log.info(
-                                "No run of AEP flow %s created at or after %s ms yet", self.flow_id, self.created_after_ms
+                                "No run of AEP flow %s created at or after %s ms yet",
+                                self.flow_id,
+                                self.created_after_ms,
                             )
                     if run is not None:
                         summary = run_summary(run, self.flow_id, config.org_id, config.sandbox)
@@ -109,7 +111,7 @@ class AEPFlowRunTrigger(BaseTrigger):
                             run_id = summary["run_id"]
                             self.log.info("Watching AEP flow run %s (%s)", run_id, summary["run_url"])
                         self.log.info(progress_line(summary, time.time()))
-                        outcome = outcome_of(summary["status"], warned=warned, logger=self.log)
+                        outcome = outcome_of(summary["status"], warned=warned, logger=self.log)  # type: ignore[arg-type]
                         if outcome is not Outcome.WAIT:
                             fired = True
                             yield TriggerEvent(

@@ -109,7 +109,7 @@ def _extras(conn: Any, conn_id: str) -> dict[str, Any]:
     else:
         try:
             extra = json.loads(raw)
-        except ValueError as err:
+        except json.JSONDecodeError as err:
             raise AEPConnectionConfigError(
                 f"Connection {conn_id!r}: field 'extra' must be a JSON object, but it is not valid JSON ({err.msg} "
                 f"at position {err.pos})"

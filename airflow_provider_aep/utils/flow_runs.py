@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
@@ -255,7 +255,6 @@ def _error_text(summary: Mapping[str, Any]) -> str:
     return ": " + "; ".join(parts)
 
 
-
 # ---------------------------------------------------------------- helpers
 def _dig(obj: Any, *path: str) -> Any:
     for key in path:
@@ -274,7 +273,7 @@ def _ms(value: Any) -> int | None:
 
 
 def _iso(ms: int | None) -> str | None:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat() if ms else None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat() if ms else None
 
 
 def _count(obj: Any, key: str) -> int | None:

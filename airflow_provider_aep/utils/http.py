@@ -252,7 +252,9 @@ class RetryPolicy:
             delay = random.uniform(delay / 2, delay)
         return delay
 
-    def tenacity_kwargs(self, describe: Callable[[], str], *, retry: Callable[[BaseException], bool] = is_retryable) -> dict[str, Any]:
+    def tenacity_kwargs(
+        self, describe: Callable[[], str], *, retry: Callable[[BaseException], bool] = is_retryable
+    ) -> dict[str, Any]:
         """Arguments for ``tenacity.Retrying`` or ``tenacity.AsyncRetrying`` implementing this policy."""
         import tenacity
 
@@ -295,7 +297,9 @@ def token_url(config: AEPConnectionConfig) -> str:
     return f"{config.ims_url}{TOKEN_PATH}"
 
 
-def parse_token_response(status: int, headers: Mapping[str, str], text: str, *, url: str, request_id: str) -> tuple[str, float]:
+def parse_token_response(
+    status: int, headers: Mapping[str, str], text: str, *, url: str, request_id: str
+) -> tuple[str, float]:
     """Return (access_token, expires_in seconds) or raise an AEPApiError that carries no secret."""
     if status >= 400:
         raise decode_error(status, headers, text, method="POST", url=url, request_id=request_id)
@@ -347,8 +351,6 @@ class TokenCache:
 
 
 TOKEN_CACHE = TokenCache()
-
-
 
 
 def transport_failure(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from airflow_provider_aep.exceptions import AEPValidationError
@@ -26,14 +26,14 @@ def to_epoch_ms(value: Any, field: str = "time") -> int | None:
     if isinstance(value, bool):
         raise AEPValidationError(f"{field}={value!r}: {_RULE}")
     if isinstance(value, datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return int(round(aware.timestamp() * 1000))
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return round(aware.timestamp() * 1000)
     if isinstance(value, date):
-        return to_epoch_ms(datetime.combine(value, time(), tzinfo=timezone.utc), field)
+        return to_epoch_ms(datetime.combine(value, time(), tzinfo=UTC), field)
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
             raise AEPValidationError(f"{field}={value!r}: {_RULE} (finite, not negative)")
-        return int(round(value if value >= _MS_THRESHOLD else value * 1000))
+        return round(value if value >= _MS_THRESHOLD else value * 1000)
     if isinstance(value, str):
         text = value.strip()
         if _NUMBER.match(text):

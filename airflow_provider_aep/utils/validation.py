@@ -72,7 +72,11 @@ def adhoc_field_properties(fields: Any) -> dict[str, Any]:
     properties = {}
     for name, xdm_type in fields.items():
         if not isinstance(name, str) or not _FIELD_NAME.match(name):
-            raise invalid(f"fields[{name!r}]", name, "column names must start with a letter or _ and hold only letters, digits and _")
+            raise invalid(
+                f"fields[{name!r}]",
+                name,
+                "column names must start with a letter or _ and hold only letters, digits and _",
+            )
         key = xdm_type.lower() if isinstance(xdm_type, str) else xdm_type
         if key not in XDM_FIELD_TYPES:
             raise invalid(f"fields[{name!r}]", xdm_type, f"must be an XDM type, one of {', '.join(XDM_FIELD_TYPES)}")
@@ -90,12 +94,16 @@ def normalize_schedule(schedule: Any) -> dict[str, Any]:
         raise invalid("schedule_params.frequency", frequency, f"must be one of {', '.join(FREQUENCIES)}")
     out["frequency"] = frequency = frequency.lower()
     if out.get("startTime") in (None, ""):
-        raise invalid("schedule_params.startTime", None, "is required (epoch seconds, a datetime or an ISO-8601 string)")
+        raise invalid(
+            "schedule_params.startTime", None, "is required (epoch seconds, a datetime or an ISO-8601 string)"
+        )
     out["startTime"] = to_epoch_seconds(out["startTime"], "schedule_params.startTime")
     if frequency == "once":
         for forbidden in ("interval", "backfill"):
             if out.get(forbidden) is not None:
-                raise invalid(f"schedule_params.{forbidden}", out[forbidden], "must not be set when frequency is 'once'")
+                raise invalid(
+                    f"schedule_params.{forbidden}", out[forbidden], "must not be set when frequency is 'once'"
+                )
             out.pop(forbidden, None)
         return out
     interval = out.get("interval")
@@ -126,7 +134,9 @@ def normalize_mapping(index: int, mapping: Any) -> dict[str, Any]:
         "destination": require_text(f"{field}.destination", destination),
     }
     if out["sourceType"] not in MAPPING_SOURCE_TYPES:
-        raise invalid(f"{field}.sourceType", mapping.get("sourceType"), f"must be one of {', '.join(MAPPING_SOURCE_TYPES)}")
+        raise invalid(
+            f"{field}.sourceType", mapping.get("sourceType"), f"must be one of {', '.join(MAPPING_SOURCE_TYPES)}"
+        )
     for optional in ("name", "description"):
         if mapping.get(optional):
             out[optional] = mapping[optional]
@@ -134,7 +144,7 @@ def normalize_mapping(index: int, mapping: Any) -> dict[str, Any]:
 
 
 def normalize_mappings(mappings: Any) -> list[dict[str, Any]]:
-    if isinstance(mappings, Mapping) or isinstance(mappings, str) or not isinstance(mappings, Iterable):
+    if isinstance(mappings, (Mapping, str)) or not isinstance(mappings, Iterable):
         raise invalid("mappings", mappings, "must be a non-empty list of mappings")
     normalized = [normalize_mapping(i, m) for i, m in enumerate(mappings)]
     if not normalized:
@@ -144,7 +154,7 @@ def normalize_mappings(mappings: Any) -> list[dict[str, Any]]:
 
 def normalize_transformations(transformations: Any) -> list[dict[str, Any]]:
     """Transformations as AEP wants them; a Mapping's mappingVersion is sent as a string, as the flow spec types it."""
-    if isinstance(transformations, Mapping) or isinstance(transformations, str) or not isinstance(transformations, Iterable):
+    if isinstance(transformations, (Mapping, str)) or not isinstance(transformations, Iterable):
         raise invalid("transformations", transformations, "must be a list of {name, params}")
     out = []
     for i, item in enumerate(transformations):
@@ -179,7 +189,13 @@ def validate_against_flow_spec(
                 f"flow spec {spec_name} accepts only {', '.join(sorted(map(str, specs)))}",
             )
         if specs.get(transformation["name"]):
-            _check(specs[transformation["name"]], transformation["params"], f"transformations[{i}].params", spec_name, jsonschema)
+            _check(
+                specs[transformation["name"]],
+                transformation["params"],
+                f"transformations[{i}].params",
+                spec_name,
+                jsonschema,
+            )
     schedule_spec = (flow_spec.get("scheduleSpec") or {}).get("spec")
     if schedule_spec:
         _check(schedule_spec, dict(schedule), "schedule_params", spec_name, jsonschema)

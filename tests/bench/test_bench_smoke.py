@@ -57,7 +57,19 @@ def test_provisioning_smoke(results):
 
 def test_triggerer_smoke(results):
     r = run_json(
-        [sys.executable, "-m", "bench.triggerer", "--n", "5", "--time-scale", "30", "--run-duration", "30", "--spread", "0.2"]
+        [
+            sys.executable,
+            "-m",
+            "bench.triggerer",
+            "--n",
+            "5",
+            "--time-scale",
+            "30",
+            "--run-duration",
+            "30",
+            "--spread",
+            "0.2",
+        ]
     )
     results["triggerer"] = r
     d, poke = r["deferred"], r["poke"]

@@ -17,7 +17,9 @@ def _airflow_processes_of(home_prefix: str) -> list[str]:
     return [line for line in out.splitlines() if home_prefix in line]
 
 
-@pytest.mark.parametrize(("outcome", "code", "expected"), [("success", 0, "Demo succeeded"), ("failed", 1, "The demo FAILED")])
+@pytest.mark.parametrize(
+    ("outcome", "code", "expected"), [("success", 0, "Demo succeeded"), ("failed", 1, "The demo FAILED")]
+)
 def test_demo_reports_the_pipeline_and_its_run(outcome, code, expected):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["AEP_DEMO_OUTCOME"] = outcome

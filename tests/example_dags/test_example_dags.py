@@ -13,7 +13,16 @@ from tests.conftest import airflow_3
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 DAG_IDS = {"aep_protocols_ingestion", "aep_scheduled_ingestion", "aep_multi_source_ingestion", "aep_teardown"}
-KINDS = ("classes", "schemas", "datasets", "connections", "sourceConnections", "targetConnections", "mappingSets", "flows")
+KINDS = (
+    "classes",
+    "schemas",
+    "datasets",
+    "connections",
+    "sourceConnections",
+    "targetConnections",
+    "mappingSets",
+    "flows",
+)
 
 
 @pytest.fixture
@@ -45,7 +54,10 @@ def _counts(emulator: AEPEmulator) -> dict[str, int]:
 
 
 def _states(run) -> dict[str, str]:
-    return {f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id: ti.state for ti in run.get_task_instances()}
+    return {
+        f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id: ti.state
+        for ti in run.get_task_instances()
+    }
 
 
 def _logs(caplog, capfd) -> str:
@@ -55,12 +67,15 @@ def _logs(caplog, capfd) -> str:
 
 
 def _creates(emulator: AEPEmulator) -> list:
-    return [r for r in emulator.request_log if r.method == "POST" and "/ims/" not in r.path and not r.path.endswith("/runs")]
+    return [
+        r for r in emulator.request_log if r.method == "POST" and "/ims/" not in r.path and not r.path.endswith("/runs")
+    ]
 
 
 # ---------------------------------------------------------------- loading
 def test_every_example_dag_loads_without_errors_or_api_calls(requests_mock, monkeypatch):
     import httpx
+
     try:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow 2
@@ -71,7 +86,11 @@ def test_every_example_dag_loads_without_errors_or_api_calls(requests_mock, monk
 
     monkeypatch.setattr(httpx.Client, "send", no_network)
     monkeypatch.setattr(httpx.AsyncClient, "send", no_network)
-    bag = DagBag(dag_folder=str(EXAMPLES), include_examples=False) if not airflow_3() else DagBag(dag_folder=str(EXAMPLES))
+    bag = (
+        DagBag(dag_folder=str(EXAMPLES), include_examples=False)
+        if not airflow_3()
+        else DagBag(dag_folder=str(EXAMPLES))
+    )
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == DAG_IDS
     assert requests_mock.request_history == []
@@ -99,7 +118,16 @@ def test_protocols_dag_runs_and_rerun_creates_nothing(example, emulator):
     first = dag.test(run_conf={"name": "Example Orders"})
     assert first.state == "success", _states(first)
     counts = _counts(emulator)
-    assert counts == {"classes": 1, "schemas": 2, "datasets": 1, "connections": 2, "sourceConnections": 1, "targetConnections": 1, "mappingSets": 1, "flows": 1}
+    assert counts == {
+        "classes": 1,
+        "schemas": 2,
+        "datasets": 1,
+        "connections": 2,
+        "sourceConnections": 1,
+        "targetConnections": 1,
+        "mappingSets": 1,
+        "flows": 1,
+    }
     flow = next(iter(emulator.snapshot()["prod"]["flows"].values()))
     assert flow["name"] == "Example Orders dataflow"
 
@@ -152,7 +180,16 @@ def test_protocols_dag_survives_faults_and_leaks_no_secret(example, monkeypatch,
         # which is the harshest expiry case.
         run = dag.test(run_conf={"name": "Faulty Orders"})
         assert run.state == "success", _states(run)
-        assert _counts(emu) == {"classes": 1, "schemas": 2, "datasets": 1, "connections": 2, "sourceConnections": 1, "targetConnections": 1, "mappingSets": 1, "flows": 1}
+        assert _counts(emu) == {
+            "classes": 1,
+            "schemas": 2,
+            "datasets": 1,
+            "connections": 2,
+            "sourceConnections": 1,
+            "targetConnections": 1,
+            "mappingSets": 1,
+            "flows": 1,
+        }
         faults = collections.Counter(r.fault for r in emu.request_log if r.fault)
         assert faults["drop_after_commit"] >= 1 and len(faults) >= 2, faults
         tokens = emu.issued_tokens

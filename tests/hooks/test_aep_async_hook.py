@@ -104,7 +104,9 @@ async def test_every_call_carries_the_aep_header_set_and_one_client_is_reused(ho
     assert fake.tokens_issued == 1
 
 
-@pytest.mark.skipif(not airflow_3(), reason="Airflow 2 has no async connection API; the thread fallback is tested below")
+@pytest.mark.skipif(
+    not airflow_3(), reason="Airflow 2 has no async connection API; the thread fallback is tested below"
+)
 async def test_the_connection_is_read_through_the_async_api(aep_conn, fake, slept, monkeypatch):
     calls: list[str] = []
     real = aep_async.BaseHook.aget_connection
@@ -182,7 +184,11 @@ async def test_a_401_drops_the_token_fetches_a_new_one_and_retries_once(hook, fa
 
 
 async def test_a_second_401_is_raised_not_looped(hook, fake):
-    fake.on("GET", "/data/foundation/flowservice/runs/r1", httpx.Response(401, json={"error_code": "401013", "message": "no"}))
+    fake.on(
+        "GET",
+        "/data/foundation/flowservice/runs/r1",
+        httpx.Response(401, json={"error_code": "401013", "message": "no"}),
+    )
     async with hook:
         with pytest.raises(AEPApiError) as err:
             await hook.get_run("r1")
@@ -235,7 +241,9 @@ async def test_retry_after_is_honoured(hook, fake, slept):
     fake.on(
         "GET",
         "/data/foundation/flowservice/runs/r1",
-        httpx.Response(429, headers={"Retry-After": "7"}, json={"error_code": "429050", "message": "Too many requests"}),
+        httpx.Response(
+            429, headers={"Retry-After": "7"}, json={"error_code": "429050", "message": "Too many requests"}
+        ),
         httpx.Response(200, json={"items": [run_item("r1", 1)]}),
     )
     async with hook:
@@ -320,7 +328,10 @@ async def test_get_run_unwraps_the_list_envelope_and_accepts_a_bare_object(hook,
 async def test_list_runs_filters_follows_continuation_and_sorts_newest_first(hook, fake):
     pages = iter(
         [
-            {"items": [run_item("old", 100), run_item("mid", 200)], "_links": {"next": {"href": "/runs?continuationToken=tok2"}}},
+            {
+                "items": [run_item("old", 100), run_item("mid", 200)],
+                "_links": {"next": {"href": "/runs?continuationToken=tok2"}},
+            },
             {"items": [run_item("new", 300), run_item("too-old", 50)], "_links": {}},
         ]
     )
@@ -335,7 +346,11 @@ async def test_list_runs_filters_follows_continuation_and_sorts_newest_first(hoo
 
 
 async def test_list_runs_without_a_lower_bound_returns_all(hook, fake):
-    fake.on("GET", "/data/foundation/flowservice/runs", httpx.Response(200, json={"items": [run_item("a", 1), run_item("b", 2)]}))
+    fake.on(
+        "GET",
+        "/data/foundation/flowservice/runs",
+        httpx.Response(200, json={"items": [run_item("a", 1), run_item("b", 2)]}),
+    )
     async with hook:
         assert [r["id"] for r in await hook.list_runs("f1")] == ["b", "a"]
     assert not any(v.startswith("createdAt") for _, v in parse_qsl(fake.platform_calls()[0].url.query.decode()))

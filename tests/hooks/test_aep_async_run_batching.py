@@ -111,7 +111,8 @@ async def test_a_run_missing_from_the_list_is_read_directly_and_a_real_404_still
     fake.on("GET", f"{RUNS}/late", httpx.Response(200, json={"items": [run_item("late", 5)]}))
     # GET /runs/gone is not routed: the fake answers 404.
     results = await asyncio.gather(
-        *(h.get_run(i) for h, i in zip(hooks(fake, 4), ["r0", "late", "r1", "gone"])), return_exceptions=True
+        *(h.get_run(i) for h, i in zip(hooks(fake, 4), ["r0", "late", "r1", "gone"], strict=False)),
+        return_exceptions=True,
     )
     assert results[0]["id"] == "r0" and results[2]["id"] == "r1"
     assert results[1]["id"] == "late"  # absent from the list (e.g. not yet indexed): direct read
@@ -130,9 +131,7 @@ async def test_an_error_of_a_list_read_reaches_every_waiter_of_its_chunk_only(ae
         return good(request)
 
     fake.on("GET", RUNS, answer)
-    results = await asyncio.gather(
-        *(h.get_run(f"r{i}") for i, h in enumerate(hooks(fake, 6))), return_exceptions=True
-    )
+    results = await asyncio.gather(*(h.get_run(f"r{i}") for i, h in enumerate(hooks(fake, 6))), return_exceptions=True)
     assert all(isinstance(r, AEPApiError) and r.status == 400 for r in results[:4])  # the chunk of r0..r3
     assert [r["id"] for r in results[4:]] == ["r4", "r5"]
     assert not single_calls(fake)  # an error is not a "missing" run: no per-id fallback
@@ -140,10 +139,8 @@ async def test_an_error_of_a_list_read_reaches_every_waiter_of_its_chunk_only(ae
 
 async def test_retryable_errors_of_a_list_read_are_retried_with_the_shared_policy(aep_conn, fake, slept):
     known = {"r0": run_item("r0", 0), "r1": run_item("r1", 1)}
-    fake.on(
-        "GET", RUNS, httpx.Response(503, headers={"Retry-After": "2"}, json={"title": "busy"}), list_answer(known)
-    )
-    results = await asyncio.gather(*(h.get_run(i) for h, i in zip(hooks(fake, 2), ["r0", "r1"])))
+    fake.on("GET", RUNS, httpx.Response(503, headers={"Retry-After": "2"}, json={"title": "busy"}), list_answer(known))
+    results = await asyncio.gather(*(h.get_run(i) for h, i in zip(hooks(fake, 2), ["r0", "r1"], strict=False)))
     assert [r["id"] for r in results] == ["r0", "r1"]
     assert len(list_calls(fake)) == 2
     assert slept == [2.0]
@@ -162,7 +159,7 @@ async def test_a_lone_read_is_the_direct_call(aep_conn, fake, slept):
 async def test_two_waiters_on_one_run_share_one_id_and_get_their_own_copy(aep_conn, fake, slept):
     known = {"r0": run_item("r0", 0), "r1": run_item("r1", 1)}
     fake.on("GET", RUNS, list_answer(known))
-    a, b, c = await asyncio.gather(*(h.get_run(i) for h, i in zip(hooks(fake, 3), ["r0", "r0", "r1"])))
+    a, b, _c = await asyncio.gather(*(h.get_run(i) for h, i in zip(hooks(fake, 3), ["r0", "r0", "r1"], strict=False)))
     assert a == b and a is not b
     assert ids_of(list_calls(fake)[0]) == ["r0", "r1"]
 

@@ -58,7 +58,9 @@ def test_every_platform_call_carries_the_aep_header_set(hook, ims, requests_mock
 
 def test_schema_lookups_send_a_versioned_accept_and_lists_an_unversioned_one(hook, ims, requests_mock):
     schema_id = "https://ns.adobe.com/tenant/schemas/abc"
-    requests_mock.get(f"{SR}/tenant/schemas/https%3A%2F%2Fns.adobe.com%2Ftenant%2Fschemas%2Fabc", json={"$id": schema_id})
+    requests_mock.get(
+        f"{SR}/tenant/schemas/https%3A%2F%2Fns.adobe.com%2Ftenant%2Fschemas%2Fabc", json={"$id": schema_id}
+    )
     requests_mock.get(f"{SR}/tenant/schemas", json={"results": [], "_page": {"next": None}})
 
     hook.get_schema(schema_id)
@@ -138,7 +140,9 @@ def test_a_401_drops_the_token_fetches_a_new_one_and_retries_once(hook, ims, req
 
 
 def test_a_second_401_is_raised_not_looped(hook, ims, requests_mock):
-    requests_mock.get(f"{FS}/flows/f1", status_code=401, json={"error_code": "401013", "message": "Oauth token is not valid"})
+    requests_mock.get(
+        f"{FS}/flows/f1", status_code=401, json={"error_code": "401013", "message": "Oauth token is not valid"}
+    )
     with pytest.raises(AEPApiError) as err:
         hook.get_flow("f1")
     assert err.value.status == 401 and err.value.code == "401013"
@@ -158,7 +162,9 @@ def test_a_pre_issued_access_token_is_used_without_ims(monkeypatch, requests_moc
 
 def test_ims_errors_are_decoded_and_not_retried(hook, requests_mock):
     ims = requests_mock.post(
-        f"{IMS}/ims/token/v3", status_code=400, json={"error": "invalid_client", "error_description": "invalid client_secret parameter"}
+        f"{IMS}/ims/token/v3",
+        status_code=400,
+        json={"error": "invalid_client", "error_description": "invalid client_secret parameter"},
     )
     with pytest.raises(AEPApiError) as err:
         hook.get_flow("f1")
@@ -172,7 +178,8 @@ def test_ims_errors_are_decoded_and_not_retried(hook, requests_mock):
 def test_retryable_statuses_are_retried_until_success(hook, ims, requests_mock, no_sleep, status):
     flow = requests_mock.get(
         f"{FS}/flows/f1",
-        [{"status_code": status, "json": {"error_code": str(status), "message": "busy"}}] * 2 + [{"json": {"items": [{"id": "f1"}]}}],
+        [{"status_code": status, "json": {"error_code": str(status), "message": "busy"}}] * 2
+        + [{"json": {"items": [{"id": "f1"}]}}],
     )
     assert hook.get_flow("f1") == {"id": "f1"}
     assert flow.call_count == 3
@@ -183,7 +190,11 @@ def test_retry_after_seconds_is_honoured(hook, ims, requests_mock, no_sleep):
     requests_mock.get(
         f"{FS}/flows/f1",
         [
-            {"status_code": 429, "headers": {"Retry-After": "7"}, "json": {"error_code": "429050", "message": "Too many requests"}},
+            {
+                "status_code": 429,
+                "headers": {"Retry-After": "7"},
+                "json": {"error_code": "429050", "message": "Too many requests"},
+            },
             {"json": {"items": [{"id": "f1"}]}},
         ],
     )
@@ -234,7 +245,11 @@ def test_gives_up_after_the_limit_with_the_last_error(hook, ims, requests_mock, 
 def test_connection_errors_and_timeouts_are_retried(hook, ims, requests_mock, no_sleep):
     flow = requests_mock.get(
         f"{FS}/flows/f1",
-        [{"exc": requests.ConnectionError("reset by peer")}, {"exc": requests.ReadTimeout("slow")}, {"json": {"items": [{"id": "f1"}]}}],
+        [
+            {"exc": requests.ConnectionError("reset by peer")},
+            {"exc": requests.ReadTimeout("slow")},
+            {"json": {"items": [{"id": "f1"}]}},
+        ],
     )
     assert hook.get_flow("f1") == {"id": "f1"}
     assert flow.call_count == 3
@@ -270,7 +285,8 @@ def test_a_create_whose_response_was_lost_is_looked_up_before_resending(hook, im
 
 def test_a_create_that_did_not_commit_is_sent_again(hook, ims, requests_mock, no_sleep):
     post = requests_mock.post(
-        f"{FS}/flows", [{"status_code": 503, "text": "unavailable"}, {"status_code": 201, "json": {"id": "new", "etag": '"1"'}}]
+        f"{FS}/flows",
+        [{"status_code": 503, "text": "unavailable"}, {"status_code": 201, "json": {"id": "new", "etag": '"1"'}}],
     )
     lookup = requests_mock.get(f"{FS}/flows", json={"items": [], "_links": {}})
     assert hook.create_flow({"name": "my flow"}) == "new"
@@ -279,7 +295,11 @@ def test_a_create_that_did_not_commit_is_sent_again(hook, ims, requests_mock, no
 
 def test_a_429_on_create_is_resent_without_a_lookup(hook, ims, requests_mock, no_sleep):
     post = requests_mock.post(
-        f"{FS}/flows", [{"status_code": 429, "headers": {"Retry-After": "1"}, "text": ""}, {"status_code": 201, "json": {"id": "new"}}]
+        f"{FS}/flows",
+        [
+            {"status_code": 429, "headers": {"Retry-After": "1"}, "text": ""},
+            {"status_code": 201, "json": {"id": "new"}},
+        ],
     )
     lookup = requests_mock.get(f"{FS}/flows", json={"items": [], "_links": {}})
     assert hook.create_flow({"name": "my flow"}) == "new"
@@ -373,8 +393,23 @@ def test_conversion_pagination_uses_start_and_limit_with_data(hook, ims, request
             "FLOW-1439-404",
             "Flow f1 not found",
         ),
-        (412, {"errorMessage": "Supplied version=[1] does not match the current version on entity=[f]"}, None, "Supplied version=[1]"),
-        (400, {"type": "/placeholder/type/uri", "status": 400, "title": "BadRequestError", "detail": "Missing Content-Type"}, "uri", "Missing Content-Type"),
+        (
+            412,
+            {"errorMessage": "Supplied version=[1] does not match the current version on entity=[f]"},
+            None,
+            "Supplied version=[1]",
+        ),
+        (
+            400,
+            {
+                "type": "/placeholder/type/uri",
+                "status": 400,
+                "title": "BadRequestError",
+                "detail": "Missing Content-Type",
+            },
+            "uri",
+            "Missing Content-Type",
+        ),
         (429, {"title": "RequestRateTooLarge", "status": 429, "detail": "slow down"}, None, "slow down"),
     ],
 )
@@ -401,7 +436,11 @@ def test_non_json_error_bodies_are_handled(hook, ims, requests_mock, no_sleep):
 
 
 def test_conflict_and_not_found_helpers(hook, ims, requests_mock):
-    requests_mock.post(f"{SR}/tenant/schemas", status_code=400, json={"type": "http://ns.adobe.com/aep/errors/XDM-1521-400", "title": "Title not unique"})
+    requests_mock.post(
+        f"{SR}/tenant/schemas",
+        status_code=400,
+        json={"type": "http://ns.adobe.com/aep/errors/XDM-1521-400", "title": "Title not unique"},
+    )
     with pytest.raises(AEPApiError) as err:
         hook.create_schema({"title": "T"})
     assert err.value.is_conflict
@@ -418,7 +457,9 @@ def test_api_errors_survive_pickling():
 # ---------------------------------------------------------------- secrets
 def test_secrets_never_reach_logs_or_exception_text(hook, requests_mock, caplog, no_sleep):
     caplog.set_level(logging.DEBUG)
-    requests_mock.post(f"{IMS}/ims/token/v3", json={"access_token": TOKEN, "token_type": "bearer", "expires_in": 100000})
+    requests_mock.post(
+        f"{IMS}/ims/token/v3", json={"access_token": TOKEN, "token_type": "bearer", "expires_in": 100000}
+    )
     requests_mock.get(f"{FS}/flows/f1", status_code=500, json={"message": "internal"})
     with pytest.raises(AEPApiError) as err:
         hook.get_flow("f1")
@@ -445,12 +486,20 @@ def test_dataset_create_parses_the_catalog_answer(hook, ims, requests_mock):
 
 
 @pytest.mark.parametrize(
-    "answer", [{"items": [{"id": "run-1", "etag": "e"}]}, {"id": "run-1", "etag": "e"}, {"id": "run-1", "flowId": "f", "metrics": {}}]
+    "answer",
+    [
+        {"items": [{"id": "run-1", "etag": "e"}]},
+        {"id": "run-1", "etag": "e"},
+        {"id": "run-1", "flowId": "f", "metrics": {}},
+    ],
 )
 def test_create_run_accepts_every_documented_answer_shape(hook, ims, requests_mock, answer):
     post = requests_mock.post(f"{FS}/runs", status_code=201, json=answer)
     assert hook.create_run("f", {"startTime": 1, "windowStartTime": 0, "windowEndTime": 1}) == "run-1"
-    assert post.request_history[0].json() == {"flowId": "f", "params": {"startTime": 1, "windowStartTime": 0, "windowEndTime": 1}}
+    assert post.request_history[0].json() == {
+        "flowId": "f",
+        "params": {"startTime": 1, "windowStartTime": 0, "windowEndTime": 1},
+    }
 
 
 def test_delete_treats_404_as_already_gone(hook, ims, requests_mock):
@@ -468,10 +517,16 @@ def test_catalog_delete_of_nothing_answers_an_empty_list(hook, ims, requests_moc
 
 
 def test_update_flow_sends_if_match_and_rereads_on_412(hook, ims, requests_mock):
-    requests_mock.get(f"{FS}/flows/f1", [{"json": {"items": [{"id": "f1", "etag": '"v1"'}]}}, {"json": {"items": [{"id": "f1", "etag": '"v2"'}]}}])
+    requests_mock.get(
+        f"{FS}/flows/f1",
+        [{"json": {"items": [{"id": "f1", "etag": '"v1"'}]}}, {"json": {"items": [{"id": "f1", "etag": '"v2"'}]}}],
+    )
     patch = requests_mock.patch(
         f"{FS}/flows/f1",
-        [{"status_code": 412, "json": {"errorMessage": "Supplied version=[v1] does not match"}}, {"json": {"id": "f1", "etag": '"v3"'}}],
+        [
+            {"status_code": 412, "json": {"errorMessage": "Supplied version=[v1] does not match"}},
+            {"json": {"id": "f1", "etag": '"v3"'}},
+        ],
     )
     hook.update_flow("f1", [{"op": "replace", "path": "/name", "value": "n"}])
     assert [r.headers["If-Match"] for r in patch.request_history] == ['"v1"', '"v2"']
@@ -484,7 +539,13 @@ def test_tenant_id_comes_from_stats_once(hook, ims, requests_mock):
 
 
 def test_test_connection_reports_success_and_failure(hook, ims, requests_mock):
-    requests_mock.get(f"{SR}/stats", [{"json": {"tenantId": "acme"}}, {"status_code": 403, "json": {"error_code": "403003", "message": "Api Key is invalid"}}])
+    requests_mock.get(
+        f"{SR}/stats",
+        [
+            {"json": {"tenantId": "acme"}},
+            {"status_code": 403, "json": {"error_code": "403003", "message": "Api Key is invalid"}},
+        ],
+    )
     ok, message = hook.test_connection()
     assert ok and "acme" in message and ORG_ID in message
     ok, message = hook.test_connection()
@@ -492,5 +553,8 @@ def test_test_connection_reports_success_and_failure(hook, ims, requests_mock):
 
 
 def test_dataflow_url_points_at_the_activity_page(hook):
-    assert hook.dataflow_url("f1") == f"https://experience.adobe.com/#/@{ORG_ID}/sname:dev/platform/source/dataflows/f1/activity"
+    assert (
+        hook.dataflow_url("f1")
+        == f"https://experience.adobe.com/#/@{ORG_ID}/sname:dev/platform/source/dataflows/f1/activity"
+    )
     assert hook.dataflow_url("f1", "r1").endswith("/dataflows/f1/activity/r1")

@@ -17,7 +17,10 @@ def _hook(monkeypatch, value: str, conn_id: str = "aep_default") -> AEPHook:
 
 
 def test_json_form_with_defaults(monkeypatch):
-    cfg = _hook(monkeypatch, json.dumps({"conn_type": "aep", "login": "cid", "password": "sec", "extra": {"org_id": "O@AdobeOrg"}})).config
+    cfg = _hook(
+        monkeypatch,
+        json.dumps({"conn_type": "aep", "login": "cid", "password": "sec", "extra": {"org_id": "O@AdobeOrg"}}),
+    ).config
     assert (cfg.client_id, cfg.client_secret, cfg.org_id) == ("cid", "sec", "O@AdobeOrg")
     assert cfg.sandbox == "prod"
     assert cfg.scopes == "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
@@ -29,12 +32,27 @@ def test_json_form_with_defaults(monkeypatch):
 def test_uri_form(monkeypatch):
     uri = "aep://my-client:my%2Fsecret@/?org_id=O%40AdobeOrg&sandbox=dev&platform_url=http%3A%2F%2F127.0.0.1%3A8080"
     cfg = _hook(monkeypatch, uri, "aep_uri").config
-    assert (cfg.client_id, cfg.client_secret, cfg.org_id, cfg.sandbox) == ("my-client", "my/secret", "O@AdobeOrg", "dev")
+    assert (cfg.client_id, cfg.client_secret, cfg.org_id, cfg.sandbox) == (
+        "my-client",
+        "my/secret",
+        "O@AdobeOrg",
+        "dev",
+    )
     assert cfg.platform_url == "http://127.0.0.1:8080"
 
 
 def test_repr_hides_secrets(monkeypatch):
-    cfg = _hook(monkeypatch, json.dumps({"conn_type": "aep", "login": "cid", "password": CLIENT_SECRET, "extra": {"org_id": "O@AdobeOrg", "access_token": "tok-secret-123"}})).config
+    cfg = _hook(
+        monkeypatch,
+        json.dumps(
+            {
+                "conn_type": "aep",
+                "login": "cid",
+                "password": CLIENT_SECRET,
+                "extra": {"org_id": "O@AdobeOrg", "access_token": "tok-secret-123"},
+            }
+        ),
+    ).config
     assert CLIENT_SECRET not in repr(cfg) and "tok-secret-123" not in repr(cfg)
 
 
@@ -45,29 +63,41 @@ def test_repr_hides_secrets(monkeypatch):
         ({"login": "c", "password": "s", "extra": {"org_id": "nope"}}, "extra.org_id", "must end with '@AdobeOrg'"),
         ({"login": "", "password": "s", "extra": {"org_id": "O@AdobeOrg"}}, "login", "is required"),
         ({"login": "c", "password": "", "extra": {"org_id": "O@AdobeOrg"}}, "password", "or set extra.access_token"),
-        ({"login": "c", "password": "s", "extra": {"org_id": "O@AdobeOrg", "platform_url": "platform.adobe.io"}}, "extra.platform_url", "absolute http(s) URL"),
-        ({"login": "c", "password": "s", "extra": {"org_id": "O@AdobeOrg", "ims_url": "ftp://ims"}}, "extra.ims_url", "absolute http(s) URL"),
-        ({"login": "c", "password": "s", "extra": {"org_id": "O@AdobeOrg", "sandbox": "My Sandbox"}}, "extra.sandbox", "lowercase"),
+        (
+            {"login": "c", "password": "s", "extra": {"org_id": "O@AdobeOrg", "platform_url": "platform.adobe.io"}},
+            "extra.platform_url",
+            "absolute http(s) URL",
+        ),
+        (
+            {"login": "c", "password": "s", "extra": {"org_id": "O@AdobeOrg", "ims_url": "ftp://ims"}},
+            "extra.ims_url",
+            "absolute http(s) URL",
+        ),
+        (
+            {"login": "c", "password": "s", "extra": {"org_id": "O@AdobeOrg", "sandbox": "My Sandbox"}},
+            "extra.sandbox",
+            "lowercase",
+        ),
         ({"login": "c", "password": "s", "extra": "{not json"}, "extra", "not valid JSON"),
         ({"login": "c", "password": "s", "extra": "[1, 2]"}, "extra", "must be a JSON object"),
     ],
 )
 def test_bad_fields_raise_one_clear_error(monkeypatch, conn, field, rule):
     conn = {"conn_type": "aep", **conn}
-    if isinstance(conn["extra"], str):
-        value = json.dumps({k: v for k, v in conn.items()})
-    else:
-        value = json.dumps(conn)
+    value = json.dumps(dict(conn.items())) if isinstance(conn["extra"], str) else json.dumps(conn)
     hook = _hook(monkeypatch, value, "aep_bad")
     with pytest.raises(AEPConnectionConfigError) as err:
-        hook.config
+        _ = hook.config
     text = str(err.value)
     assert "'aep_bad'" in text and f"'{field}'" in text and rule in text
     assert "s3cr" not in text
 
 
 def test_access_token_alone_is_enough(monkeypatch):
-    cfg = _hook(monkeypatch, json.dumps({"conn_type": "aep", "login": "c", "extra": {"org_id": "O@AdobeOrg", "access_token": "t"}})).config
+    cfg = _hook(
+        monkeypatch,
+        json.dumps({"conn_type": "aep", "login": "c", "extra": {"org_id": "O@AdobeOrg", "access_token": "t"}}),
+    ).config
     assert cfg.access_token == "t" and not cfg.uses_client_credentials
 
 

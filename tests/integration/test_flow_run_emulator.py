@@ -53,7 +53,10 @@ def build_flow(hook: AEPHook, schedule: dict[str, Any], prefix: str | None = Non
     base_id = hook.create_base_connection(
         {
             "name": f"{prefix} base",
-            "auth": {"specName": "Anonymous Authentication", "params": {"url": "https://services.odata.org/V4/Northwind/Northwind.svc"}},
+            "auth": {
+                "specName": "Anonymous Authentication",
+                "params": {"url": "https://services.odata.org/V4/Northwind/Northwind.svc"},
+            },
             "connectionSpec": {"id": ODATA_SPEC, "version": "1.0"},
         }
     )
@@ -75,14 +78,19 @@ def build_flow(hook: AEPHook, schedule: dict[str, Any], prefix: str | None = Non
     target_id = hook.create_target_connection(
         {
             "name": f"{prefix} target",
-            "data": {"format": "parquet_xdm", "schema": {"id": schema_id, "version": "application/vnd.adobe.xed-full+json;version=1"}},
+            "data": {
+                "format": "parquet_xdm",
+                "schema": {"id": schema_id, "version": "application/vnd.adobe.xed-full+json;version=1"},
+            },
             "params": {"dataSetId": dataset_id},
             "connectionSpec": {"id": DATA_LAKE_SPEC, "version": "1.0"},
         }
     )
     mapping = hook.create_mapping_set(
         {
-            "outputSchema": {"schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}},
+            "outputSchema": {
+                "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}
+            },
             "mappings": [
                 {"sourceType": "ATTRIBUTE", "source": "OrderID", "destination": "_id"},
                 {"sourceType": "ATTRIBUTE", "source": "OrderDate", "destination": "createdByBatchID"},
@@ -98,7 +106,10 @@ def build_flow(hook: AEPHook, schedule: dict[str, Any], prefix: str | None = Non
             "sourceConnectionIds": [source_id],
             "targetConnectionIds": [target_id],
             "transformations": [
-                {"name": "Copy", "params": {"deltaColumn": {"name": "OrderDate", "dateFormat": "YYYY-MM-DD", "timezone": "UTC"}}},
+                {
+                    "name": "Copy",
+                    "params": {"deltaColumn": {"name": "OrderDate", "dateFormat": "YYYY-MM-DD", "timezone": "UTC"}},
+                },
                 {"name": "Mapping", "params": {"mappingId": mapping["id"], "mappingVersion": 0}},
             ],
             "scheduleParams": schedule,
@@ -145,8 +156,13 @@ async def test_trigger_follows_an_on_demand_run_to_its_final_status(emulator, ho
     flow_id = build_flow(hook, once())
     emulator.set_flow_outcome(flow_id, final)
     now = int(time.time())
-    run_id = hook.create_run(flow_id, {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now, "deltaColumn": {"name": "OrderDate"}})
-    trigger = AEPFlowRunTrigger(flow_id, run_id=run_id, poll_interval=0.1, end_time=time.time() + 60, retry_args=FAST_RETRIES)
+    run_id = hook.create_run(
+        flow_id,
+        {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now, "deltaColumn": {"name": "OrderDate"}},
+    )
+    trigger = AEPFlowRunTrigger(
+        flow_id, run_id=run_id, poll_interval=0.1, end_time=time.time() + 60, retry_args=FAST_RETRIES
+    )
     event = await run_trigger(trigger)
     assert event["status"] == ("failed" if final == "failed" else "success")
     summary = event["summary"]
@@ -161,7 +177,11 @@ async def test_trigger_waits_for_the_next_scheduled_run_of_a_flow(emulator, hook
     created_after_ms = int(time.time() * 1000)
     flow_id = build_flow(hook, every_15_minutes())
     trigger = AEPFlowRunTrigger(
-        flow_id, created_after_ms=created_after_ms, poll_interval=0.1, end_time=time.time() + 60, retry_args=FAST_RETRIES
+        flow_id,
+        created_after_ms=created_after_ms,
+        poll_interval=0.1,
+        end_time=time.time() + 60,
+        retry_args=FAST_RETRIES,
     )
     event = await run_trigger(trigger)
     assert event["status"] == "success"
@@ -171,7 +191,9 @@ async def test_trigger_waits_for_the_next_scheduled_run_of_a_flow(emulator, hook
 async def test_trigger_times_out_at_its_deadline(emulator, hook):
     flow_id = build_flow(hook, once())  # no run will ever appear
     event = await run_trigger(
-        AEPFlowRunTrigger(flow_id, created_after_ms=0, poll_interval=0.05, end_time=time.time() + 0.3, retry_args=FAST_RETRIES)
+        AEPFlowRunTrigger(
+            flow_id, created_after_ms=0, poll_interval=0.05, end_time=time.time() + 0.3, retry_args=FAST_RETRIES
+        )
     )
     assert (event["status"], event["run_id"]) == ("timeout", None)
     assert "no matching run appeared" in event["message"]
@@ -180,7 +202,10 @@ async def test_trigger_times_out_at_its_deadline(emulator, hook):
 async def test_trigger_survives_a_revoked_token_and_injected_faults(emulator, hook, monkeypatch):
     flow_id = build_flow(hook, once())
     now = int(time.time())
-    run_id = hook.create_run(flow_id, {"startTime": now, "windowStartTime": now - 60, "windowEndTime": now, "deltaColumn": {"name": "OrderDate"}})
+    run_id = hook.create_run(
+        flow_id,
+        {"startTime": now, "windowStartTime": now - 60, "windowEndTime": now, "deltaColumn": {"name": "OrderDate"}},
+    )
     emulator.faults = FaultConfig(rate=0.4, statuses=(429, 500, 502, 503), retry_after=0, seed=7)
 
     from airflow_provider_aep.hooks import aep_async
@@ -216,7 +241,7 @@ async def test_async_hook_reads_the_same_runs_as_the_sync_hook(emulator, hook):
 
 
 # ---------------------------------------------------------------- dag.test(): real Airflow task runs
-SENSOR_DAG = '''
+SENSOR_DAG = """
 import pendulum
 from airflow_provider_aep.version_compat import dag, task
 from airflow_provider_aep.sensors.flow_run import AEPFlowRunSensor
@@ -236,9 +261,9 @@ def {name}():
     )
 
 {name}_dag = {name}()
-'''
+"""
 
-RUN_FLOW_DAG = '''
+RUN_FLOW_DAG = """
 import pendulum
 from airflow_provider_aep.version_compat import dag, task
 from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator
@@ -271,7 +296,7 @@ def {name}():
     start >> watch
 
 {name}_dag = {name}()
-'''
+"""
 
 
 def xcoms(dag_run, task_id: str) -> dict[str, Any]:
@@ -281,7 +306,9 @@ def xcoms(dag_run, task_id: str) -> dict[str, Any]:
         if airflow_3():
             from airflow.models.xcom import XComModel
 
-            rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id)).all()
+            rows = session.scalars(
+                XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id)
+            ).all()
             return {row.key: XComModel.deserialize_value(row) for row in rows}
         from airflow.models.xcom import XCom
 

@@ -304,7 +304,9 @@ def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
             api.mark("every Airflow process stopped")
     assert not survivors, f"Airflow processes survived SIGKILL: {survivors}"
     if killed:
-        warnings.warn(f"Airflow processes ignored SIGTERM for {STOP_GRACE_SECONDS:.0f} s and were killed: {killed}")
+        warnings.warn(
+            f"Airflow processes ignored SIGTERM for {STOP_GRACE_SECONDS:.0f} s and were killed: {killed}", stacklevel=2
+        )
 
 
 def _run_and_check(api: Api, emu: AEPEmulator, clock: HeldClock, home: Path, name: str, conf: dict) -> None:
@@ -427,9 +429,7 @@ def _run_and_check(api: Api, emu: AEPEmulator, clock: HeldClock, home: Path, nam
     assert any(line.startswith(progress + "scheduled") for line in trigger_lines), trigger_lines
     assert any(line.startswith(progress + "success") for line in trigger_lines), trigger_lines
     fired = [
-        e
-        for e in events
-        if e.get("event") == "Trigger fired event" and e.get("filename") == "triggerer_job_runner.py"
+        e for e in events if e.get("event") == "Trigger fired event" and e.get("filename") == "triggerer_job_runner.py"
     ]
     assert len(fired) == 1 and "'status': 'success'" in fired[0]["result"] and watched_run in fired[0]["result"], fired
     messages = [str(e.get("event")) for e in events]

@@ -8,7 +8,7 @@ import pytest
 
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig
 
-DAG_SOURCE = '''
+DAG_SOURCE = """
 import pendulum
 from airflow_provider_aep.version_compat import DAG
 from airflow_provider_aep.pipelines import build_protocols_pipeline
@@ -29,11 +29,29 @@ with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1), ca
         aep_retry_limit=8,
     )
     teardown = pipeline.teardown()
-'''
+"""
 
 EXPECTED_COUNTS = {
-    "legacy": {"classes": 1, "schemas": 2, "datasets": 1, "connections": 2, "sourceConnections": 1, "targetConnections": 1, "mappingSets": 1, "flows": 1},
-    "current": {"classes": 0, "schemas": 1, "datasets": 1, "connections": 1, "sourceConnections": 1, "targetConnections": 1, "mappingSets": 1, "flows": 1},
+    "legacy": {
+        "classes": 1,
+        "schemas": 2,
+        "datasets": 1,
+        "connections": 2,
+        "sourceConnections": 1,
+        "targetConnections": 1,
+        "mappingSets": 1,
+        "flows": 1,
+    },
+    "current": {
+        "classes": 0,
+        "schemas": 1,
+        "datasets": 1,
+        "connections": 1,
+        "sourceConnections": 1,
+        "targetConnections": 1,
+        "mappingSets": 1,
+        "flows": 1,
+    },
 }
 
 
@@ -55,8 +73,12 @@ def _states(run):
 
 @pytest.mark.parametrize("variant", ["legacy", "current"])
 def test_pipeline_twice_creates_each_resource_once(load_dag_file, emulator, variant):
-    module = load_dag_file(DAG_SOURCE.format(dag_id=f"it_pipeline_{variant}", variant=variant), f"it_pipeline_{variant}")
-    dag = module.dag.partial_subset([t for t in module.dag.task_ids if t != "delete_pipeline"], include_downstream=False)
+    module = load_dag_file(
+        DAG_SOURCE.format(dag_id=f"it_pipeline_{variant}", variant=variant), f"it_pipeline_{variant}"
+    )
+    dag = module.dag.partial_subset(
+        [t for t in module.dag.task_ids if t != "delete_pipeline"], include_downstream=False
+    )
 
     first = dag.test()
     assert first.state == "success", _states(first)
@@ -77,7 +99,9 @@ def test_pipeline_twice_creates_each_resource_once(load_dag_file, emulator, vari
 
 def test_pipeline_survives_faults_without_duplicates(load_dag_file, emulator):
     module = load_dag_file(DAG_SOURCE.format(dag_id="it_pipeline_faults", variant="legacy"), "it_pipeline_faults")
-    dag = module.dag.partial_subset([t for t in module.dag.task_ids if t != "delete_pipeline"], include_downstream=False)
+    dag = module.dag.partial_subset(
+        [t for t in module.dag.task_ids if t != "delete_pipeline"], include_downstream=False
+    )
     emulator.faults = FaultConfig(rate=0.3, drop_after_commit_rate=0.3, retry_after=0, seed=5)
 
     run = dag.test()

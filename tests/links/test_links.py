@@ -27,7 +27,9 @@ def xcom(monkeypatch):
 
 def test_dataflow_link_reads_the_pushed_url(xcom, requests_mock, monkeypatch):
     store, calls = xcom
-    store["dataflow_url"] = "https://experience.adobe.com/#/@O@AdobeOrg/sname:prod/platform/source/dataflows/f1/activity"
+    store["dataflow_url"] = (
+        "https://experience.adobe.com/#/@O@AdobeOrg/sname:prod/platform/source/dataflows/f1/activity"
+    )
     monkeypatch.delenv("AIRFLOW_CONN_AEP_DEFAULT", raising=False)  # a lookup would fail loudly
     link = AEPDataflowLink().get_link(None, ti_key="ti-key")
     assert link == store["dataflow_url"]

@@ -34,7 +34,9 @@ def test_dataset_of_that_name_on_the_same_schema_is_reused(context, requests_moc
 
 def test_dataset_of_that_name_on_another_schema_is_a_conflict(context, requests_mock):
     requests_mock.get(f"{CAT}/dataSets", json={"ds1": {"name": "D", "schemaRef": {"id": "https://other"}}})
-    with pytest.raises(AEPResourceConflictError, match=r"dataset 'D' already exists \(ds1\) but differs.*schema is 'https://other'"):
+    with pytest.raises(
+        AEPResourceConflictError, match=r"dataset 'D' already exists \(ds1\) but differs.*schema is 'https://other'"
+    ):
         AEPCreateDatasetOperator(task_id="t", name="D", schema_id=SCHEMA_ID).execute(context)
     assert posts(requests_mock) == []
 
@@ -77,7 +79,9 @@ def test_mapping_set_sends_the_current_form_from_legacy_mappings(context, reques
     assert context["ti"].xcom == {"mapping_version": "0"}
     assert post.last_request.json() == {
         "name": "orders-mapping",
-        "outputSchema": {"schemaRef": {"id": SCHEMA_ID, "contentType": "application/vnd.adobe.xed-full+json;version=1"}},
+        "outputSchema": {
+            "schemaRef": {"id": SCHEMA_ID, "contentType": "application/vnd.adobe.xed-full+json;version=1"}
+        },
         "mappings": [
             {"sourceType": "ATTRIBUTE", "source": "OrderID", "destination": "_id"},
             {"sourceType": "ATTRIBUTE", "source": "OrderDate", "destination": "createdByBatchID"},
@@ -93,10 +97,19 @@ def test_matching_mapping_set_is_reused_with_its_version(context, requests_mock)
             "id": "ms1",
             "version": 2,
             "xdmSchema": SCHEMA_ID,
-            "mappings": [{"sourceType": "text/x.schema-path", "source": "OrderID", "destination": "_id", "sourceAttribute": "OrderID"}],
+            "mappings": [
+                {
+                    "sourceType": "text/x.schema-path",
+                    "source": "OrderID",
+                    "destination": "_id",
+                    "sourceAttribute": "OrderID",
+                }
+            ],
         },
     )
-    op = AEPCreateMappingSetOperator(task_id="t", name="m", schema_id=SCHEMA_ID, mappings=[{"source": "OrderID", "destination": "_id"}])
+    op = AEPCreateMappingSetOperator(
+        task_id="t", name="m", schema_id=SCHEMA_ID, mappings=[{"source": "OrderID", "destination": "_id"}]
+    )
     assert op.execute(context) == "ms1"
     assert context["ti"].xcom == {"mapping_version": "2"}
     assert posts(requests_mock) == []
@@ -104,8 +117,13 @@ def test_matching_mapping_set_is_reused_with_its_version(context, requests_mock)
 
 def test_mapping_set_with_other_mappings_is_a_conflict(context, requests_mock):
     requests_mock.get(f"{CONV}/mappingSets", json={"data": [{"id": "ms1", "name": "m"}]})
-    requests_mock.get(f"{CONV}/mappingSets/ms1", json={"id": "ms1", "xdmSchema": SCHEMA_ID, "mappings": [{"source": "A", "destination": "_id"}]})
-    op = AEPCreateMappingSetOperator(task_id="t", name="m", schema_id=SCHEMA_ID, mappings=[{"source": "B", "destination": "_id"}])
+    requests_mock.get(
+        f"{CONV}/mappingSets/ms1",
+        json={"id": "ms1", "xdmSchema": SCHEMA_ID, "mappings": [{"source": "A", "destination": "_id"}]},
+    )
+    op = AEPCreateMappingSetOperator(
+        task_id="t", name="m", schema_id=SCHEMA_ID, mappings=[{"source": "B", "destination": "_id"}]
+    )
     with pytest.raises(AEPResourceConflictError, match="mappings is"):
         op.execute(context)
 
@@ -116,7 +134,10 @@ def test_mapping_set_with_other_mappings_is_a_conflict(context, requests_mock):
         ([], "mappings=[]: must be a non-empty list"),
         ([{"source": "A"}], "mappings[0].destination=None: must be a non-empty string"),
         ([{"destination": "_id"}], "mappings[0].source=None: must be a non-empty string"),
-        ([{"source": "A", "destination": "_id", "sourceType": "SQL"}], "mappings[0].sourceType='SQL': must be one of ATTRIBUTE, EXPRESSION, STATIC"),
+        (
+            [{"source": "A", "destination": "_id", "sourceType": "SQL"}],
+            "mappings[0].sourceType='SQL': must be one of ATTRIBUTE, EXPRESSION, STATIC",
+        ),
         ({"source": "A"}, "must be a non-empty list"),
     ],
 )
@@ -131,7 +152,14 @@ def test_aep_retry_settings_reach_the_hook_and_leave_airflow_retries_alone():
     import datetime as dt
 
     op = AEPCreateDatasetOperator(
-        task_id="t", name="D", schema_id=SCHEMA_ID, aep_retry_limit=7, aep_retry_delay=0.5, aep_retry_args={"max_delay": 9}, retries=2, retry_delay=dt.timedelta(minutes=3)
+        task_id="t",
+        name="D",
+        schema_id=SCHEMA_ID,
+        aep_retry_limit=7,
+        aep_retry_delay=0.5,
+        aep_retry_args={"max_delay": 9},
+        retries=2,
+        retry_delay=dt.timedelta(minutes=3),
     )
     policy = op.hook.retry_policy
     assert (policy.retry_limit, policy.retry_delay, policy.max_delay) == (7, 0.5, 9)

@@ -33,7 +33,9 @@ FLOW_SPEC = {
             "spec": {
                 "$schema": "http://json-schema.org/draft-07/schema#",
                 "type": "object",
-                "properties": {"deltaColumn": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}},
+                "properties": {
+                    "deltaColumn": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+                },
                 "required": ["deltaColumn"],
             },
         },
@@ -80,23 +82,41 @@ def _no_flow_service_matches(requests_mock):
 def test_base_connection_payload(context, requests_mock):
     _no_flow_service_matches(requests_mock)
     post = requests_mock.post(f"{FS}/connections", status_code=201, json={"id": "bc1", "etag": '"1"'})
-    auth = {"specName": "Anonymous Authentication", "params": {"url": "https://services.odata.org/V4/Northwind/Northwind.svc"}}
-    op = AEPCreateBaseConnectionOperator(task_id="t", name="odata", connection_spec_id=ODATA, auth=auth, description="d")
+    auth = {
+        "specName": "Anonymous Authentication",
+        "params": {"url": "https://services.odata.org/V4/Northwind/Northwind.svc"},
+    }
+    op = AEPCreateBaseConnectionOperator(
+        task_id="t", name="odata", connection_spec_id=ODATA, auth=auth, description="d"
+    )
     assert op.execute(context) == "bc1"
-    assert post.last_request.json() == {"name": "odata", "connectionSpec": {"id": ODATA, "version": "1.0"}, "description": "d", "auth": auth}
+    assert post.last_request.json() == {
+        "name": "odata",
+        "connectionSpec": {"id": ODATA, "version": "1.0"},
+        "description": "d",
+        "auth": auth,
+    }
     assert post.last_request.headers["x-sandbox-name"] == "dev"
 
 
 def test_legacy_dataset_base_connection_has_no_auth(context, requests_mock):
     _no_flow_service_matches(requests_mock)
     post = requests_mock.post(f"{FS}/connections", status_code=201, json={"id": "dbc"})
-    assert AEPCreateBaseConnectionOperator(task_id="t", name="ds base", connection_spec_id=DATA_LAKE).execute(context) == "dbc"
+    assert (
+        AEPCreateBaseConnectionOperator(task_id="t", name="ds base", connection_spec_id=DATA_LAKE).execute(context)
+        == "dbc"
+    )
     assert post.last_request.json() == {"name": "ds base", "connectionSpec": {"id": DATA_LAKE, "version": "1.0"}}
 
 
 def test_base_connection_reuse_and_conflict(context, requests_mock):
-    requests_mock.get(f"{FS}/connections", json={"items": [{"id": "bc1", "name": "odata", "connectionSpec": {"id": ODATA}}], "_links": {}})
-    assert AEPCreateBaseConnectionOperator(task_id="t", name="odata", connection_spec_id=ODATA).execute(context) == "bc1"
+    requests_mock.get(
+        f"{FS}/connections",
+        json={"items": [{"id": "bc1", "name": "odata", "connectionSpec": {"id": ODATA}}], "_links": {}},
+    )
+    assert (
+        AEPCreateBaseConnectionOperator(task_id="t", name="odata", connection_spec_id=ODATA).execute(context) == "bc1"
+    )
     with pytest.raises(AEPResourceConflictError, match="connection spec is '8e6b41a8"):
         AEPCreateBaseConnectionOperator(task_id="t2", name="odata", connection_spec_id=DATA_LAKE).execute(context)
     assert posts(requests_mock) == []
@@ -104,7 +124,9 @@ def test_base_connection_reuse_and_conflict(context, requests_mock):
 
 def test_base_connection_auth_is_not_echoed_in_validation_errors(context, requests_mock):
     with pytest.raises(AEPValidationError) as err:
-        AEPCreateBaseConnectionOperator(task_id="t", name="x", connection_spec_id=ODATA, auth={"params": {"password": "hunter22"}}).execute(context)
+        AEPCreateBaseConnectionOperator(
+            task_id="t", name="x", connection_spec_id=ODATA, auth={"params": {"password": "hunter22"}}
+        ).execute(context)
     assert "hunter22" not in str(err.value) and "auth=" in str(err.value)
 
 
@@ -128,7 +150,7 @@ def test_tabular_source_connection(context, requests_mock):
         "params": {"tableName": "Orders", "columns": [{"name": "OrderID", "type": "string"}]},
         "connectionSpec": {"id": ODATA, "version": "1.0"},
     }
-    lookup = [r for r in requests_mock.request_history if r.method == "GET" and "sourceConnections" in r.url][0]
+    lookup = next(r for r in requests_mock.request_history if r.method == "GET" and "sourceConnections" in r.url)
     assert parse_qs(lookup.query)["property"] == ["baseconnectionid==bc1"]
 
 
@@ -146,7 +168,10 @@ def test_legacy_parquet_xdm_source_connection_pins_the_schema_version(context, r
     op.execute(context)
     assert post.last_request.json()["data"] == {
         "format": "parquet_xdm",
-        "schema": {"id": "https://ns.adobe.com/acme/schemas/adhoc", "version": "application/vnd.adobe.xed-full-notext+json; version=1"},
+        "schema": {
+            "id": "https://ns.adobe.com/acme/schemas/adhoc",
+            "version": "application/vnd.adobe.xed-full-notext+json; version=1",
+        },
     }
     assert post.last_request.json()["params"] == {"path": "Orders"}
 
@@ -156,13 +181,19 @@ def test_legacy_parquet_xdm_source_connection_pins_the_schema_version(context, r
     [
         ({"format": "csv"}, {}, "data.format='csv': must be one of"),
         ({"format": "tabular"}, {}, "params.tableName=None: is required when data.format is 'tabular'"),
-        ({"format": "parquet_xdm"}, {"path": "x"}, "data.schema.id=None: is required when data.format is 'parquet_xdm'"),
+        (
+            {"format": "parquet_xdm"},
+            {"path": "x"},
+            "data.schema.id=None: is required when data.format is 'parquet_xdm'",
+        ),
         ({"format": "tabular"}, {"tableName": "T", "columns": [{"name": "a"}]}, "params.columns="),
         ("tabular", {}, "data='tabular': must be a mapping"),
     ],
 )
 def test_source_connection_validation_makes_no_call(context, requests_mock, data, params, message):
-    op = AEPCreateSourceConnectionOperator(task_id="t", name="s", base_connection_id="b", connection_spec_id=ODATA, data=data, params=params)
+    op = AEPCreateSourceConnectionOperator(
+        task_id="t", name="s", base_connection_id="b", connection_spec_id=ODATA, data=data, params=params
+    )
     with pytest.raises(AEPValidationError) as err:
         op.execute(context)
     assert message in str(err.value)
@@ -170,12 +201,24 @@ def test_source_connection_validation_makes_no_call(context, requests_mock, data
 
 
 def test_source_connection_on_another_table_is_a_conflict(context, requests_mock):
-    existing = {"id": "sc1", "name": "s", "baseConnectionId": "b", "connectionSpec": {"id": ODATA}, "data": {"format": "tabular"}, "params": {"tableName": "Customers"}}
+    existing = {
+        "id": "sc1",
+        "name": "s",
+        "baseConnectionId": "b",
+        "connectionSpec": {"id": ODATA},
+        "data": {"format": "tabular"},
+        "params": {"tableName": "Customers"},
+    }
     requests_mock.get(f"{FS}/sourceConnections", json={"items": [existing], "_links": {}})
     op = AEPCreateSourceConnectionOperator(
-        task_id="t", name="s", base_connection_id="b", connection_spec_id=ODATA, data={"format": "tabular"}, params={"tableName": "Orders"}
+        task_id="t",
+        name="s",
+        base_connection_id="b",
+        connection_spec_id=ODATA,
+        data={"format": "tabular"},
+        params={"tableName": "Orders"},
     )
-    with pytest.raises(AEPResourceConflictError, match="params.tableName is 'Customers', asked for 'Orders'"):
+    with pytest.raises(AEPResourceConflictError, match=r"params\.tableName is 'Customers', asked for 'Orders'"):
         op.execute(context)
 
 
@@ -185,9 +228,16 @@ def test_source_params_do_not_swallow_dag_params():
 
     from airflow_provider_aep.version_compat import DAG, Param
 
-    with DAG("p", schedule=None, start_date=pendulum.datetime(2024, 1, 1), params={"table": Param("Orders", type="string")}):
+    with DAG(
+        "p", schedule=None, start_date=pendulum.datetime(2024, 1, 1), params={"table": Param("Orders", type="string")}
+    ):
         op = AEPCreateSourceConnectionOperator(
-            task_id="t", name="s", base_connection_id="b", connection_spec_id=ODATA, data={"format": "tabular"}, params={"tableName": "{{ params.table }}"}
+            task_id="t",
+            name="s",
+            base_connection_id="b",
+            connection_spec_id=ODATA,
+            data={"format": "tabular"},
+            params={"tableName": "{{ params.table }}"},
         )
     assert op.source_params == {"tableName": "{{ params.table }}"}
     assert "table" in op.params and "tableName" not in op.params
@@ -201,7 +251,10 @@ def test_target_connection_current_variant_has_no_base_connection(context, reque
     assert op.execute(context) == "tc1"
     assert post.last_request.json() == {
         "name": "tgt",
-        "data": {"format": "parquet_xdm", "schema": {"id": SCHEMA_ID, "version": "application/vnd.adobe.xed-full+json;version=1"}},
+        "data": {
+            "format": "parquet_xdm",
+            "schema": {"id": SCHEMA_ID, "version": "application/vnd.adobe.xed-full+json;version=1"},
+        },
         "params": {"dataSetId": "ds1"},
         "connectionSpec": {"id": DATA_LAKE, "version": "1.0"},
     }
@@ -210,7 +263,9 @@ def test_target_connection_current_variant_has_no_base_connection(context, reque
 def test_target_connection_legacy_variant_carries_the_dataset_base_connection(context, requests_mock):
     _no_flow_service_matches(requests_mock)
     post = requests_mock.post(f"{FS}/targetConnections", status_code=201, json={"id": "tc1"})
-    AEPCreateTargetConnectionOperator(task_id="t", name="tgt", dataset_id="ds1", schema_id=SCHEMA_ID, base_connection_id="dbc").execute(context)
+    AEPCreateTargetConnectionOperator(
+        task_id="t", name="tgt", dataset_id="ds1", schema_id=SCHEMA_ID, base_connection_id="dbc"
+    ).execute(context)
     assert post.last_request.json()["baseConnectionId"] == "dbc"
 
 
@@ -218,7 +273,9 @@ def test_target_connection_to_another_dataset_is_a_conflict(context, requests_mo
     existing = {"id": "tc1", "name": "tgt", "params": {"dataSetId": "other"}, "data": {"schema": {"id": SCHEMA_ID}}}
     requests_mock.get(f"{FS}/targetConnections", json={"items": [existing], "_links": {}})
     with pytest.raises(AEPResourceConflictError, match="dataset is 'other', asked for 'ds1'"):
-        AEPCreateTargetConnectionOperator(task_id="t", name="tgt", dataset_id="ds1", schema_id=SCHEMA_ID).execute(context)
+        AEPCreateTargetConnectionOperator(task_id="t", name="tgt", dataset_id="ds1", schema_id=SCHEMA_ID).execute(
+            context
+        )
 
 
 # ---------------------------------------------------------------- flow spec
@@ -228,7 +285,13 @@ def test_flow_spec_lookup(context, requests_mock):
     assert parse_qs(m.last_request.query)["property"] == ['name=="crmtoaep"']
 
 
-@pytest.mark.parametrize(("items", "message"), [([], "No flow spec named 'CRMToAEP' in sandbox 'dev'"), ([FLOW_SPEC, {**FLOW_SPEC, "id": "x"}], "2 flow specs named")])
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ([], "No flow spec named 'CRMToAEP' in sandbox 'dev'"),
+        ([FLOW_SPEC, {**FLOW_SPEC, "id": "x"}], "2 flow specs named"),
+    ],
+)
 def test_flow_spec_lookup_needs_exactly_one_match(context, requests_mock, items, message):
     requests_mock.get(f"{FS}/flowSpecs", json={"items": items})
     with pytest.raises(AEPResourceConflictError, match=message):
@@ -237,15 +300,15 @@ def test_flow_spec_lookup_needs_exactly_one_match(context, requests_mock, items,
 
 # ---------------------------------------------------------------- flow
 def _flow_op(**overrides):
-    kwargs = dict(
-        task_id="t",
-        name="orders flow",
-        flow_spec_id=FLOW_SPEC_ID,
-        source_connection_ids=["sc1"],
-        target_connection_ids=["tc1"],
-        transformations=TRANSFORMATIONS,
-        schedule_params={"startTime": "2026-01-01T00:00:00Z", "frequency": "minute", "interval": "30"},
-    )
+    kwargs = {
+        "task_id": "t",
+        "name": "orders flow",
+        "flow_spec_id": FLOW_SPEC_ID,
+        "source_connection_ids": ["sc1"],
+        "target_connection_ids": ["tc1"],
+        "transformations": TRANSFORMATIONS,
+        "schedule_params": {"startTime": "2026-01-01T00:00:00Z", "frequency": "minute", "interval": "30"},
+    }
     kwargs.update(overrides)
     return AEPCreateFlowOperator(**kwargs)
 
@@ -260,14 +323,17 @@ def test_flow_is_created_with_normalized_schedule_and_pushes_its_url(context, re
     assert body["transformations"][1] == {"name": "Mapping", "params": {"mappingId": "ms1", "mappingVersion": "0"}}
     assert body["flowSpec"] == {"id": FLOW_SPEC_ID, "version": "1.0"}
     assert (body["sourceConnectionIds"], body["targetConnectionIds"]) == (["sc1"], ["tc1"])
-    assert context["ti"].xcom["dataflow_url"] == f"https://experience.adobe.com/#/@{ORG_ID}/sname:dev/platform/source/dataflows/flow1/activity"
+    assert (
+        context["ti"].xcom["dataflow_url"]
+        == f"https://experience.adobe.com/#/@{ORG_ID}/sname:dev/platform/source/dataflows/flow1/activity"
+    )
 
 
 def test_flow_accepts_datetimes_and_once(context, requests_mock):
     requests_mock.get(f"{FS}/flowSpecs/{FLOW_SPEC_ID}", json={"items": [FLOW_SPEC]})
     requests_mock.get(f"{FS}/flows", json={"items": [], "_links": {}})
     post = requests_mock.post(f"{FS}/flows", status_code=201, json={"id": "flow1"})
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     _flow_op(schedule_params={"startTime": start, "frequency": "once"}).execute(context)
     assert post.last_request.json()["scheduleParams"] == {"startTime": 1767225600, "frequency": "once"}
 
@@ -275,13 +341,31 @@ def test_flow_accepts_datetimes_and_once(context, requests_mock):
 @pytest.mark.parametrize(
     ("schedule", "message"),
     [
-        ({"startTime": 1, "frequency": "minute", "interval": 5}, "schedule_params.interval=5: must be >= 15 when frequency is 'minute'"),
-        ({"startTime": 1, "frequency": "hour", "interval": 0}, "schedule_params.interval=0: must be >= 1 when frequency is 'hour'"),
-        ({"startTime": 1, "frequency": "monthly", "interval": 1}, "schedule_params.frequency='monthly': must be one of once, minute, hour, day, week"),
-        ({"startTime": 1, "frequency": "once", "interval": 1}, "schedule_params.interval=1: must not be set when frequency is 'once'"),
+        (
+            {"startTime": 1, "frequency": "minute", "interval": 5},
+            "schedule_params.interval=5: must be >= 15 when frequency is 'minute'",
+        ),
+        (
+            {"startTime": 1, "frequency": "hour", "interval": 0},
+            "schedule_params.interval=0: must be >= 1 when frequency is 'hour'",
+        ),
+        (
+            {"startTime": 1, "frequency": "monthly", "interval": 1},
+            "schedule_params.frequency='monthly': must be one of once, minute, hour, day, week",
+        ),
+        (
+            {"startTime": 1, "frequency": "once", "interval": 1},
+            "schedule_params.interval=1: must not be set when frequency is 'once'",
+        ),
         ({"frequency": "hour", "interval": 1}, "schedule_params.startTime=None: is required"),
-        ({"startTime": "yesterday", "frequency": "hour", "interval": 1}, "schedule_params.startTime='yesterday': must be a datetime"),
-        ({"startTime": 1, "frequency": "day"}, "schedule_params.interval=None: must be an integer when frequency is 'day'"),
+        (
+            {"startTime": "yesterday", "frequency": "hour", "interval": 1},
+            "schedule_params.startTime='yesterday': must be a datetime",
+        ),
+        (
+            {"startTime": 1, "frequency": "day"},
+            "schedule_params.interval=None: must be an integer when frequency is 'day'",
+        ),
     ],
 )
 def test_schedule_rules_fail_before_any_call(context, requests_mock, schedule, message):
@@ -294,9 +378,14 @@ def test_schedule_rules_fail_before_any_call(context, requests_mock, schedule, m
 def test_transformations_are_checked_against_the_flow_spec_schemas(context, requests_mock):
     requests_mock.get(f"{FS}/flowSpecs/{FLOW_SPEC_ID}", json={"items": [FLOW_SPEC]})
     bad_copy = [{"name": "Copy", "params": {"deltaColumn": {"dateFormat": "YYYY"}}}, TRANSFORMATIONS[1]]
-    with pytest.raises(AEPValidationError, match=r"transformations\[0\].params.deltaColumn=.*'name' is a required property \(flow spec CRMToAEP\)"):
+    with pytest.raises(
+        AEPValidationError,
+        match=r"transformations\[0\].params.deltaColumn=.*'name' is a required property \(flow spec CRMToAEP\)",
+    ):
         _flow_op(transformations=bad_copy).execute(context)
-    with pytest.raises(AEPValidationError, match=r"transformations\[0\].name='Filter': flow spec CRMToAEP accepts only Copy, Mapping"):
+    with pytest.raises(
+        AEPValidationError, match=r"transformations\[0\].name='Filter': flow spec CRMToAEP accepts only Copy, Mapping"
+    ):
         _flow_op(transformations=[{"name": "Filter", "params": {}}]).execute(context)
     assert posts(requests_mock) == []
 
@@ -317,7 +406,10 @@ def test_matching_flow_is_reused(context, requests_mock):
         "flowSpec": {"id": FLOW_SPEC_ID},
         "sourceConnectionIds": ["sc1"],
         "targetConnectionIds": ["tc1"],
-        "transformations": [TRANSFORMATIONS[0], {"name": "Mapping", "params": {"mappingId": "ms1", "mappingVersion": "0"}}],
+        "transformations": [
+            TRANSFORMATIONS[0],
+            {"name": "Mapping", "params": {"mappingId": "ms1", "mappingVersion": "0"}},
+        ],
         "scheduleParams": {"startTime": "1", "frequency": "minute", "interval": "30"},
     }
     requests_mock.get(f"{FS}/flowSpecs/{FLOW_SPEC_ID}", json={"items": [FLOW_SPEC]})
@@ -328,20 +420,36 @@ def test_matching_flow_is_reused(context, requests_mock):
 
 
 def test_flow_with_other_connections_is_a_conflict_saying_what_differs(context, requests_mock):
-    existing = {"id": "flow1", "name": "orders flow", "flowSpec": {"id": "other-spec"}, "sourceConnectionIds": ["scX"], "targetConnectionIds": ["tc1"]}
+    existing = {
+        "id": "flow1",
+        "name": "orders flow",
+        "flowSpec": {"id": "other-spec"},
+        "sourceConnectionIds": ["scX"],
+        "targetConnectionIds": ["tc1"],
+    }
     requests_mock.get(f"{FS}/flowSpecs/{FLOW_SPEC_ID}", json={"items": [FLOW_SPEC]})
     requests_mock.get(f"{FS}/flows", json={"items": [existing], "_links": {}})
     with pytest.raises(AEPResourceConflictError) as err:
         _flow_op().execute(context)
-    assert "flow spec is 'other-spec'" in str(err.value) and "source connections is ['scX'], asked for ['sc1']" in str(err.value)
+    assert "flow spec is 'other-spec'" in str(err.value) and "source connections is ['scX'], asked for ['sc1']" in str(
+        err.value
+    )
 
 
 def test_flow_create_lost_response_does_not_duplicate(context, requests_mock):
     import requests
 
     requests_mock.get(f"{FS}/flowSpecs/{FLOW_SPEC_ID}", json={"items": [FLOW_SPEC]})
-    committed = {"id": "flow1", "name": "orders flow", "flowSpec": {"id": FLOW_SPEC_ID}, "sourceConnectionIds": ["sc1"], "targetConnectionIds": ["tc1"]}
-    requests_mock.get(f"{FS}/flows", [{"json": {"items": [], "_links": {}}}, {"json": {"items": [committed], "_links": {}}}])
+    committed = {
+        "id": "flow1",
+        "name": "orders flow",
+        "flowSpec": {"id": FLOW_SPEC_ID},
+        "sourceConnectionIds": ["sc1"],
+        "targetConnectionIds": ["tc1"],
+    }
+    requests_mock.get(
+        f"{FS}/flows", [{"json": {"items": [], "_links": {}}}, {"json": {"items": [committed], "_links": {}}}]
+    )
     post = requests_mock.post(f"{FS}/flows", exc=requests.ConnectionError("connection reset"))
     assert _flow_op().execute(context) == "flow1"
     assert post.call_count == 1
@@ -378,7 +486,15 @@ def test_delete_resources_in_dependency_order_treating_gone_as_done(context, req
         flow_ids=["f1", "f1"],
     )
     result = op.execute(context)
-    assert [c.split("/")[-2] for c in calls] == ["flows", "sourceconnections", "targetconnections", "connections", "mappingsets", "datasets", "schemas"]
+    assert [c.split("/")[-2] for c in calls] == [
+        "flows",
+        "sourceconnections",
+        "targetconnections",
+        "connections",
+        "mappingsets",
+        "datasets",
+        "schemas",
+    ]
     assert result == {
         "deleted": {
             "flows": ["f1"],

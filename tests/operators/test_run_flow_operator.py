@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pendulum
@@ -23,10 +23,10 @@ from tests.hooks.test_aep_async_hook import FakeAEP
 from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
 
 FS = f"{PLATFORM}/data/foundation/flowservice"
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 NOW_S = int(NOW.timestamp())
-WINDOW_START = datetime(2024, 6, 1, 11, 0, tzinfo=timezone.utc)
-WINDOW_END = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+WINDOW_START = datetime(2024, 6, 1, 11, 0, tzinfo=UTC)
+WINDOW_END = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 RUN_URL = f"https://experience.adobe.com/#/@{ORG_ID}/sname:dev/platform/source/dataflows/flow-1/activity/run-1"
 FLOW_URL = f"https://experience.adobe.com/#/@{ORG_ID}/sname:dev/platform/source/dataflows/flow-1/activity"
 
@@ -69,7 +69,9 @@ def operator(**kwargs) -> AEPRunFlowOperator:
 
 
 def create_answer(requests_mock, body=None, status=201):
-    return requests_mock.post(f"{FS}/runs", status_code=status, json=body or {"items": [{"id": "run-1", "etag": '"e"'}]})
+    return requests_mock.post(
+        f"{FS}/runs", status_code=status, json=body or {"items": [{"id": "run-1", "etag": '"e"'}]}
+    )
 
 
 def serve(requests_mock, *runs: dict):
@@ -198,7 +200,12 @@ def test_deferrable_defers_with_the_same_trigger_after_pushing_xcom(ti_context, 
     trigger = deferred.value.trigger
     assert isinstance(trigger, AEPFlowRunTrigger)
     _, kwargs = trigger.serialize()
-    assert (kwargs["flow_id"], kwargs["run_id"], kwargs["end_time"], kwargs["poll_interval"]) == ("flow-1", "run-1", NOW_S + 600, 30)
+    assert (kwargs["flow_id"], kwargs["run_id"], kwargs["end_time"], kwargs["poll_interval"]) == (
+        "flow-1",
+        "run-1",
+        NOW_S + 600,
+        30,
+    )
     assert deferred.value.timeout == timedelta(seconds=600 + 30 + DEFER_TIMEOUT_BUFFER)
     assert ti_context["ti"].xcom == {"dataflow_url": FLOW_URL, "run_id": "run-1", "run_url": RUN_URL}
 
@@ -214,11 +221,15 @@ async def test_execute_complete_matches_waiting_in_the_worker(ti_context, reques
     def outcome(fn):
         try:
             return ("returned", fn())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return (type(exc).__name__, str(exc))
 
     create_answer(requests_mock)
-    serve(requests_mock, make_run("inProgress"), make_run(final, activities=FAILED_ACTIVITIES if final != "success" else None))
+    serve(
+        requests_mock,
+        make_run("inProgress"),
+        make_run(final, activities=FAILED_ACTIVITIES if final != "success" else None),
+    )
     in_worker = outcome(lambda: operator().execute(ti_context))
 
     serve(requests_mock, make_run("inProgress"))
@@ -234,7 +245,9 @@ async def test_execute_complete_matches_waiting_in_the_worker(ti_context, reques
         "GET",
         "/data/foundation/flowservice/runs/run-1",
         httpx.Response(200, json={"items": [make_run("inProgress")]}),
-        httpx.Response(200, json={"items": [make_run(final, activities=FAILED_ACTIVITIES if final != "success" else None)]}),
+        httpx.Response(
+            200, json={"items": [make_run(final, activities=FAILED_ACTIVITIES if final != "success" else None)]}
+        ),
     )
     monkeypatch.setattr(aep_async, "async_sleep", fake_sleep)
     monkeypatch.setattr(AEPFlowRunTrigger, "_make_hook", lambda self: AEPAsyncHook(transport=fake.transport))

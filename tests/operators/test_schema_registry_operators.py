@@ -11,7 +11,10 @@ from tests.operators.conftest import SR, posts
 
 CLASS_ID = "https://ns.adobe.com/acme/classes/c1"
 SCHEMA_ID = "https://ns.adobe.com/acme/schemas/s1"
-ENC = {"class": "https%3A%2F%2Fns.adobe.com%2Facme%2Fclasses%2Fc1", "schema": "https%3A%2F%2Fns.adobe.com%2Facme%2Fschemas%2Fs1"}
+ENC = {
+    "class": "https%3A%2F%2Fns.adobe.com%2Facme%2Fclasses%2Fc1",
+    "schema": "https%3A%2F%2Fns.adobe.com%2Facme%2Fschemas%2Fs1",
+}
 
 
 def _empty_lists(requests_mock):
@@ -33,7 +36,9 @@ def test_adhoc_schema_creates_class_then_schema(context, requests_mock):
     cls = requests_mock.post(f"{SR}/tenant/classes", status_code=201, json={"$id": CLASS_ID})
     sch = requests_mock.post(f"{SR}/tenant/schemas", status_code=201, json={"$id": SCHEMA_ID})
 
-    op = AEPCreateAdHocSchemaOperator(task_id="t", title="Orders", fields={"OrderID": "string", "Total": "number", "At": "date-time"})
+    op = AEPCreateAdHocSchemaOperator(
+        task_id="t", title="Orders", fields={"OrderID": "string", "Total": "number", "At": "date-time"}
+    )
     assert op.execute(context) == SCHEMA_ID
     assert context["ti"].xcom == {"class_id": CLASS_ID}
 
@@ -51,7 +56,9 @@ def test_adhoc_schema_creates_class_then_schema(context, requests_mock):
 
 
 def test_adhoc_schema_reuses_an_existing_matching_schema(context, requests_mock):
-    requests_mock.get(f"{SR}/tenant/schemas", json={"results": [{"$id": SCHEMA_ID, "title": "Orders"}], "_page": {"next": None}})
+    requests_mock.get(
+        f"{SR}/tenant/schemas", json={"results": [{"$id": SCHEMA_ID, "title": "Orders"}], "_page": {"next": None}}
+    )
     requests_mock.get(f"{SR}/tenant/schemas/{ENC['schema']}", json={"$id": SCHEMA_ID, "meta:class": CLASS_ID})
     requests_mock.get(f"{SR}/tenant/classes/{ENC['class']}", json=_stored_class({"OrderID": {"type": "string"}}))
     op = AEPCreateAdHocSchemaOperator(task_id="t", title="Orders", fields={"OrderID": "string"})
@@ -61,7 +68,9 @@ def test_adhoc_schema_reuses_an_existing_matching_schema(context, requests_mock)
 
 
 def test_adhoc_schema_with_other_columns_is_a_conflict(context, requests_mock):
-    requests_mock.get(f"{SR}/tenant/schemas", json={"results": [{"$id": SCHEMA_ID, "title": "Orders"}], "_page": {"next": None}})
+    requests_mock.get(
+        f"{SR}/tenant/schemas", json={"results": [{"$id": SCHEMA_ID, "title": "Orders"}], "_page": {"next": None}}
+    )
     requests_mock.get(f"{SR}/tenant/schemas/{ENC['schema']}", json={"$id": SCHEMA_ID, "meta:class": CLASS_ID})
     requests_mock.get(f"{SR}/tenant/classes/{ENC['class']}", json=_stored_class({"OrderID": {"type": "integer"}}))
     op = AEPCreateAdHocSchemaOperator(task_id="t", title="Orders", fields={"OrderID": "string", "Extra": "string"})
@@ -71,7 +80,9 @@ def test_adhoc_schema_with_other_columns_is_a_conflict(context, requests_mock):
 
 
 def test_adhoc_schema_if_exists_fail_names_the_existing_id(context, requests_mock):
-    requests_mock.get(f"{SR}/tenant/schemas", json={"results": [{"$id": SCHEMA_ID, "title": "Orders"}], "_page": {"next": None}})
+    requests_mock.get(
+        f"{SR}/tenant/schemas", json={"results": [{"$id": SCHEMA_ID, "title": "Orders"}], "_page": {"next": None}}
+    )
     requests_mock.get(f"{SR}/tenant/schemas/{ENC['schema']}", json={"$id": SCHEMA_ID, "meta:class": CLASS_ID})
     op = AEPCreateAdHocSchemaOperator(task_id="t", title="Orders", fields={"OrderID": "string"}, if_exists="fail")
     with pytest.raises(AEPResourceConflictError, match=SCHEMA_ID):
@@ -80,7 +91,9 @@ def test_adhoc_schema_if_exists_fail_names_the_existing_id(context, requests_moc
 
 def test_adhoc_schema_reuses_a_class_left_by_a_half_finished_run(context, requests_mock):
     requests_mock.get(f"{SR}/tenant/schemas", json={"results": [], "_page": {"next": None}})
-    requests_mock.get(f"{SR}/tenant/classes", json={"results": [{"$id": CLASS_ID, "title": "Orders class"}], "_page": {"next": None}})
+    requests_mock.get(
+        f"{SR}/tenant/classes", json={"results": [{"$id": CLASS_ID, "title": "Orders class"}], "_page": {"next": None}}
+    )
     requests_mock.get(f"{SR}/tenant/classes/{ENC['class']}", json=_stored_class({"OrderID": {"type": "string"}}))
     sch = requests_mock.post(f"{SR}/tenant/schemas", status_code=201, json={"$id": SCHEMA_ID})
     op = AEPCreateAdHocSchemaOperator(task_id="t", title="Orders", fields={"OrderID": "string"})
@@ -91,14 +104,20 @@ def test_adhoc_schema_reuses_a_class_left_by_a_half_finished_run(context, reques
 def test_a_title_conflict_on_create_resolves_to_the_existing_schema(context, requests_mock):
     requests_mock.get(
         f"{SR}/tenant/schemas",
-        [{"json": {"results": [], "_page": {"next": None}}}, {"json": {"results": [{"$id": SCHEMA_ID, "title": "Target"}], "_page": {"next": None}}}],
+        [
+            {"json": {"results": [], "_page": {"next": None}}},
+            {"json": {"results": [{"$id": SCHEMA_ID, "title": "Target"}], "_page": {"next": None}}},
+        ],
     )
     requests_mock.post(
         f"{SR}/tenant/schemas",
         status_code=400,
         json={"type": "http://ns.adobe.com/aep/errors/XDM-1521-400", "title": "Title not unique", "detail": "exists"},
     )
-    requests_mock.get(f"{SR}/tenant/schemas/{ENC['schema']}", json={"$id": SCHEMA_ID, "meta:class": "https://ns.adobe.com/xdm/context/profile", "allOf": []})
+    requests_mock.get(
+        f"{SR}/tenant/schemas/{ENC['schema']}",
+        json={"$id": SCHEMA_ID, "meta:class": "https://ns.adobe.com/xdm/context/profile", "allOf": []},
+    )
     op = AEPCreateSchemaOperator(task_id="t", title="Target")
     assert op.execute(context) == SCHEMA_ID
 
@@ -143,13 +162,21 @@ def test_target_schema_payload_follows_the_tutorial_and_dedupes_field_groups(con
 
 
 def test_target_schema_missing_a_field_group_is_a_conflict(context, requests_mock):
-    requests_mock.get(f"{SR}/tenant/schemas", json={"results": [{"$id": SCHEMA_ID, "title": "T"}], "_page": {"next": None}})
+    requests_mock.get(
+        f"{SR}/tenant/schemas", json={"results": [{"$id": SCHEMA_ID, "title": "T"}], "_page": {"next": None}}
+    )
     requests_mock.get(
         f"{SR}/tenant/schemas/{ENC['schema']}",
-        json={"$id": SCHEMA_ID, "meta:class": "https://ns.adobe.com/xdm/context/profile", "allOf": [{"$ref": "https://ns.adobe.com/xdm/context/profile"}]},
+        json={
+            "$id": SCHEMA_ID,
+            "meta:class": "https://ns.adobe.com/xdm/context/profile",
+            "allOf": [{"$ref": "https://ns.adobe.com/xdm/context/profile"}],
+        },
     )
-    op = AEPCreateSchemaOperator(task_id="t", title="T", field_group_ids=["https://ns.adobe.com/xdm/context/profile-person-details"])
-    with pytest.raises(AEPResourceConflictError, match="field groups .*profile-person-details.* are not in it"):
+    op = AEPCreateSchemaOperator(
+        task_id="t", title="T", field_group_ids=["https://ns.adobe.com/xdm/context/profile-person-details"]
+    )
+    with pytest.raises(AEPResourceConflictError, match=r"field groups .*profile-person-details.* are not in it"):
         op.execute(context)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -30,7 +30,7 @@ from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
 
 FS = f"{PLATFORM}/data/foundation/flowservice"
 RUN_PATH = "/data/foundation/flowservice/runs/run-1"
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 NOW_S = NOW.timestamp()
 RUN_URL = f"https://experience.adobe.com/#/@{ORG_ID}/sname:dev/platform/source/dataflows/flow-1/activity/run-1"
 FLOW_URL = f"https://experience.adobe.com/#/@{ORG_ID}/sname:dev/platform/source/dataflows/flow-1/activity"
@@ -61,7 +61,14 @@ def context(aep_conn, ims, no_sleep, pokes):
 
 
 def sensor(**kwargs) -> AEPFlowRunSensor:
-    defaults = {"task_id": "wait", "flow_id": "flow-1", "run_id": "run-1", "poke_interval": 60, "timeout": 3600, "aep_retry_limit": 2}
+    defaults = {
+        "task_id": "wait",
+        "flow_id": "flow-1",
+        "run_id": "run-1",
+        "poke_interval": 60,
+        "timeout": 3600,
+        "aep_retry_limit": 2,
+    }
     defaults.update(kwargs)
     return AEPFlowRunSensor(**defaults)
 
@@ -100,7 +107,12 @@ def test_success_returns_the_summary_and_pushes_both_links(context, requests_moc
 
 
 def test_failed_fails_with_error_codes_messages_and_link(context, requests_mock):
-    serve(requests_mock, make_run("failed", errors=[{"code": "CONNECTOR-1001-500", "message": "copy failed"}], activities=FAILED_ACTIVITIES))
+    serve(
+        requests_mock,
+        make_run(
+            "failed", errors=[{"code": "CONNECTOR-1001-500", "message": "copy failed"}], activities=FAILED_ACTIVITIES
+        ),
+    )
     with pytest.raises(AEPFlowRunFailedError) as err:
         sensor().execute(context)
     text = str(err.value)
@@ -142,7 +154,14 @@ def test_without_a_run_id_it_waits_for_the_newest_run_after_created_after(contex
         f"{FS}/runs",
         [
             {"json": {"items": []}},
-            {"json": {"items": [make_run("inProgress", run_id="old", created_at=1_717_243_200_500), make_run("inProgress", run_id="run-1", created_at=1_717_243_201_000)]}},
+            {
+                "json": {
+                    "items": [
+                        make_run("inProgress", run_id="old", created_at=1_717_243_200_500),
+                        make_run("inProgress", run_id="run-1", created_at=1_717_243_201_000),
+                    ]
+                }
+            },
         ],
     )
     serve(requests_mock, make_run("inProgress"), make_run("success"))
@@ -174,7 +193,11 @@ def test_transient_errors_while_poking_do_not_fail_the_task(context, requests_mo
 
 
 def test_a_permanent_error_fails_the_poke(context, requests_mock):
-    requests_mock.get(f"{FS}/runs/run-1", status_code=404, json={"type": "https://ns.adobe.com/aep/errors/FLOW-1439-404", "title": "Resource not found"})
+    requests_mock.get(
+        f"{FS}/runs/run-1",
+        status_code=404,
+        json={"type": "https://ns.adobe.com/aep/errors/FLOW-1439-404", "title": "Resource not found"},
+    )
     with pytest.raises(AirflowException, match="FLOW-1439-404"):
         sensor().execute(context)
 
@@ -213,7 +236,9 @@ def test_a_finished_failed_run_fails_without_deferring(context, requests_mock):
 def test_a_running_run_defers_with_ids_deadline_and_retry_settings(context, requests_mock):
     serve(requests_mock, make_run("inProgress"))
     with pytest.raises(TaskDeferred) as deferred:
-        sensor(deferrable=True, timeout=600, poke_interval=30, aep_retry_limit=4, aep_retry_args={"retry_delay": 2}).execute(context)
+        sensor(
+            deferrable=True, timeout=600, poke_interval=30, aep_retry_limit=4, aep_retry_args={"retry_delay": 2}
+        ).execute(context)
     trigger = deferred.value.trigger
     assert isinstance(trigger, AEPFlowRunTrigger)
     _, kwargs = trigger.serialize()
@@ -255,7 +280,9 @@ def trigger_against(monkeypatch, aep_conn, clock):
         fake = FakeAEP()
         fake.on("GET", RUN_PATH, *[httpx.Response(200, json={"items": [r]}) for r in runs])
         monkeypatch.setattr(
-            AEPFlowRunTrigger, "_make_hook", lambda self: AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args, transport=fake.transport)
+            AEPFlowRunTrigger,
+            "_make_hook",
+            lambda self: AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args, transport=fake.transport),
         )
         events = [e.payload async for e in trigger.run()]
         assert len(events) == 1
@@ -267,7 +294,7 @@ def trigger_against(monkeypatch, aep_conn, clock):
 def outcome(fn):
     try:
         return ("returned", fn())
-    except Exception as exc:  # noqa: BLE001 - comparing what each mode raises
+    except Exception as exc:
         return (type(exc).__name__, str(exc))
 
 
@@ -275,7 +302,15 @@ def outcome(fn):
     ("run", "fail_on_partial_success", "soft_fail"),
     [
         (make_run("success"), False, False),
-        (make_run("failed", errors=[{"code": "CONNECTOR-1001-500", "message": "copy failed"}], activities=FAILED_ACTIVITIES), False, False),
+        (
+            make_run(
+                "failed",
+                errors=[{"code": "CONNECTOR-1001-500", "message": "copy failed"}],
+                activities=FAILED_ACTIVITIES,
+            ),
+            False,
+            False,
+        ),
         (make_run("partialSuccess"), False, False),
         (make_run("partialSuccess"), True, False),
         (make_run("failed"), False, True),
@@ -286,7 +321,9 @@ async def test_execute_complete_returns_and_raises_exactly_like_poke_mode(
     context, requests_mock, trigger_against, run, fail_on_partial_success, soft_fail
 ):
     serve(requests_mock, make_run("inProgress"), run)
-    poke = outcome(lambda: sensor(fail_on_partial_success=fail_on_partial_success, soft_fail=soft_fail).execute(context))
+    poke = outcome(
+        lambda: sensor(fail_on_partial_success=fail_on_partial_success, soft_fail=soft_fail).execute(context)
+    )
 
     deferring = sensor(deferrable=True, fail_on_partial_success=fail_on_partial_success, soft_fail=soft_fail)
     serve(requests_mock, make_run("inProgress"))
@@ -325,7 +362,16 @@ def test_airflows_own_deferral_timeout_is_a_sensor_timeout_too(context):
 @pytest.mark.parametrize(
     ("event", "match"),
     [
-        ({"status": "error", "flow_id": "flow-1", "run_id": "run-1", "message": "AEPApiError: forbidden", "summary": None}, "forbidden"),
+        (
+            {
+                "status": "error",
+                "flow_id": "flow-1",
+                "run_id": "run-1",
+                "message": "AEPApiError: forbidden",
+                "summary": None,
+            },
+            "forbidden",
+        ),
         ({"status": "bogus"}, "does not understand"),
         (None, "does not understand"),
     ],

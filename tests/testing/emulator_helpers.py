@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote_plus
 
 import requests
@@ -91,14 +92,20 @@ def target_schema(c: AEPClient, title: str = "Protocols target schema") -> str:
 
 
 def dataset(c: AEPClient, schema_id: str, name: str = "Protocols target dataset") -> str:
-    body = {"name": name, "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full-notext+json; version=1"}}
+    body = {
+        "name": name,
+        "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full-notext+json; version=1"},
+    }
     return ok(c.post(f"{CAT}/dataSets", params={"requestDataSource": "true"}, json=body), 201)[0].split("/")[-1]
 
 
 def odata_connection(c: AEPClient, name: str = "Generic OData base connection") -> str:
     body = {
         "name": name,
-        "auth": {"specName": "Anonymous Authentication", "params": {"url": "https://services.odata.org/V4/Northwind/Northwind.svc"}},
+        "auth": {
+            "specName": "Anonymous Authentication",
+            "params": {"url": "https://services.odata.org/V4/Northwind/Northwind.svc"},
+        },
         "connectionSpec": {"id": ODATA, "version": "1.0"},
     }
     return ok(c.post(f"{FS}/connections", json=body), 201)["id"]
@@ -121,10 +128,15 @@ def tabular_source(c: AEPClient, base_id: str, name: str = "Generic OData source
     return ok(c.post(f"{FS}/sourceConnections", json=body), 201)["id"]
 
 
-def target_connection(c: AEPClient, schema_id: str, dataset_id: str, name: str = "Target Connection for protocols") -> str:
+def target_connection(
+    c: AEPClient, schema_id: str, dataset_id: str, name: str = "Target Connection for protocols"
+) -> str:
     body = {
         "name": name,
-        "data": {"format": "parquet_xdm", "schema": {"id": schema_id, "version": "application/vnd.adobe.xed-full+json;version=1"}},
+        "data": {
+            "format": "parquet_xdm",
+            "schema": {"id": schema_id, "version": "application/vnd.adobe.xed-full+json;version=1"},
+        },
         "params": {"dataSetId": dataset_id},
         "connectionSpec": {"id": DATA_LAKE, "version": "1.0"},
     }
@@ -133,7 +145,9 @@ def target_connection(c: AEPClient, schema_id: str, dataset_id: str, name: str =
 
 def mapping_set(c: AEPClient, schema_id: str, name: str | None = None) -> str:
     body: dict[str, Any] = {
-        "outputSchema": {"schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}},
+        "outputSchema": {
+            "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}
+        },
         "mappings": [
             {"sourceType": "ATTRIBUTE", "source": "OrderID", "destination": "_id"},
             {"sourceType": "ATTRIBUTE", "source": "OrderDate", "destination": "createdByBatchID"},
@@ -144,7 +158,9 @@ def mapping_set(c: AEPClient, schema_id: str, name: str | None = None) -> str:
     return ok(c.post(f"{CONV}/mappingSets", json=body), 200)["id"]
 
 
-def flow_body(source_id: str, target_id: str, mapping_id: str, schedule: dict[str, Any], name: str = "Protocols dataflow") -> dict[str, Any]:
+def flow_body(
+    source_id: str, target_id: str, mapping_id: str, schedule: dict[str, Any], name: str = "Protocols dataflow"
+) -> dict[str, Any]:
     return {
         "name": name,
         "description": "Creating a dataflow for a protocols source",
@@ -152,7 +168,10 @@ def flow_body(source_id: str, target_id: str, mapping_id: str, schedule: dict[st
         "sourceConnectionIds": [source_id],
         "targetConnectionIds": [target_id],
         "transformations": [
-            {"name": "Copy", "params": {"deltaColumn": {"name": "OrderDate", "dateFormat": "YYYY-MM-DD", "timezone": "UTC"}}},
+            {
+                "name": "Copy",
+                "params": {"deltaColumn": {"name": "OrderDate", "dateFormat": "YYYY-MM-DD", "timezone": "UTC"}},
+            },
             {"name": "Mapping", "params": {"mappingId": mapping_id, "mappingVersion": "0"}},
         ],
         "scheduleParams": schedule,
@@ -170,7 +189,9 @@ def pipeline(c: AEPClient, prefix: str = "P") -> dict[str, str]:
     return {"schema": schema_id, "dataset": ds, "base": base, "source": src, "target": tgt, "mapping": mapping}
 
 
-def create_flow(c: AEPClient, p: dict[str, str], schedule: dict[str, Any] | None = None, name: str = "Protocols dataflow") -> str:
+def create_flow(
+    c: AEPClient, p: dict[str, str], schedule: dict[str, Any] | None = None, name: str = "Protocols dataflow"
+) -> str:
     schedule = schedule or {"startTime": int(time.time()), "frequency": "minute", "interval": 15}
     return ok(c.post(f"{FS}/flows", json=flow_body(p["source"], p["target"], p["mapping"], schedule, name)), 201)["id"]
 

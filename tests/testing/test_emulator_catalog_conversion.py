@@ -25,7 +25,9 @@ def schema_id(client: AEPClient) -> str:
 
 
 def test_create_dataset_returns_at_path(client: AEPClient, schema_id: str) -> None:
-    r = client.post(f"{CAT}/dataSets", params={"requestDataSource": "true"}, json={"name": "DS", "schemaRef": {"id": schema_id}})
+    r = client.post(
+        f"{CAT}/dataSets", params={"requestDataSource": "true"}, json={"name": "DS", "schemaRef": {"id": schema_id}}
+    )
     created = ok(r, 201)
     assert isinstance(created, list) and re.fullmatch(r"@/dataSets/[0-9a-f]{24}", created[0])
     ds_id = created[0].split("/")[-1]
@@ -82,13 +84,18 @@ def test_mapping_set_create_current_body(client: AEPClient, schema_id: str) -> N
             f"{CONV}/mappingSets",
             json={
                 "name": "orders-mapping",
-                "outputSchema": {"schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}},
+                "outputSchema": {
+                    "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}
+                },
                 "mappings": [{"sourceType": "ATTRIBUTE", "source": "id", "destination": "_id"}],
             },
         ),
         200,
     )
-    assert set(created) == {"id", "version", "createdDate", "modifiedDate", "createdBy", "modifiedBy"} and created["version"] == 0
+    assert (
+        set(created) == {"id", "version", "createdDate", "modifiedDate", "createdBy", "modifiedBy"}
+        and created["version"] == 0
+    )
     got = ok(client.get(f"{CONV}/mappingSets/{created['id']}"), 200)
     assert got["name"] == "orders-mapping" and got["xdmSchema"] == schema_id
     assert got["outputSchema"]["schemaRef"]["id"] == schema_id
@@ -125,7 +132,14 @@ def test_mapping_set_list_requires_start_and_limit(client: AEPClient, schema_id:
 
 def test_mapping_set_versions_and_delete(client: AEPClient, schema_id: str) -> None:
     mid = mapping_set(client, schema_id)
-    updated = ok(client.req("PUT", f"{CONV}/mappingSets/{mid}", json={"xdmSchema": schema_id, "mappings": [{"source": "b", "destination": "_id"}]}), 200)
+    updated = ok(
+        client.req(
+            "PUT",
+            f"{CONV}/mappingSets/{mid}",
+            json={"xdmSchema": schema_id, "mappings": [{"source": "b", "destination": "_id"}]},
+        ),
+        200,
+    )
     assert updated["version"] == 1
     assert ok(client.get(f"{CONV}/mappingSets/{mid}", params={"version": 0}), 200)["mappings"][0]["source"] == "OrderID"
     assert client.delete(f"{CONV}/mappingSets/{mid}").status_code == 204
@@ -133,5 +147,10 @@ def test_mapping_set_versions_and_delete(client: AEPClient, schema_id: str) -> N
 
 
 def test_mapping_set_validate_endpoint(client: AEPClient) -> None:
-    res = ok(client.post(f"{CONV}/mappingSets/validate", json={"mappings": [{"source": "a", "destination": "_id"}, {"source": "a"}]}), 200)
+    res = ok(
+        client.post(
+            f"{CONV}/mappingSets/validate", json={"mappings": [{"source": "a", "destination": "_id"}, {"source": "a"}]}
+        ),
+        200,
+    )
     assert [v["status"] for v in res["validationResponse"]] == ["SUCCESS", "FAILED"]

@@ -19,7 +19,11 @@ from emulator_helpers import (
 
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig
 
-CONN_BODY = {"name": "c", "auth": {"specName": "Anonymous Authentication", "params": {"url": "https://x"}}, "connectionSpec": {"id": ODATA, "version": "1.0"}}
+CONN_BODY = {
+    "name": "c",
+    "auth": {"specName": "Anonymous Authentication", "params": {"url": "https://x"}},
+    "connectionSpec": {"id": ODATA, "version": "1.0"},
+}
 
 
 def test_429_has_retry_after_and_gateway_body(emu: AEPEmulator, client: AEPClient) -> None:
@@ -112,9 +116,27 @@ def test_request_log_and_snapshot(emu: AEPEmulator, client: AEPClient) -> None:
     assert posts.count(("POST", "flowservice")) == 4 and all(r.status < 300 for r in log)
     assert all(r.sandbox == "prod" and r.timestamp > 0 for r in log)
     snap = emu.snapshot()["prod"]
-    assert set(snap) == {"classes", "schemas", "fieldgroups", "datasets", "connections", "sourceConnections", "targetConnections", "mappingSets", "flows", "runs"}
+    assert set(snap) == {
+        "classes",
+        "schemas",
+        "fieldgroups",
+        "datasets",
+        "connections",
+        "sourceConnections",
+        "targetConnections",
+        "mappingSets",
+        "flows",
+        "runs",
+    }
     assert {k: len(v) for k, v in snap.items() if v} == {
-        "schemas": 1, "datasets": 1, "connections": 1, "sourceConnections": 1, "targetConnections": 1, "mappingSets": 1, "flows": 1, "runs": 1,
+        "schemas": 1,
+        "datasets": 1,
+        "connections": 1,
+        "sourceConnections": 1,
+        "targetConnections": 1,
+        "mappingSets": 1,
+        "flows": 1,
+        "runs": 1,
     }
     assert snap["flows"][flow_id]["name"] == "Protocols dataflow"
     snap["flows"][flow_id]["name"] = "mutated"  # a deep copy

@@ -26,7 +26,9 @@ from airflow_provider_aep.testing import AEPEmulator
 def _flow_error(body: dict, code: str) -> None:
     assert body["type"] == f"https://ns.adobe.com/aep/errors/FLOW-{code}", body
     assert body["status"] == int(code.rsplit("-", 1)[1])
-    assert body["title"] and body["errorMessage"] and body["report"]["detailed-message"] and "request-id" in body["report"]
+    assert (
+        body["title"] and body["errorMessage"] and body["report"]["detailed-message"] and "request-id" in body["report"]
+    )
 
 
 def test_connection_specs(client: AEPClient) -> None:
@@ -42,13 +44,22 @@ def test_flow_spec_schedule_spec_supports_once(client: AEPClient) -> None:
     schedule = spec["scheduleSpec"]["spec"]
     assert schedule["properties"]["frequency"]["enum"] == ["once", "minute", "hour", "day", "week"]
     assert schedule["required"] == ["startTime", "frequency"] and "if" in schedule and "else" in schedule
-    assert ok(client.get(f"{FS}/flowSpecs", params={"property": "sourceConnectionSpecIds[]==" + ODATA}), 200)["items"][0]["name"] == "CRMToAEP"
+    assert (
+        ok(client.get(f"{FS}/flowSpecs", params={"property": "sourceConnectionSpecIds[]==" + ODATA}), 200)["items"][0][
+            "name"
+        ]
+        == "CRMToAEP"
+    )
 
 
 def test_connection_create_get_and_location(client: AEPClient) -> None:
     r = client.post(
         f"{FS}/connections",
-        json={"name": "OData", "auth": {"specName": "Anonymous Authentication", "params": {"url": "https://x"}}, "connectionSpec": {"id": ODATA, "version": "1.0"}},
+        json={
+            "name": "OData",
+            "auth": {"specName": "Anonymous Authentication", "params": {"url": "https://x"}},
+            "connectionSpec": {"id": ODATA, "version": "1.0"},
+        },
     )
     created = ok(r, 201)
     assert set(created) == {"id", "etag"} and r.headers["Location"].endswith(f"/connections/{created['id']}")
@@ -62,7 +73,14 @@ def test_connection_create_get_and_location(client: AEPClient) -> None:
     [
         ({"name": "x", "connectionSpec": {"id": "nope"}}, "1413-400"),
         ({"name": "x", "auth": {"specName": "Nope", "params": {}}, "connectionSpec": {"id": ODATA}}, "1415-400"),
-        ({"name": "x", "auth": {"specName": "Anonymous Authentication", "params": {}}, "connectionSpec": {"id": ODATA}}, "1100-400"),
+        (
+            {
+                "name": "x",
+                "auth": {"specName": "Anonymous Authentication", "params": {}},
+                "connectionSpec": {"id": ODATA},
+            },
+            "1100-400",
+        ),
         ({"connectionSpec": {"id": DATA_LAKE}}, "1100-400"),
     ],
 )
@@ -71,7 +89,9 @@ def test_connection_validation(client: AEPClient, body: dict, code: str) -> None
 
 
 def test_empty_body_is_1405(client: AEPClient) -> None:
-    _flow_error(ok(client.post(f"{FS}/connections", data=b"", headers={"Content-Type": "application/json"}), 400), "1405-400")
+    _flow_error(
+        ok(client.post(f"{FS}/connections", data=b"", headers={"Content-Type": "application/json"}), 400), "1405-400"
+    )
 
 
 def test_patch_needs_if_match(client: AEPClient) -> None:
@@ -88,20 +108,56 @@ def test_patch_needs_if_match(client: AEPClient) -> None:
     assert got["name"] == "renamed" and got["etag"] == updated["etag"]
     _flow_error(ok(client.patch(f"{FS}/connections/{conn_id}", json=ops, headers={"If-Match": etag}), 412), "1404-412")
     spec_change = [{"op": "replace", "path": "/connectionSpec/id", "value": DATA_LAKE}]
-    _flow_error(ok(client.patch(f"{FS}/connections/{conn_id}", json=spec_change, headers={"If-Match": updated["etag"]}), 400), "1414-400")
+    _flow_error(
+        ok(client.patch(f"{FS}/connections/{conn_id}", json=spec_change, headers={"If-Match": updated["etag"]}), 400),
+        "1414-400",
+    )
 
 
 def test_source_connection_validation(client: AEPClient) -> None:
     base = odata_connection(client)
     common = {"name": "src", "baseConnectionId": base, "connectionSpec": {"id": ODATA, "version": "1.0"}}
     ok(client.post(f"{FS}/sourceConnections", json={**common, "data": {"format": "tabular"}, "params": {}}), 400)
-    ok(client.post(f"{FS}/sourceConnections", json={**common, "data": {"format": "xml"}, "params": {"tableName": "T"}}), 400)
-    ok(client.post(f"{FS}/sourceConnections", json={**common, "baseConnectionId": "missing", "data": {"format": "tabular"}, "params": {"tableName": "T"}}), 400)
-    ok(client.post(f"{FS}/sourceConnections", json={**common, "data": {"format": "parquet_xdm", "schema": {"id": "unknown"}}, "params": {"path": "Orders"}}), 400)
-    ok(client.post(f"{FS}/sourceConnections", json={**common, "data": {"format": "tabular"}, "params": {"tableName": "T", "columns": [{"name": "a"}]}}), 400)
+    ok(
+        client.post(
+            f"{FS}/sourceConnections", json={**common, "data": {"format": "xml"}, "params": {"tableName": "T"}}
+        ),
+        400,
+    )
+    ok(
+        client.post(
+            f"{FS}/sourceConnections",
+            json={**common, "baseConnectionId": "missing", "data": {"format": "tabular"}, "params": {"tableName": "T"}},
+        ),
+        400,
+    )
+    ok(
+        client.post(
+            f"{FS}/sourceConnections",
+            json={
+                **common,
+                "data": {"format": "parquet_xdm", "schema": {"id": "unknown"}},
+                "params": {"path": "Orders"},
+            },
+        ),
+        400,
+    )
+    ok(
+        client.post(
+            f"{FS}/sourceConnections",
+            json={**common, "data": {"format": "tabular"}, "params": {"tableName": "T", "columns": [{"name": "a"}]}},
+        ),
+        400,
+    )
     # The current tutorial's example says connectionId instead of baseConnectionId.
     alias = {k: v for k, v in common.items() if k != "baseConnectionId"}
-    ok(client.post(f"{FS}/sourceConnections", json={**alias, "connectionId": base, "data": {"format": "tabular"}, "params": {"path": "Orders"}}), 201)
+    ok(
+        client.post(
+            f"{FS}/sourceConnections",
+            json={**alias, "connectionId": base, "data": {"format": "tabular"}, "params": {"path": "Orders"}},
+        ),
+        201,
+    )
 
 
 def test_target_connection_validation(client: AEPClient) -> None:
@@ -114,7 +170,12 @@ def test_target_connection_validation(client: AEPClient) -> None:
         "connectionSpec": {"id": DATA_LAKE, "version": "1.0"},
     }
     ok(client.post(f"{FS}/targetConnections", json={**body, "params": {"dataSetId": "000000000000000000000000"}}), 400)
-    ok(client.post(f"{FS}/targetConnections", json={**body, "data": {"format": "parquet_xdm", "schema": {"id": other_schema}}}), 400)
+    ok(
+        client.post(
+            f"{FS}/targetConnections", json={**body, "data": {"format": "parquet_xdm", "schema": {"id": other_schema}}}
+        ),
+        400,
+    )
     ok(client.post(f"{FS}/targetConnections", json={**body, "connectionSpec": {"id": ODATA, "version": "1.0"}}), 400)
 
 
@@ -152,7 +213,10 @@ def test_flow_schedule_accepts_digit_strings_and_other_frequencies(client: AEPCl
             _schedule(frequency="day", interval=1, endTime=int(time.time()) + 86400 * 7),
         ]
     ):
-        ok(client.post(f"{FS}/flows", json=flow_body(p["source"], p["target"], p["mapping"], schedule, name=f"f{i}")), 201)
+        ok(
+            client.post(f"{FS}/flows", json=flow_body(p["source"], p["target"], p["mapping"], schedule, name=f"f{i}")),
+            201,
+        )
 
 
 def test_flow_create_validation_codes(client: AEPClient) -> None:
@@ -160,16 +224,30 @@ def test_flow_create_validation_codes(client: AEPClient) -> None:
     schedule = _schedule(frequency="minute", interval=15)
     body = flow_body(p["source"], p["target"], p["mapping"], schedule)
     _flow_error(ok(client.post(f"{FS}/flows", json={**body, "state": "enabled"}), 400), "1410-400")
-    _flow_error(ok(client.post(f"{FS}/flows", json={**body, "flowSpec": {"id": "nope", "version": "1.0"}}), 400), "1413-400")
+    _flow_error(
+        ok(client.post(f"{FS}/flows", json={**body, "flowSpec": {"id": "nope", "version": "1.0"}}), 400), "1413-400"
+    )
     _flow_error(ok(client.post(f"{FS}/flows", json={**body, "sourceConnectionIds": ["missing"]}), 400), "1100-400")
     _flow_error(ok(client.post(f"{FS}/flows", json={**body, "targetConnectionIds": []}), 400), "1100-400")
     no_delta = {**body, "transformations": [{"name": "Copy", "params": {}}, body["transformations"][1]]}
     assert "deltaColumn" in ok(client.post(f"{FS}/flows", json=no_delta), 400)["errorMessage"]
     unknown_transform = {**body, "transformations": [{"name": "Explode", "params": {}}]}
     _flow_error(ok(client.post(f"{FS}/flows", json=unknown_transform), 400), "1100-400")
-    bad_version = {**body, "transformations": [body["transformations"][0], {"name": "Mapping", "params": {"mappingId": p["mapping"], "mappingVersion": "7"}}]}
+    bad_version = {
+        **body,
+        "transformations": [
+            body["transformations"][0],
+            {"name": "Mapping", "params": {"mappingId": p["mapping"], "mappingVersion": "7"}},
+        ],
+    }
     _flow_error(ok(client.post(f"{FS}/flows", json=bad_version), 400), "1412-400")
-    missing_mapping = {**body, "transformations": [body["transformations"][0], {"name": "Mapping", "params": {"mappingId": "f" * 32, "mappingVersion": "0"}}]}
+    missing_mapping = {
+        **body,
+        "transformations": [
+            body["transformations"][0],
+            {"name": "Mapping", "params": {"mappingId": "f" * 32, "mappingVersion": "0"}},
+        ],
+    }
     _flow_error(ok(client.post(f"{FS}/flows", json=missing_mapping), 400), "1419-400")
 
 
@@ -184,15 +262,37 @@ def test_mapping_schema_must_match_target_dataset_schema(client: AEPClient) -> N
 
 def test_flow_get_shape(emu: AEPEmulator, client: AEPClient) -> None:
     p = pipeline(client)
-    r = client.post(f"{FS}/flows", json=flow_body(p["source"], p["target"], p["mapping"], _schedule(frequency="hour", interval=1)))
+    r = client.post(
+        f"{FS}/flows", json=flow_body(p["source"], p["target"], p["mapping"], _schedule(frequency="hour", interval=1))
+    )
     created = ok(r, 201)
     assert set(created) == {"id", "etag"} and r.headers["Location"].endswith(created["id"])
     body = ok(client.get(f"{FS}/flows/{created['id']}"), 200)
     assert list(body) == ["items"] and len(body["items"]) == 1
     flow = body["items"][0]
-    for field in ("id", "name", "description", "flowSpec", "state", "version", "etag", "sourceConnectionIds", "targetConnectionIds",
-                  "inheritedAttributes", "scheduleParams", "transformations", "runs", "lastOperation", "createdAt", "updatedAt",
-                  "createdBy", "createdClient", "sandboxId", "sandboxName", "imsOrgId"):
+    for field in (
+        "id",
+        "name",
+        "description",
+        "flowSpec",
+        "state",
+        "version",
+        "etag",
+        "sourceConnectionIds",
+        "targetConnectionIds",
+        "inheritedAttributes",
+        "scheduleParams",
+        "transformations",
+        "runs",
+        "lastOperation",
+        "createdAt",
+        "updatedAt",
+        "createdBy",
+        "createdClient",
+        "sandboxId",
+        "sandboxName",
+        "imsOrgId",
+    ):
         assert field in flow, field
     assert flow["state"] == "enabled" and flow["sandboxName"] == "prod" and flow["imsOrgId"] == emu.org_id
     assert flow["inheritedAttributes"]["sourceConnections"][0]["baseConnection"]["id"] == p["base"]
@@ -205,18 +305,38 @@ def test_flow_patch_and_actions(client: AEPClient) -> None:
     p = pipeline(client)
     flow_id = create_flow(client, p, _schedule(frequency="hour", interval=1))
     flow = ok(client.get(f"{FS}/flows/{flow_id}"), 200)["items"][0]
-    ops = [{"op": "replace", "path": "/scheduleParams/frequency", "value": "day"}, {"op": "replace", "path": "/name", "value": "renamed"}]
+    ops = [
+        {"op": "replace", "path": "/scheduleParams/frequency", "value": "day"},
+        {"op": "replace", "path": "/name", "value": "renamed"},
+    ]
     _flow_error(ok(client.patch(f"{FS}/flows/{flow_id}", json=ops), 400), "1403-400")
     _flow_error(ok(client.patch(f"{FS}/flows/{flow_id}", json=ops, headers={"If-Match": '"old"'}), 412), "1404-412")
     res = ok(client.patch(f"{FS}/flows/{flow_id}", json=ops, headers={"If-Match": flow["etag"]}), 200)
     flow2 = ok(client.get(f"{FS}/flows/{flow_id}"), 200)["items"][0]
-    assert flow2["etag"] == res["etag"] != flow["etag"] and flow2["scheduleParams"]["frequency"] == "day" and flow2["name"] == "renamed"
+    assert (
+        flow2["etag"] == res["etag"] != flow["etag"]
+        and flow2["scheduleParams"]["frequency"] == "day"
+        and flow2["name"] == "renamed"
+    )
     assert flow2["lastOperation"]["operation"] == "update"
     bad = [{"op": "replace", "path": "/scheduleParams/interval", "value": "x"}]
     ok(client.patch(f"{FS}/flows/{flow_id}", json=bad, headers={"If-Match": res["etag"]}), 400)
-    _flow_error(ok(client.patch(f"{FS}/flows/{flow_id}", json=[{"op": "move", "path": "/name", "from": "/x"}], headers={"If-Match": res["etag"]}), 400), "1434-400")
+    _flow_error(
+        ok(
+            client.patch(
+                f"{FS}/flows/{flow_id}",
+                json=[{"op": "move", "path": "/name", "from": "/x"}],
+                headers={"If-Match": res["etag"]},
+            ),
+            400,
+        ),
+        "1434-400",
+    )
     disabled = ok(client.post(f"{FS}/flows/{flow_id}/action", params={"op": "disable"}), 200)
-    assert ok(client.get(f"{FS}/flows/{flow_id}"), 200)["items"][0]["state"] == "disabled" and disabled["etag"] != res["etag"]
+    assert (
+        ok(client.get(f"{FS}/flows/{flow_id}"), 200)["items"][0]["state"] == "disabled"
+        and disabled["etag"] != res["etag"]
+    )
     ok(client.post(f"{FS}/flows/{flow_id}/action", params={"op": "enable"}), 200)
     assert ok(client.get(f"{FS}/flows/{flow_id}"), 200)["items"][0]["state"] == "enabled"
 

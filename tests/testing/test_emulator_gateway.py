@@ -14,7 +14,13 @@ TOKEN_URL = "/ims/token/v3"
 
 
 def _form(emu: AEPEmulator, **overrides: str) -> dict[str, str]:
-    return {"grant_type": "client_credentials", "client_id": emu.client_id, "client_secret": emu.client_secret, "scope": "openid", **overrides}
+    return {
+        "grant_type": "client_credentials",
+        "client_id": emu.client_id,
+        "client_secret": emu.client_secret,
+        "scope": "openid",
+        **overrides,
+    }
 
 
 def test_ims_issues_bearer_token(emu: AEPEmulator) -> None:
@@ -96,7 +102,11 @@ def test_expired_token_is_rejected_mid_session(emu: AEPEmulator) -> None:
 
 def test_flow_service_requires_sandbox_header(emu: AEPEmulator) -> None:
     body = ok(requests.get(emu.base_url + f"{FS}/flows", headers=_headers(emu, x_sandbox_name=None)), 400)
-    assert body["type"].endswith("FLOW-2105-400") and body["status"] == 400 and "x-sandbox-name" in body["report"]["detailed-message"]
+    assert (
+        body["type"].endswith("FLOW-2105-400")
+        and body["status"] == 400
+        and "x-sandbox-name" in body["report"]["detailed-message"]
+    )
 
 
 def test_unknown_sandbox(emu: AEPEmulator) -> None:
@@ -106,7 +116,12 @@ def test_unknown_sandbox(emu: AEPEmulator) -> None:
 
 
 def test_other_services_default_to_prod_sandbox(emu: AEPEmulator, client: AEPClient) -> None:
-    ok(client.post(f"{SR}/tenant/schemas", json={"title": "S", "allOf": [{"$ref": "https://ns.adobe.com/xdm/context/profile"}]}), 201)
+    ok(
+        client.post(
+            f"{SR}/tenant/schemas", json={"title": "S", "allOf": [{"$ref": "https://ns.adobe.com/xdm/context/profile"}]}
+        ),
+        201,
+    )
     listed = ok(requests.get(emu.base_url + f"{SR}/tenant/schemas", headers=_headers(emu, x_sandbox_name=None)), 200)
     assert [r["title"] for r in listed["results"]] == ["S"]
 

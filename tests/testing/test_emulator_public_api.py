@@ -46,7 +46,12 @@ def test_connection_helpers(emu: AEPEmulator) -> None:
     extra = emu.connection_extra("dev")
     assert extra == {"org_id": emu.org_id, "sandbox": "dev", "ims_url": emu.base_url, "platform_url": emu.base_url}
     as_json = json.loads(emu.connection_json())
-    assert as_json == {"conn_type": "aep", "login": emu.client_id, "password": emu.client_secret, "extra": emu.connection_extra()}
+    assert as_json == {
+        "conn_type": "aep",
+        "login": emu.client_id,
+        "password": emu.client_secret,
+        "extra": emu.connection_extra(),
+    }
     connection_module = pytest.importorskip("airflow.models.connection")
     conn = connection_module.Connection(conn_id="aep_default", uri=emu.connection_uri())
     assert (conn.conn_type, conn.login, conn.password) == ("aep", emu.client_id, emu.client_secret)
@@ -84,7 +89,11 @@ def test_cli_prints_base_url_and_serves() -> None:
         assert conn_line.startswith("AIRFLOW_CONN_AEP_DEFAULT=") and '"sandbox": "dev"' in conn_line
         r = requests.post(
             base_url + "/ims/token/v3",
-            data={"grant_type": "client_credentials", "client_id": "emulator-client-id", "client_secret": "emulator-client-secret"},
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "emulator-client-id",
+                "client_secret": "emulator-client-secret",
+            },
             timeout=5,
         )
         assert r.status_code == 200

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from emulator_helpers import FS, AEPClient, create_flow, ok, pipeline, wait_for
@@ -53,24 +54,38 @@ def test_lifecycle_scheduled_in_progress_success(slow_start: AEPClient) -> None:
         return r if _status(r) == "inProgress" else None
 
     first = wait_for(in_progress)
-    assert "completedAtUTC" not in first["metrics"]["durationSummary"] and first["metrics"]["durationSummary"]["startedAtUTC"] > 0
+    assert (
+        "completedAtUTC" not in first["metrics"]["durationSummary"]
+        and first["metrics"]["durationSummary"]["startedAtUTC"] > 0
+    )
     time.sleep(0.2)
     second = ok(c.get(f"{FS}/runs/{run['id']}"), 200)["items"][0]
     if _status(second) == "inProgress":
-        assert second["metrics"]["recordSummary"]["inputRecordCount"] >= first["metrics"]["recordSummary"]["inputRecordCount"]
+        assert (
+            second["metrics"]["recordSummary"]["inputRecordCount"]
+            >= first["metrics"]["recordSummary"]["inputRecordCount"]
+        )
 
     final = _final(c, run["id"])
     m = final["metrics"]
     assert _status(final) == "success" and "errors" not in m["statusSummary"]
     assert m["durationSummary"]["completedAtUTC"] > m["durationSummary"]["startedAtUTC"] >= final["createdAt"]
     rs = m["recordSummary"]
-    assert rs["inputRecordCount"] == rs["outputRecordCount"] == rs["createdRecordCount"] > 0 and rs["failedRecordCount"] == 0
+    assert (
+        rs["inputRecordCount"] == rs["outputRecordCount"] == rs["createdRecordCount"] > 0
+        and rs["failedRecordCount"] == 0
+    )
     assert m["sizeSummary"]["inputBytes"] > 0 and m["fileSummary"]["inputFileCount"] >= 1
     assert final["etag"] != run["etag"] and final["flowSpec"]["id"] and final["sandboxName"] == "prod"
     # Real epoch milliseconds.
     assert abs(final["createdAt"] / 1000 - time.time()) < 30
     details = ok(c.get(f"{FS}/flows/{flow_id}"), 200)["items"][0]["lastRunDetails"]
-    assert details == {"id": run["id"], "state": "success", "startedAtUTC": m["durationSummary"]["startedAtUTC"], "completedAtUTC": m["durationSummary"]["completedAtUTC"]}
+    assert details == {
+        "id": run["id"],
+        "state": "success",
+        "startedAtUTC": m["durationSummary"]["startedAtUTC"],
+        "completedAtUTC": m["durationSummary"]["completedAtUTC"],
+    }
 
 
 def test_runs_follow_the_schedule(emu: AEPEmulator, client: AEPClient) -> None:
@@ -80,15 +95,19 @@ def test_runs_follow_the_schedule(emu: AEPEmulator, client: AEPClient) -> None:
     runs = wait_for(lambda: (lambda rs: rs if len(rs) >= 3 else None)(_runs(client, flow_id)), timeout=5)
     created = [r["createdAt"] for r in runs]
     assert created == sorted(created)
-    assert all(abs((b - a) - 250) <= 2 for a, b in zip(created, created[1:]))
+    assert all(abs((b - a) - 250) <= 2 for a, b in itertools.pairwise(created))
     newest = _runs(client, flow_id, orderby="-createdAt")
     assert newest[0]["createdAt"] == max(r["createdAt"] for r in newest)
 
 
 def test_future_start_time_and_disabled_flows_have_no_runs(client: AEPClient) -> None:
     p = pipeline(client)
-    future = create_flow(client, p, {"startTime": int(time.time()) + 3600, "frequency": "minute", "interval": 15}, name="future")
-    now_flow = create_flow(client, p, {"startTime": int(time.time()), "frequency": "minute", "interval": 15}, name="now")
+    future = create_flow(
+        client, p, {"startTime": int(time.time()) + 3600, "frequency": "minute", "interval": 15}, name="future"
+    )
+    now_flow = create_flow(
+        client, p, {"startTime": int(time.time()), "frequency": "minute", "interval": 15}, name="now"
+    )
     ok(client.post(f"{FS}/flows/{now_flow}/action", params={"op": "disable"}), 200)
     count = len(_runs(client, now_flow))
     time.sleep(0.6)
@@ -105,9 +124,15 @@ def test_failed_outcome(emu: AEPEmulator, client: AEPClient, key: str) -> None:
     assert [e["code"] for e in run["metrics"]["statusSummary"]["errors"]] == ["CONNECTOR-1001-500"]
     activity_errors = [e["code"] for a in run["activities"] for e in a["statusSummary"].get("errors", [])]
     assert "CONNECTOR-1001-500" in activity_errors
-    assert run["metrics"]["recordSummary"]["outputRecordCount"] == 0 and "completedAtUTC" in run["metrics"]["durationSummary"]
+    assert (
+        run["metrics"]["recordSummary"]["outputRecordCount"] == 0
+        and "completedAtUTC" in run["metrics"]["durationSummary"]
+    )
     assert ok(client.get(f"{FS}/flows/{flow_id}"), 200)["items"][0]["lastRunDetails"]["state"] == "failed"
-    failed = ok(client.get(f"{FS}/runs", params={"property": [f"flowId=={flow_id}", "metrics.statusSummary.status==failed"]}), 200)
+    failed = ok(
+        client.get(f"{FS}/runs", params={"property": [f"flowId=={flow_id}", "metrics.statusSummary.status==failed"]}),
+        200,
+    )
     assert [r["id"] for r in failed["items"]] == [run["id"]]
 
 
@@ -131,24 +156,40 @@ def test_outcome_sequence_and_validation(emu: AEPEmulator, client: AEPClient) ->
     now = int(time.time())
     statuses = []
     for _ in range(3):
-        run_id = ok(client.post(f"{FS}/runs", json={"flowId": flow_id, "params": {"startTime": now, "windowStartTime": now - 60, "windowEndTime": now}}), 201)["items"][0]["id"]
+        run_id = ok(
+            client.post(
+                f"{FS}/runs",
+                json={
+                    "flowId": flow_id,
+                    "params": {"startTime": now, "windowStartTime": now - 60, "windowEndTime": now},
+                },
+            ),
+            201,
+        )["items"][0]["id"]
         statuses.append(_status(_final(client, run_id)))
     assert statuses == ["failed", "success", "success"]
 
 
 def test_on_demand_run_rules(client: AEPClient) -> None:
     p = pipeline(client)
-    scheduled = create_flow(client, p, {"startTime": int(time.time()), "frequency": "hour", "interval": 1}, name="hourly")
+    scheduled = create_flow(
+        client, p, {"startTime": int(time.time()), "frequency": "hour", "interval": 1}, name="hourly"
+    )
     once = _once_flow(client, p, start=int(time.time()) + 3600)
     now = int(time.time())
     params = {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now}
     err = ok(client.post(f"{FS}/runs", json={"flowId": scheduled, "params": params}), 400)
     assert err["type"].endswith("FLOW-1100-400") and "once" in err["errorMessage"]
     assert ok(client.post(f"{FS}/runs", json={"params": params}), 400)["type"].endswith("FLOW-1446-400")
-    assert ok(client.post(f"{FS}/runs", json={"flowId": "nope", "params": params}), 400)["type"].endswith("FLOW-1430-400")
+    assert ok(client.post(f"{FS}/runs", json={"flowId": "nope", "params": params}), 400)["type"].endswith(
+        "FLOW-1430-400"
+    )
     ok(client.post(f"{FS}/runs", json={"flowId": once, "params": {"startTime": now}}), 400)
     ok(client.post(f"{FS}/runs", json={"flowId": once, "params": {**params, "deltaColumn": {"name": "other"}}}), 400)
-    created = ok(client.post(f"{FS}/runs", json={"flowId": once, "params": {**params, "deltaColumn": {"name": "OrderDate"}}}), 201)
+    created = ok(
+        client.post(f"{FS}/runs", json={"flowId": once, "params": {**params, "deltaColumn": {"name": "OrderDate"}}}),
+        201,
+    )
     run = ok(client.get(f"{FS}/runs/{created['items'][0]['id']}"), 200)["items"][0]
     assert run["flowId"] == once and run["params"]["windowStartTime"] == now - 3600
     assert run["activities"] == [] or run["activities"][0]["durationSummary"]["extensions"]["windowEnd"] == now * 1000

@@ -39,7 +39,11 @@ SEED_TRANSFORMATION_SPECS = [
             "properties": {
                 "deltaColumn": {
                     "type": "object",
-                    "properties": {"name": {"type": "string"}, "dateFormat": {"type": "string"}, "timezone": {"type": "string"}},
+                    "properties": {
+                        "name": {"type": "string"},
+                        "dateFormat": {"type": "string"},
+                        "timezone": {"type": "string"},
+                    },
                     "required": ["name"],
                 }
             },
@@ -107,12 +111,22 @@ def test_legacy_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
     assert adhoc_class["meta:extends"] == ["https://ns.adobe.com/xdm/data/adhoc"]
     assert adhoc_class["meta:abstract"] is True and adhoc_class["version"] == "1.0"
     props = adhoc_class["allOf"][1]["properties"]
-    assert "_adhoc" not in props and set(props[f"_{guid}"]["properties"]) == {"OrderID", "CustomerID", "EmployeeID", "OrderDate"}
+    assert "_adhoc" not in props and set(props[f"_{guid}"]["properties"]) == {
+        "OrderID",
+        "CustomerID",
+        "EmployeeID",
+        "OrderDate",
+    }
 
     adhoc_schema = ok(
         c.post(
             f"{SR}/tenant/schemas",
-            json={"title": "Protocols ad hoc schema", "description": "Ad hoc schema", "type": "object", "allOf": [{"$ref": adhoc_class["$id"]}]},
+            json={
+                "title": "Protocols ad hoc schema",
+                "description": "Ad hoc schema",
+                "type": "object",
+                "allOf": [{"$ref": adhoc_class["$id"]}],
+            },
         ),
         201,
     )
@@ -124,7 +138,10 @@ def test_legacy_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
             f"{FS}/connections",
             json={
                 "name": "Protocols base connection",
-                "auth": {"specName": "Anonymous Authentication", "params": {"url": "https://services.odata.org/V4/Northwind/Northwind.svc"}},
+                "auth": {
+                    "specName": "Anonymous Authentication",
+                    "params": {"url": "https://services.odata.org/V4/Northwind/Northwind.svc"},
+                },
                 "connectionSpec": {"id": ODATA, "version": "1.0"},
             },
         ),
@@ -138,7 +155,13 @@ def test_legacy_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
             "name": "Protocols source connection",
             "baseConnectionId": base,
             "description": "Protocols source connection to ingest Orders",
-            "data": {"format": "parquet_xdm", "schema": {"id": adhoc_schema["$id"], "version": "application/vnd.adobe.xed-full-notext+json; version=1"}},
+            "data": {
+                "format": "parquet_xdm",
+                "schema": {
+                    "id": adhoc_schema["$id"],
+                    "version": "application/vnd.adobe.xed-full-notext+json; version=1",
+                },
+            },
             "params": {"path": "Orders"},
             "connectionSpec": {"id": ODATA, "version": "1.0"},
         },
@@ -174,16 +197,25 @@ def test_legacy_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
     assert target_schema["version"] == "1.0" and target_schema["meta:class"] == PROFILE
     assert len(target_schema["allOf"]) == 4 and all(p["meta:xdmType"] == "object" for p in target_schema["allOf"])
     assert sorted(target_schema["refs"]) == sorted(
-        [PROFILE, "https://ns.adobe.com/xdm/context/profile-person-details", "https://ns.adobe.com/xdm/context/profile-personal-details"]
+        [
+            PROFILE,
+            "https://ns.adobe.com/xdm/context/profile-person-details",
+            "https://ns.adobe.com/xdm/context/profile-personal-details",
+        ]
     )
-    assert {"https://ns.adobe.com/xdm/common/auditable", "https://ns.adobe.com/xdm/data/record", PROFILE} <= set(target_schema["meta:extends"])
+    assert {"https://ns.adobe.com/xdm/common/auditable", "https://ns.adobe.com/xdm/data/record", PROFILE} <= set(
+        target_schema["meta:extends"]
+    )
     assert target_schema["meta:tenantNamespace"] == f"_{tenant}" and target_schema["imsOrg"] == emu.org_id
     assert {"repo:createdDate", "eTag"} <= set(target_schema["meta:registryMetadata"])
 
     created = ok(
         c.post(
             f"{CAT}/dataSets?requestDataSource=true",
-            json={"name": "Protocols target dataset", "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full-notext+json; version=1"}},
+            json={
+                "name": "Protocols target dataset",
+                "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full-notext+json; version=1"},
+            },
         ),
         201,
     )
@@ -194,7 +226,11 @@ def test_legacy_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
     dataset_base = ok(
         c.post(
             f"{FS}/connections",
-            json={"name": "Base connection for dataset", "description": "Base connection for dataset", "connectionSpec": {"id": DATA_LAKE, "version": "1.0"}},
+            json={
+                "name": "Base connection for dataset",
+                "description": "Base connection for dataset",
+                "connectionSpec": {"id": DATA_LAKE, "version": "1.0"},
+            },
         ),
         201,
     )["id"]
@@ -224,10 +260,38 @@ def test_legacy_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
                 "xdmVersion": "1.0",
                 "id": None,
                 "mappings": [
-                    {"destinationXdmPath": "_id", "sourceAttribute": "OrderID", "identity": False, "identityGroup": None, "namespaceCode": None, "version": 0},
-                    {"destinationXdmPath": "_id", "sourceAttribute": "CustomerID", "identity": False, "identityGroup": None, "namespaceCode": None, "version": 0},
-                    {"destinationXdmPath": "_id", "sourceAttribute": "EmployeeID", "identity": False, "identityGroup": None, "namespaceCode": None, "version": 0},
-                    {"destinationXdmPath": "createdByBatchID", "sourceAttribute": "OrderDate", "identity": False, "identityGroup": None, "namespaceCode": None, "version": 0},
+                    {
+                        "destinationXdmPath": "_id",
+                        "sourceAttribute": "OrderID",
+                        "identity": False,
+                        "identityGroup": None,
+                        "namespaceCode": None,
+                        "version": 0,
+                    },
+                    {
+                        "destinationXdmPath": "_id",
+                        "sourceAttribute": "CustomerID",
+                        "identity": False,
+                        "identityGroup": None,
+                        "namespaceCode": None,
+                        "version": 0,
+                    },
+                    {
+                        "destinationXdmPath": "_id",
+                        "sourceAttribute": "EmployeeID",
+                        "identity": False,
+                        "identityGroup": None,
+                        "namespaceCode": None,
+                        "version": 0,
+                    },
+                    {
+                        "destinationXdmPath": "createdByBatchID",
+                        "sourceAttribute": "OrderDate",
+                        "identity": False,
+                        "identityGroup": None,
+                        "namespaceCode": None,
+                        "version": 0,
+                    },
                 ],
             },
         ),
@@ -237,7 +301,11 @@ def test_legacy_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
     assert mapping["version"] == 0 and re.fullmatch(r"[0-9a-f]{32}", mapping["id"])
 
     spec = ok(c.get(f'{FS}/flowSpecs?property=name=="CRMToAEP"'), 200)["items"]
-    assert len(spec) == 1 and spec[0]["id"] == CRM_TO_AEP and spec[0]["providerId"] == "0ed90a81-07f4-4586-8190-b40eccef1c5a"
+    assert (
+        len(spec) == 1
+        and spec[0]["id"] == CRM_TO_AEP
+        and spec[0]["providerId"] == "0ed90a81-07f4-4586-8190-b40eccef1c5a"
+    )
     assert spec[0]["transformationSpecs"] == SEED_TRANSFORMATION_SPECS
     assert ODATA in spec[0]["sourceConnectionSpecIds"] and spec[0]["targetConnectionSpecIds"] == [DATA_LAKE]
 
@@ -252,7 +320,10 @@ def test_legacy_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
                 "sourceConnectionIds": [source["id"]],
                 "targetConnectionIds": [target],
                 "transformations": [
-                    {"name": "Copy", "params": {"deltaColumn": {"name": "updatedAt", "dateFormat": "YYYY-MM-DD", "timezone": "UTC"}}},
+                    {
+                        "name": "Copy",
+                        "params": {"deltaColumn": {"name": "updatedAt", "dateFormat": "YYYY-MM-DD", "timezone": "UTC"}},
+                    },
                     {"name": "Mapping", "params": {"mappingId": mapping["id"], "mappingVersion": "0"}},
                 ],
                 "scheduleParams": {"startTime": "1567411548", "frequency": "minute", "interval": "30"},
@@ -276,7 +347,12 @@ def test_current_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
     schema = ok(
         c.post(
             f"{SR}/tenant/schemas",
-            json={"type": "object", "title": "Generic OData target XDM schema", "description": "OData target", "allOf": [{"$ref": PROFILE}]},
+            json={
+                "type": "object",
+                "title": "Generic OData target XDM schema",
+                "description": "OData target",
+                "allOf": [{"$ref": PROFILE}],
+            },
         ),
         201,
     )
@@ -284,8 +360,16 @@ def test_current_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
         c.patch(
             f"{SR}/tenant/schemas/{quoted(schema['$id'])}",
             json=[
-                {"op": "add", "path": "/allOf/-", "value": {"$ref": "https://ns.adobe.com/xdm/context/profile-person-details"}},
-                {"op": "add", "path": "/allOf/-", "value": {"$ref": "https://ns.adobe.com/xdm/context/profile-personal-details"}},
+                {
+                    "op": "add",
+                    "path": "/allOf/-",
+                    "value": {"$ref": "https://ns.adobe.com/xdm/context/profile-person-details"},
+                },
+                {
+                    "op": "add",
+                    "path": "/allOf/-",
+                    "value": {"$ref": "https://ns.adobe.com/xdm/context/profile-personal-details"},
+                },
             ],
         ),
         200,
@@ -299,7 +383,10 @@ def test_current_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
         c.post(
             f"{CAT}/dataSets",
             params={"requestDataSource": "true"},
-            json={"name": "Generic OData target dataset", "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed+json;version=1"}},
+            json={
+                "name": "Generic OData target dataset",
+                "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed+json;version=1"},
+            },
         ),
         201,
     )[0].split("/")[-1]
@@ -309,7 +396,10 @@ def test_current_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
             f"{FS}/connections",
             json={
                 "name": "Generic OData base connection",
-                "auth": {"specName": "Anonymous Authentication", "params": {"url": "https://services.odata.org/V4/Northwind/Northwind.svc"}},
+                "auth": {
+                    "specName": "Anonymous Authentication",
+                    "params": {"url": "https://services.odata.org/V4/Northwind/Northwind.svc"},
+                },
                 "connectionSpec": {"id": ODATA, "version": "1.0"},
             },
         ),
@@ -326,8 +416,17 @@ def test_current_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
                 "params": {
                     "tableName": "Orders",
                     "columns": [
-                        {"name": "OrderID", "type": "integer", "xdm": {"type": "integer", "minimum": -2147483648, "maximum": 2147483647}},
-                        {"name": "OrderDate", "type": "string", "meta:xdmType": "date-time", "xdm": {"type": "string", "format": "date-time"}},
+                        {
+                            "name": "OrderID",
+                            "type": "integer",
+                            "xdm": {"type": "integer", "minimum": -2147483648, "maximum": 2147483647},
+                        },
+                        {
+                            "name": "OrderDate",
+                            "type": "string",
+                            "meta:xdmType": "date-time",
+                            "xdm": {"type": "string", "format": "date-time"},
+                        },
                     ],
                 },
                 "connectionSpec": {"id": ODATA, "version": "1.0"},
@@ -341,7 +440,10 @@ def test_current_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
             json={
                 "name": "Target Connection for protocols",
                 "description": "Target Connection for protocols",
-                "data": {"format": "parquet_xdm", "schema": {"id": schema_id, "version": "application/vnd.adobe.xed-full+json;version=1"}},
+                "data": {
+                    "format": "parquet_xdm",
+                    "schema": {"id": schema_id, "version": "application/vnd.adobe.xed-full+json;version=1"},
+                },
                 "params": {"dataSetId": dataset_id},
                 "connectionSpec": {"id": DATA_LAKE, "version": "1.0"},
             },
@@ -355,7 +457,9 @@ def test_current_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
         c.post(
             f"{CONV}/mappingSets",
             json={
-                "outputSchema": {"schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}},
+                "outputSchema": {
+                    "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}
+                },
                 "mappings": [
                     {"sourceType": "ATTRIBUTE", "source": "OrderID", "destination": "_id"},
                     {"sourceType": "ATTRIBUTE", "source": "OrderDate", "destination": "createdByBatchID"},
@@ -378,7 +482,16 @@ def test_current_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
                 "sourceConnectionIds": [source],
                 "targetConnectionIds": [target],
                 "transformations": [
-                    {"name": "Copy", "params": {"deltaColumn": {"name": "OrderDate", "dateFormat": "yyyy-MM-ddTHH:mm:ssZ", "timezone": "UTC"}}},
+                    {
+                        "name": "Copy",
+                        "params": {
+                            "deltaColumn": {
+                                "name": "OrderDate",
+                                "dateFormat": "yyyy-MM-ddTHH:mm:ssZ",
+                                "timezone": "UTC",
+                            }
+                        },
+                    },
                     {"name": "Mapping", "params": {"mappingId": mapping["id"], "mappingVersion": 0}},
                 ],
                 "scheduleParams": {"startTime": now + 3600, "frequency": "once"},
@@ -389,7 +502,15 @@ def test_current_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
 
     r = c.post(
         f"{FS}/runs",
-        json={"flowId": flow_id, "params": {"startTime": str(now), "windowStartTime": str(now - 86400), "windowEndTime": str(now), "deltaColumn": {"name": "OrderDate"}}},
+        json={
+            "flowId": flow_id,
+            "params": {
+                "startTime": str(now),
+                "windowStartTime": str(now - 86400),
+                "windowEndTime": str(now),
+                "deltaColumn": {"name": "OrderDate"},
+            },
+        },
     )
     created = ok(r, 201)
     run_id = created["items"][0]["id"]

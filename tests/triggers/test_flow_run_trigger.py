@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -15,18 +15,19 @@ from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.utils.http import RetryPolicy
+from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, airflow_3, task_log_text
+from tests.hooks.test_aep_async_hook import FakeAEP
+from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
 
 
 def import_string(path: str):
     """What the triggerer does with a trigger's classpath."""
     module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
-from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, airflow_3, task_log_text
-from tests.hooks.test_aep_async_hook import FakeAEP
-from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
+
 
 RUNS = "/data/foundation/flowservice/runs"
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 NOW_S = NOW.timestamp()
 
 
@@ -87,7 +88,15 @@ def test_serialization_round_trip_is_plain_data_without_secrets():
     classpath, kwargs = t.serialize()
     assert classpath == "airflow_provider_aep.triggers.flow_run.AEPFlowRunTrigger"
     assert json.loads(json.dumps(kwargs)) == kwargs
-    assert set(kwargs) == {"flow_id", "run_id", "created_after_ms", "aep_conn_id", "poll_interval", "end_time", "retry_args"}
+    assert set(kwargs) == {
+        "flow_id",
+        "run_id",
+        "created_after_ms",
+        "aep_conn_id",
+        "poll_interval",
+        "end_time",
+        "retry_args",
+    }
     assert kwargs["end_time"] == NOW_S + 3600  # absolute wall clock, survives a triggerer restart
     assert kwargs["retry_args"]["retry_limit"] == 7
     rebuilt = import_string(classpath)(**kwargs)
@@ -176,7 +185,15 @@ async def test_the_newest_matching_run_is_watched(fake):
     fake.on(
         "GET",
         RUNS,
-        httpx.Response(200, json={"items": [make_run("success", run_id="older", created_at=10), make_run("failed", run_id="newer", created_at=20)]}),
+        httpx.Response(
+            200,
+            json={
+                "items": [
+                    make_run("success", run_id="older", created_at=10),
+                    make_run("failed", run_id="newer", created_at=20),
+                ]
+            },
+        ),
     )
     (event,) = await events_of(trigger(run_id=None, created_after_ms=5))
     assert (event["status"], event["run_id"]) == ("failed", "newer")
@@ -227,7 +244,14 @@ async def test_a_token_that_expires_mid_wait_is_renewed(fake, aep_conn):
         return original(request)
 
     fake.handle = handle
-    fake.on("GET", f"{RUNS}/run-1", ok(make_run("inProgress")), ok(make_run("inProgress")), ok(make_run("inProgress")), ok(make_run("success")))
+    fake.on(
+        "GET",
+        f"{RUNS}/run-1",
+        ok(make_run("inProgress")),
+        ok(make_run("inProgress")),
+        ok(make_run("inProgress")),
+        ok(make_run("success")),
+    )
     (event,) = await events_of(trigger())
     assert event["status"] == "success"
     auths = [r.headers["Authorization"] for r in fake.platform_calls()]
@@ -279,7 +303,18 @@ async def test_network_errors_while_polling_do_not_end_the_wait(fake):
 
 # ---------------------------------------------------------------- errors
 async def test_a_permanent_api_error_is_one_error_event_with_ids(fake):
-    fake.on("GET", f"{RUNS}/run-1", httpx.Response(403, json={"type": "https://ns.adobe.com/aep/errors/FLOW-2120-403", "title": "Forbidden", "detail": "no permission"}))
+    fake.on(
+        "GET",
+        f"{RUNS}/run-1",
+        httpx.Response(
+            403,
+            json={
+                "type": "https://ns.adobe.com/aep/errors/FLOW-2120-403",
+                "title": "Forbidden",
+                "detail": "no permission",
+            },
+        ),
+    )
     events = await events_of(trigger())
     assert len(events) == 1
     event = events[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pendulum
 import pytest
@@ -173,7 +173,10 @@ def test_summary_keeps_at_most_twenty_errors():
 def test_progress_line_shows_status_elapsed_and_records():
     summary = run_summary(make_run("inProgress"), "flow-1", ORG, "dev")
     line = progress_line(summary, now=STARTED_MS / 1000 + 125)
-    assert line == "AEP flow run run-1 of flow flow-1: inProgress, elapsed 2m05s; records input 1,200, output 1,150, failed 50"
+    assert (
+        line
+        == "AEP flow run run-1 of flow flow-1: inProgress, elapsed 2m05s; records input 1,200, output 1,150, failed 50"
+    )
 
 
 # ---------------------------------------------------------------- decision
@@ -183,7 +186,9 @@ def test_success_returns_the_summary():
 
 
 def test_failed_raises_with_codes_messages_and_the_run_link():
-    run = make_run("failed", errors=[{"code": "CONNECTOR-1001-500", "message": "copy failed"}], activities=FAILED_ACTIVITIES)
+    run = make_run(
+        "failed", errors=[{"code": "CONNECTOR-1001-500", "message": "copy failed"}], activities=FAILED_ACTIVITIES
+    )
     summary = run_summary(run, "flow-1", ORG, "dev")
     with pytest.raises(AEPFlowRunFailedError) as err:
         decide(summary)
@@ -230,7 +235,7 @@ def test_timeout_message_names_the_run_status_deadline_and_link():
 @pytest.mark.parametrize(
     "value",
     [
-        datetime(2024, 1, 1, tzinfo=timezone.utc),
+        datetime(2024, 1, 1, tzinfo=UTC),
         datetime(2024, 1, 1),  # naive means UTC
         datetime(2024, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
         pendulum.datetime(2024, 1, 1, tz="UTC"),

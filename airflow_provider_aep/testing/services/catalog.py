@@ -110,7 +110,7 @@ def _filters(req: Request) -> list[Filter]:
 
 
 def list_datasets(req: Request) -> Response:
-    limit_raw, start_raw = req.q("limit", "20"), req.q("start", "0")
+    limit_raw, start_raw = req.q("limit", "20") or "", req.q("start", "0") or ""
     if not (limit_raw or "").isdigit() or int(limit_raw) < 1:
         raise _bad(f"Invalid limit {limit_raw}: it must be an integer between 1 and 100.")
     if not (start_raw or "").isdigit():
@@ -132,14 +132,14 @@ def list_datasets(req: Request) -> Response:
     return Response(200, {ds_id: _trim(ds, properties) for ds_id, ds in page})
 
 
-def get_dataset(req: Request, id: str) -> Response:  # noqa: A002 - path parameter name
+def get_dataset(req: Request, id: str) -> Response:
     ds = req.sb.datasets.get(id)
     if ds is None:
         raise placeholder_error(404, "NotFoundError", f"Dataset {id} was not found.")
     return Response(200, {id: _trim(ds, req.q("properties"))})
 
 
-def delete_dataset(req: Request, id: str) -> Response:  # noqa: A002
+def delete_dataset(req: Request, id: str) -> Response:
     if req.sb.datasets.pop(id, None) is None:
         return Response(200, [])
     return Response(200, [f"@/dataSets/{id}"])

@@ -78,7 +78,9 @@ def _schema_of(req: Request, body: dict[str, Any]) -> tuple[str, str]:
     return schema["$id"], content_type
 
 
-def _build(req: Request, body: dict[str, Any], *, mapping_id: str, version: int, created: dict[str, Any] | None) -> dict[str, Any]:
+def _build(
+    req: Request, body: dict[str, Any], *, mapping_id: str, version: int, created: dict[str, Any] | None
+) -> dict[str, Any]:
     schema_id, content_type = _schema_of(req, body)
     mappings = body.get("mappings")
     if not isinstance(mappings, list) or not mappings:
@@ -118,7 +120,7 @@ def create_mapping_set(req: Request) -> Response:
     return Response(200, _header(ms))
 
 
-def update_mapping_set(req: Request, id: str) -> Response:  # noqa: A002
+def update_mapping_set(req: Request, id: str) -> Response:
     versions = req.sb.mappingSets.get(id)
     if versions is None:
         raise _not_found(id)
@@ -128,7 +130,7 @@ def update_mapping_set(req: Request, id: str) -> Response:  # noqa: A002
     return Response(200, copy.deepcopy(ms))
 
 
-def get_mapping_set(req: Request, id: str) -> Response:  # noqa: A002
+def get_mapping_set(req: Request, id: str) -> Response:
     versions = req.sb.mappingSets.get(id)
     if versions is None:
         raise _not_found(id)
@@ -141,7 +143,7 @@ def get_mapping_set(req: Request, id: str) -> Response:  # noqa: A002
     return Response(200, copy.deepcopy(match))
 
 
-def get_mappings(req: Request, id: str) -> Response:  # noqa: A002
+def get_mappings(req: Request, id: str) -> Response:
     versions = req.sb.mappingSets.get(id)
     if versions is None:
         raise _not_found(id)
@@ -164,12 +166,14 @@ def list_mapping_sets(req: Request) -> Response:
         field_name = {"createdDate": "createdDate", "updatedDate": "modifiedDate", "modifiedDate": "modifiedDate"}.get(
             order_by.lstrip("+-"), order_by.lstrip("+-")
         )
-        items = sorted(items, key=lambda m: (m.get(field_name) is None, m.get(field_name) or 0), reverse=order_by.startswith("-"))
+        items = sorted(
+            items, key=lambda m: (m.get(field_name) is None, m.get(field_name) or 0), reverse=order_by.startswith("-")
+        )
     page = items[start : start + limit]
     return Response(200, {"data": copy.deepcopy(page), "_page": {"count": len(items), "limit": limit}})
 
 
-def delete_mapping_set(req: Request, id: str) -> Response:  # noqa: A002
+def delete_mapping_set(req: Request, id: str) -> Response:
     if req.sb.mappingSets.pop(id, None) is None:
         raise _not_found(id)
     return Response(204)
@@ -180,7 +184,7 @@ def validate_mapping_set(req: Request) -> Response:
     mappings = body.get("mappings")
     if not isinstance(mappings, list) or not mappings:
         raise _bad("mappings must be a non-empty array.")
-    out = []
+    out: list[dict[str, Any]] = []
     for i, m in enumerate(mappings):
         try:
             _normalise_mapping(m, i)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from airflow_provider_aep.testing import runs as run_engine
 from airflow_provider_aep.testing import specs
@@ -63,7 +64,9 @@ def _not_found(req: Request, kind: str, resource_id: str) -> APIError:
 
 def _body(req: Request) -> dict[str, Any]:
     if not req.body.strip():
-        raise _invalid(req, "The request body cannot be null or empty. Please provide a request body and try again.", "1405")
+        raise _invalid(
+            req, "The request body cannot be null or empty. Please provide a request body and try again.", "1405"
+        )
     return req.json_object(lambda m: _invalid(req, m))
 
 
@@ -173,12 +176,20 @@ def _apply_patch(req: Request, obj: dict[str, Any], allowed: set[str]) -> dict[s
             raise _invalid(req, "An error has occurred while validating patch instructions: not an object.", "1455")
         op = str(operation.get("op", "")).lower()
         if op not in ("add", "replace", "remove"):
-            raise _invalid(req, f"Unsupported operation '{operation.get('op')}' received. Please use one of the supported operation types and try again.", "1434")
+            raise _invalid(
+                req,
+                f"Unsupported operation '{operation.get('op')}' received. Please use one of the supported operation types and try again.",
+                "1434",
+            )
         top = str(operation.get("path", "")).lstrip("/").split("/")[0]
         if top == "connectionSpec":
             raise _invalid(req, "The connection spec of a connection cannot be updated.", "1414")
         if top not in allowed:
-            raise _invalid(req, f"An error has occurred while validating patch instructions: field \"{top}\" cannot be patched.", "1455")
+            raise _invalid(
+                req,
+                f'An error has occurred while validating patch instructions: field "{top}" cannot be patched.',
+                "1455",
+            )
     try:
         return apply_patch(obj, operations, create_parents=True)
     except PatchError as exc:
@@ -213,7 +224,9 @@ def _spec(req: Request, body: dict[str, Any]) -> dict[str, Any]:
     spec_id = ref.get("id") if isinstance(ref, dict) else None
     spec = _SPEC_BY_ID.get(spec_id or "")
     if spec is None:
-        raise _invalid(req, f"The spec ID {spec_id} provided is invalid. Please provide a valid spec ID and try again.", "1413")
+        raise _invalid(
+            req, f"The spec ID {spec_id} provided is invalid. Please provide a valid spec ID and try again.", "1413"
+        )
     return spec
 
 
@@ -224,7 +237,7 @@ def list_connection_specs(req: Request) -> Response:
     return _list(req, copy.deepcopy(specs.CONNECTION_SPECS), "connectionSpecs")
 
 
-def get_connection_spec(req: Request, id: str) -> Response:  # noqa: A002
+def get_connection_spec(req: Request, id: str) -> Response:
     spec = _SPEC_BY_ID.get(id)
     if spec is None:
         raise _not_found(req, "connectionSpecs", id)
@@ -235,7 +248,7 @@ def list_flow_specs(req: Request) -> Response:
     return _list(req, copy.deepcopy(specs.FLOW_SPECS), "flowSpecs")
 
 
-def get_flow_spec(req: Request, id: str) -> Response:  # noqa: A002
+def get_flow_spec(req: Request, id: str) -> Response:
     spec = _FLOW_SPEC_BY_ID.get(id)
     if spec is None:
         raise _not_found(req, "flowSpecs", id)
@@ -254,7 +267,9 @@ def _validate_auth(req: Request, spec: dict[str, Any], auth: Any) -> dict[str, A
     spec_name = auth.get("specName")
     auth_spec = next((a for a in auth_specs if a["name"] == spec_name), None)
     if auth_spec is None:
-        raise _invalid(req, f"The auth spec '{spec_name}' could not be found for the connection spec ID {spec['id']}.", "1415")
+        raise _invalid(
+            req, f"The auth spec '{spec_name}' could not be found for the connection spec ID {spec['id']}.", "1415"
+        )
     problems = validate(auth.get("params", {}), auth_spec["spec"])
     if problems:
         raise _invalid(req, "Invalid auth params: " + "; ".join(problems))
@@ -266,7 +281,12 @@ def create_connection(req: Request) -> Response:
     spec = _spec(req, body)
     conn = _new_resource(req, body)
     auth = _validate_auth(req, spec, body.get("auth"))
-    conn.update({"connectionSpec": {"id": spec["id"], "version": body["connectionSpec"].get("version", "1.0")}, "state": "enabled"})
+    conn.update(
+        {
+            "connectionSpec": {"id": spec["id"], "version": body["connectionSpec"].get("version", "1.0")},
+            "state": "enabled",
+        }
+    )
     if auth is not None:
         conn["auth"] = auth
     req.sb.connections[conn["id"]] = conn
@@ -299,9 +319,12 @@ def create_source_connection(req: Request) -> Response:
         raise _invalid(req, f"The connection spec {spec['id']} is not a source connection spec.")
     base = _base_connection(req, body, required=bool(spec.get("authSpec")))
     if base is not None and base["connectionSpec"]["id"] != spec["id"]:
-        raise _invalid(req, f"The base connection {base['id']} was created for connection spec {base['connectionSpec']['id']}, not {spec['id']}.")
-    data = body.get("data") if isinstance(body.get("data"), dict) else {}
-    params = body.get("params") if isinstance(body.get("params"), dict) else {}
+        raise _invalid(
+            req,
+            f"The base connection {base['id']} was created for connection spec {base['connectionSpec']['id']}, not {spec['id']}.",
+        )
+    data: dict[str, Any] = body["data"] if isinstance(body.get("data"), dict) else {}
+    params: dict[str, Any] = body["params"] if isinstance(body.get("params"), dict) else {}
     fmt = data.get("format")
     if fmt not in _SOURCE_FORMATS:
         raise _invalid(req, f"data.format must be one of {sorted(_SOURCE_FORMATS)}, got {fmt!r}.")
@@ -309,9 +332,11 @@ def create_source_connection(req: Request) -> Response:
         if not (params.get("tableName") or params.get("path")):
             raise _invalid(req, "A tabular source connection needs params.tableName.")
         columns = params.get("columns")
-        if columns is not None:
-            if not isinstance(columns, list) or not all(isinstance(c, dict) and c.get("name") and c.get("type") for c in columns):
-                raise _invalid(req, "params.columns must be an array of objects with 'name' and 'type'.")
+        if columns is not None and (
+            not isinstance(columns, list)
+            or not all(isinstance(c, dict) and c.get("name") and c.get("type") for c in columns)
+        ):
+            raise _invalid(req, "params.columns must be an array of objects with 'name' and 'type'.")
     else:
         if not params.get("path"):
             raise _invalid(req, f"A {fmt} source connection needs params.path.")
@@ -347,9 +372,12 @@ def create_target_connection(req: Request) -> Response:
     base = _base_connection(req, body, required=False)
     effective = base["connectionSpec"]["id"] if base is not None else spec["id"]
     if effective != specs.DATA_LAKE_SPEC_ID:
-        raise _invalid(req, f"The connection spec {spec['id']} cannot be used for a target connection; use the Data Lake spec {specs.DATA_LAKE_SPEC_ID}.")
-    data = body.get("data") if isinstance(body.get("data"), dict) else {}
-    params = body.get("params") if isinstance(body.get("params"), dict) else {}
+        raise _invalid(
+            req,
+            f"The connection spec {spec['id']} cannot be used for a target connection; use the Data Lake spec {specs.DATA_LAKE_SPEC_ID}.",
+        )
+    data: dict[str, Any] = body["data"] if isinstance(body.get("data"), dict) else {}
+    params: dict[str, Any] = body["params"] if isinstance(body.get("params"), dict) else {}
     fmt = data.get("format", "parquet_xdm")
     if fmt != "parquet_xdm":
         raise _invalid(req, f"A Data Lake target connection needs data.format 'parquet_xdm', got {fmt!r}.")
@@ -380,7 +408,7 @@ def create_target_connection(req: Request) -> Response:
 
 
 def _getter(collection: str) -> Callable[..., Response]:
-    def get(req: Request, id: str) -> Response:  # noqa: A002
+    def get(req: Request, id: str) -> Response:
         obj = _store(req.sb, collection).get(id)
         if obj is None:
             raise _not_found(req, collection, id)
@@ -397,7 +425,7 @@ def _lister(collection: str) -> Callable[..., Response]:
 
 
 def _patcher(collection: str) -> Callable[..., Response]:
-    def patch(req: Request, id: str) -> Response:  # noqa: A002
+    def patch(req: Request, id: str) -> Response:
         store = _store(req.sb, collection)
         obj = store.get(id)
         if obj is None:
@@ -415,7 +443,7 @@ def _flows_using(sb: SandboxState, key: str, conn_id: str) -> list[str]:
     return [fid for fid, f in sb.flows.items() if conn_id in f.get(key, [])]
 
 
-def delete_connection(req: Request, id: str) -> Response:  # noqa: A002
+def delete_connection(req: Request, id: str) -> Response:
     sb = req.sb
     if id not in sb.connections:
         raise _not_found(req, "connections", id)
@@ -425,7 +453,10 @@ def delete_connection(req: Request, id: str) -> Response:  # noqa: A002
         for cid, c in store.items()
         if c.get("baseConnectionId") == id
     }
-    if any(set(f["sourceConnectionIds"]) & child_ids or set(f["targetConnectionIds"]) & child_ids for f in sb.flows.values()):
+    if any(
+        set(f["sourceConnectionIds"]) & child_ids or set(f["targetConnectionIds"]) & child_ids
+        for f in sb.flows.values()
+    ):
         raise _invalid(
             req,
             f"The base connection with the ID {id} cannot be deleted because the base connection is being used in one "
@@ -437,7 +468,7 @@ def delete_connection(req: Request, id: str) -> Response:  # noqa: A002
 
 
 def _connection_deleter(collection: str, key: str) -> Callable[..., Response]:
-    def delete(req: Request, id: str) -> Response:  # noqa: A002
+    def delete(req: Request, id: str) -> Response:
         store = _store(req.sb, collection)
         if id not in store:
             raise _not_found(req, collection, id)
@@ -458,10 +489,14 @@ def _validate_flow(req: Request, flow: dict[str, Any]) -> dict[str, Any]:
     spec_ref = flow.get("flowSpec")
     spec = _FLOW_SPEC_BY_ID.get(spec_ref.get("id", "") if isinstance(spec_ref, dict) else "")
     if spec is None:
-        raise _invalid(req, f"The spec ID {spec_ref} provided is invalid. Please provide a valid spec ID and try again.", "1413")
+        raise _invalid(
+            req, f"The spec ID {spec_ref} provided is invalid. Please provide a valid spec ID and try again.", "1413"
+        )
 
-    source_ids, target_ids = flow.get("sourceConnectionIds"), flow.get("targetConnectionIds")
-    for key, ids in (("sourceConnectionIds", source_ids), ("targetConnectionIds", target_ids)):
+    source_ids: list[str] = flow.get("sourceConnectionIds") or []
+    target_ids: list[str] = flow.get("targetConnectionIds") or []
+    for key in ("sourceConnectionIds", "targetConnectionIds"):
+        ids = flow.get(key)
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise _invalid(req, f"'{key}' must be a non-empty array of connection ids.")
     for sid in source_ids:
@@ -469,14 +504,20 @@ def _validate_flow(req: Request, flow: dict[str, Any]) -> dict[str, Any]:
         if conn is None:
             raise _invalid(req, f"The source connection {sid} does not exist in sandbox {sb.name}.")
         if conn["connectionSpec"]["id"] not in spec["sourceConnectionSpecIds"]:
-            raise _invalid(req, f"The flow spec {spec['name']} does not support the source connection spec {conn['connectionSpec']['id']}.")
+            raise _invalid(
+                req,
+                f"The flow spec {spec['name']} does not support the source connection spec {conn['connectionSpec']['id']}.",
+            )
     targets = []
     for tid in target_ids:
         conn = sb.targetConnections.get(tid)
         if conn is None:
             raise _invalid(req, f"The target connection {tid} does not exist in sandbox {sb.name}.")
         if _effective_spec(sb, conn) not in spec["targetConnectionSpecIds"]:
-            raise _invalid(req, f"The flow spec {spec['name']} does not support the target connection spec {conn['connectionSpec']['id']}.")
+            raise _invalid(
+                req,
+                f"The flow spec {spec['name']} does not support the target connection spec {conn['connectionSpec']['id']}.",
+            )
         targets.append(conn)
 
     transformation_specs = {t["name"]: t["spec"] for t in spec.get("transformationSpecs", [])}
@@ -485,7 +526,9 @@ def _validate_flow(req: Request, flow: dict[str, Any]) -> dict[str, Any]:
         raise _invalid(req, "'transformations' must be an array.")
     for i, transformation in enumerate(transformations):
         if not isinstance(transformation, dict) or transformation.get("name") not in transformation_specs:
-            raise _invalid(req, f"transformations[{i}]: unknown transformation; expected one of {sorted(transformation_specs)}.")
+            raise _invalid(
+                req, f"transformations[{i}]: unknown transformation; expected one of {sorted(transformation_specs)}."
+            )
         schema = transformation_specs[transformation["name"]]
         params = coerce(transformation.get("params", {}), schema)
         problems = validate(params, schema)
@@ -600,7 +643,7 @@ def create_flow(req: Request) -> Response:
     return _created(req, "flows", flow)
 
 
-def get_flow(req: Request, id: str) -> Response:  # noqa: A002
+def get_flow(req: Request, id: str) -> Response:
     flow = req.sb.flows.get(id)
     if flow is None:
         raise _not_found(req, "flows", id)
@@ -612,7 +655,7 @@ def list_flows(req: Request) -> Response:
     return _list(req, [render_flow(req.emulator, sb, f) for f in sb.flows.values()], "flows")
 
 
-def patch_flow(req: Request, id: str) -> Response:  # noqa: A002
+def patch_flow(req: Request, id: str) -> Response:
     sb = req.sb
     flow = sb.flows.get(id)
     if flow is None:
@@ -630,14 +673,18 @@ def patch_flow(req: Request, id: str) -> Response:  # noqa: A002
     return Response(200, {"id": id, "etag": patched["etag"]})
 
 
-def flow_action(req: Request, id: str) -> Response:  # noqa: A002
+def flow_action(req: Request, id: str) -> Response:
     sb = req.sb
     flow = sb.flows.get(id)
     if flow is None:
         raise _not_found(req, "flows", id)
     op = (req.q("op") or "").lower()
     if op not in ("enable", "disable"):
-        raise _invalid(req, f"Unsupported operation '{req.q('op')}' received. Please use one of the supported operation types and try again.", "1434")
+        raise _invalid(
+            req,
+            f"Unsupported operation '{req.q('op')}' received. Please use one of the supported operation types and try again.",
+            "1434",
+        )
     if req.headers.get("If-Match"):  # optional on actions, but checked when sent
         _check_if_match(req, flow, "flows")
     run_engine.materialise(req.emulator, sb, id)
@@ -657,7 +704,7 @@ def flow_action(req: Request, id: str) -> Response:  # noqa: A002
     return Response(200, {"id": id, "etag": flow["etag"]})
 
 
-def delete_flow(req: Request, id: str) -> Response:  # noqa: A002
+def delete_flow(req: Request, id: str) -> Response:
     sb = req.sb
     if id not in sb.flows:
         raise _not_found(req, "flows", id)
@@ -699,7 +746,7 @@ def list_runs(req: Request) -> Response:
     return _list(req, [run_engine.render_run(emulator, sb, r) for r in records], "runs")
 
 
-def get_run(req: Request, id: str) -> Response:  # noqa: A002
+def get_run(req: Request, id: str) -> Response:
     sb = req.sb
     rec = sb.run_records.get(id)
     if rec is None:
@@ -717,7 +764,10 @@ def create_run(req: Request) -> Response:
     if flow is None:
         raise _invalid(req, f"Flow not found with id {flow_id}.", "1430")
     if flow["scheduleParams"].get("frequency") != "once":
-        raise _invalid(req, f"On-demand runs are only supported for flows scheduled with frequency 'once'; flow {flow_id} is scheduled '{flow['scheduleParams'].get('frequency')}'.")
+        raise _invalid(
+            req,
+            f"On-demand runs are only supported for flows scheduled with frequency 'once'; flow {flow_id} is scheduled '{flow['scheduleParams'].get('frequency')}'.",
+        )
     if flow["state"] != "enabled":
         raise _invalid(req, f"Flow {flow_id} is not in expected state enabled.", "1444")
     spec = _FLOW_SPEC_BY_ID[flow["flowSpec"]["id"]]
@@ -729,7 +779,11 @@ def create_run(req: Request) -> Response:
     sched = sb.flow_schedules[flow_id]
     delta = (params.get("deltaColumn") or {}).get("name")
     flow_delta = next(
-        (t.get("params", {}).get("deltaColumn", {}).get("name") for t in flow["transformations"] if t.get("name") == "Copy"),
+        (
+            t.get("params", {}).get("deltaColumn", {}).get("name")
+            for t in flow["transformations"]
+            if t.get("name") == "Copy"
+        ),
         None,
     )
     known = sched.on_demand_delta_column or flow_delta

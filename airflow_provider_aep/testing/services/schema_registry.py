@@ -32,7 +32,7 @@ from airflow_provider_aep.testing.state import SandboxState, new_hex
 PREFIX = "/data/foundation/schemaregistry"
 _KIND_ALIASES = {"mixins": "fieldgroups"}
 _TENANT_KINDS = ("classes", "schemas", "fieldgroups")
-_READ_KINDS = _TENANT_KINDS + ("behaviors", "datatypes")
+_READ_KINDS = (*_TENANT_KINDS, "behaviors", "datatypes")
 _LOOKUP_ACCEPT = re.compile(
     r"^application/vnd\.adobe\.(xed|xed-full|xed-notext|xed-full-notext|xed-full-desc|xed-deprecatefield)"
     r"\+json\s*;\s*version\s*=\s*(\d+)(\.\d+)?$"
@@ -127,7 +127,12 @@ def _registry_metadata(req: Request, now_ms: int) -> dict[str, Any]:
 
 
 def _summary(item: dict[str, Any]) -> dict[str, Any]:
-    return {"$id": item["$id"], "meta:altId": item.get("meta:altId"), "version": item.get("version"), "title": item.get("title")}
+    return {
+        "$id": item["$id"],
+        "meta:altId": item.get("meta:altId"),
+        "version": item.get("version"),
+        "title": item.get("title"),
+    }
 
 
 def _remember(sb: SandboxState, item: dict[str, Any]) -> None:
@@ -292,7 +297,9 @@ def create(req: Request, container: str, kind: str) -> Response:
     _container(req, container)
     kind = _kind(req, kind)
     if container != "tenant" or kind not in _TENANT_KINDS:
-        raise xdm_error("1001", 403, "Forbidden", f"{kind} cannot be created in the {container} container.", req.request_id)
+        raise xdm_error(
+            "1001", 403, "Forbidden", f"{kind} cannot be created in the {container} container.", req.request_id
+        )
     body = req.json_object(lambda m: _bad(req, m))
     title = _check_title(req, body.get("title"))
     emulator, sb = req.emulator, req.sb
@@ -340,7 +347,13 @@ def _check_list_accept(req: Request) -> str:
     accept = (req.headers.get("Accept") or "").strip()
     media = accept.split(";")[0].strip().lower()
     if "version" in accept.lower():
-        raise xdm_error("1006", 400, "Invalid Accept header", "A version must not be supplied in the Accept header of a list request.", req.request_id)
+        raise xdm_error(
+            "1006",
+            400,
+            "Invalid Accept header",
+            "A version must not be supplied in the Accept header of a list request.",
+            req.request_id,
+        )
     if media not in _LIST_ACCEPT:
         raise xdm_error(
             "1006",
