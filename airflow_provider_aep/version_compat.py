@@ -13,7 +13,8 @@ from packaging.version import Version
 
 AIRFLOW_V_3_0_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.0.0")
 
-# name -> (Airflow 3 module, Airflow 2.11 module)
+# name -> (its Task SDK home, its older home). Airflow 3.0 still kept some (exceptions, BaseHook, conf)
+# in the older home, so each name is looked up where it lives rather than by version number.
 _HOMES: dict[str, tuple[str, str]] = {
     "AirflowException": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "AirflowSensorTimeout": ("airflow.sdk.exceptions", "airflow.exceptions"),
@@ -43,9 +44,14 @@ def __getattr__(name: str) -> Any:
         homes = _HOMES[name]
     except KeyError:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(homes[0] if AIRFLOW_V_3_0_PLUS else homes[1]), name)
-    globals()[name] = value
-    return value
+    for home in homes:
+        try:
+            value = getattr(importlib.import_module(home), name)
+        except (ImportError, AttributeError):
+            continue
+        globals()[name] = value
+        return value
+    raise ImportError(f"{name} is in none of {homes} in this Airflow ({AIRFLOW_VERSION})")
 
 
 def mask_secret(value: str | None) -> None:

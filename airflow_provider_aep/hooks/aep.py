@@ -31,16 +31,18 @@ from airflow_provider_aep.utils.http import (
     XED_LOOKUP_ACCEPT,
     RetryPolicy,
     TokenCache,
-    decode_error,
     first_item,
     is_retryable,
+    log_exchange,
     mask_secret,
     new_request_id,
     parse_token_response,
     platform_headers,
     platform_url,
+    response_body,
     safe_to_resend,
     token_form,
+    token_rejected,
     token_url,
     transport_failure,
     user_agent,
@@ -328,32 +330,15 @@ class AEPHook(BaseHook):
                 )
             except requests.RequestException as exc:
                 raise transport_error(exc, method=method, url=url, request_id=request_id) from None
-            log.debug(
-                "AEP %s %s -> %s in %.0f ms (x-request-id %s)",
-                method,
-                urlsplit(response.url).path,
-                response.status_code,
-                (time.monotonic() - started) * 1000,
-                request_id,
-            )
-            if response.status_code == 401 and auth_attempt == 1 and self.config.uses_client_credentials:
-                log.info("AEP rejected the access token (HTTP 401); fetching a new one and retrying once")
+            log_exchange(method, url, response.status_code, started, request_id)
+            if token_rejected(response.status_code, auth_attempt, self.config):
                 self._token_cache.invalidate(self.config.token_cache_key, token)
                 token = self.get_access_token(force_refresh=True)
                 continue
             break
-        if response.status_code >= 400:
-            error = decode_error(
-                response.status_code, response.headers, response.text, method=method, url=url, request_id=request_id
-            )
-            log.debug("AEP error: %s", error)
-            raise error
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            return response.text
+        return response_body(
+            response.status_code, response.headers, response.text, method=method, url=url, request_id=request_id
+        )
 
     # ------------------------------------------------------------------ pagination (one per AEP list style)
     def paginate_flow_service(self, path: str, params: QueryParams = None) -> Iterator[dict[str, Any]]:

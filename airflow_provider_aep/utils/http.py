@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow_provider_aep import __version__
 from airflow_provider_aep.exceptions import AEPApiError, AEPTransportError
@@ -190,6 +191,40 @@ def safe_to_resend(exc: BaseException) -> bool:
     if isinstance(exc, AEPTransportError):
         return exc.code == CONNECT_FAILED
     return isinstance(exc, AEPApiError) and exc.status in UNCOMMITTED_STATUSES
+
+
+def token_rejected(status: int, auth_attempt: int, config: AEPConnectionConfig) -> bool:
+    """A 401 on the first try with a token we can renew: drop it, fetch a new one and send once more."""
+    if status == 401 and auth_attempt == 1 and config.uses_client_credentials:
+        log.info("AEP rejected the access token (HTTP 401); fetching a new one and retrying once")
+        return True
+    return False
+
+
+def log_exchange(method: str, url: str, status: int, started: float, request_id: str) -> None:
+    """One debug line per call; headers are never logged (they carry the token)."""
+    log.debug(
+        "AEP %s %s -> %s in %.0f ms (x-request-id %s)",
+        method,
+        urlsplit(url).path,
+        status,
+        (time.monotonic() - started) * 1000,
+        request_id,
+    )
+
+
+def response_body(status: int, headers: Mapping[str, str], text: str, *, method: str, url: str, request_id: str) -> Any:
+    """The decoded body of a Platform answer (None when empty, text when not JSON), or its AEPApiError."""
+    if status >= 400:
+        error = decode_error(status, headers, text, method=method, url=url, request_id=request_id)
+        log.debug("AEP error: %s", error)
+        raise error
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def is_retryable(exc: BaseException) -> bool:
