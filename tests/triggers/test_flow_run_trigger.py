@@ -15,7 +15,7 @@ from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.utils.http import RetryPolicy
-from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, airflow_3, task_log_text
+from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, task_log_text
 from tests.hooks.test_aep_async_hook import FakeAEP
 from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
 
@@ -58,7 +58,8 @@ def fake(aep_conn, slept, monkeypatch) -> FakeAEP:
         return AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args, transport=fake.transport)
 
     monkeypatch.setattr(AEPFlowRunTrigger, "_make_hook", make_hook)
-    if airflow_3():  # the trigger must never take the blocking path to the connection (Airflow 2 has no other)
+    if hasattr(aep_async.BaseHook, "aget_connection"):
+        # The trigger must never take the blocking path where an async one exists (Airflow 2 and 3.0 have none).
         monkeypatch.setattr(aep_async.BaseHook, "get_connection", lambda conn_id: pytest.fail("sync connection lookup"))
     return fake
 
