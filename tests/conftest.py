@@ -49,6 +49,36 @@ def task_log_text(caplog, capsys) -> str:
     return caplog.text + out if airflow_3() else caplog.text
 
 
+PIPELINE_KINDS = (
+    "classes",
+    "schemas",
+    "datasets",
+    "connections",
+    "sourceConnections",
+    "targetConnections",
+    "mappingSets",
+    "flows",
+)
+# What one pipeline of the legacy (seed) tutorial leaves in the emulator: the ad hoc class, the ad hoc and
+# target schemas, the dataset, the source and dataset base connections, and one of each of the rest.
+ONE_LEGACY_PIPELINE = {
+    "classes": 1,
+    "schemas": 2,
+    "datasets": 1,
+    "connections": 2,
+    "sourceConnections": 1,
+    "targetConnections": 1,
+    "mappingSets": 1,
+    "flows": 1,
+}
+
+
+def pipeline_resource_counts(emulator, sandbox: str = "prod") -> dict[str, int]:
+    """How many resources of each pipeline kind the emulator holds."""
+    state = emulator.snapshot()[sandbox]
+    return {kind: len(state[kind]) for kind in PIPELINE_KINDS}
+
+
 class RecordingTI:
     """Stands in for the TaskInstance in unit tests: records XCom pushes and their order."""
 

@@ -9,20 +9,10 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig
-from tests.conftest import airflow_3
+from tests.conftest import ONE_LEGACY_PIPELINE, PIPELINE_KINDS, airflow_3, pipeline_resource_counts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 DAG_IDS = {"aep_protocols_ingestion", "aep_scheduled_ingestion", "aep_multi_source_ingestion", "aep_teardown"}
-KINDS = (
-    "classes",
-    "schemas",
-    "datasets",
-    "connections",
-    "sourceConnections",
-    "targetConnections",
-    "mappingSets",
-    "flows",
-)
 
 
 @pytest.fixture
@@ -46,11 +36,6 @@ def example(load_dag_file):
         return dag
 
     return _load
-
-
-def _counts(emulator: AEPEmulator) -> dict[str, int]:
-    state = emulator.snapshot()["prod"]
-    return {kind: len(state[kind]) for kind in KINDS}
 
 
 def _states(run) -> dict[str, str]:
@@ -117,24 +102,15 @@ def test_protocols_dag_runs_and_rerun_creates_nothing(example, emulator):
     dag = example("aep_protocols_ingestion")
     first = dag.test(run_conf={"name": "Example Orders"})
     assert first.state == "success", _states(first)
-    counts = _counts(emulator)
-    assert counts == {
-        "classes": 1,
-        "schemas": 2,
-        "datasets": 1,
-        "connections": 2,
-        "sourceConnections": 1,
-        "targetConnections": 1,
-        "mappingSets": 1,
-        "flows": 1,
-    }
+    counts = pipeline_resource_counts(emulator)
+    assert counts == ONE_LEGACY_PIPELINE
     flow = next(iter(emulator.snapshot()["prod"]["flows"].values()))
     assert flow["name"] == "Example Orders dataflow"
 
     emulator.reset_log()
     second = dag.test(run_conf={"name": "Example Orders"})
     assert second.state == "success", _states(second)
-    assert _counts(emulator) == counts
+    assert pipeline_resource_counts(emulator) == counts
     assert _creates(emulator) == []
 
 
@@ -180,16 +156,7 @@ def test_protocols_dag_survives_faults_and_leaks_no_secret(example, monkeypatch,
         # which is the harshest expiry case.
         run = dag.test(run_conf={"name": "Faulty Orders"})
         assert run.state == "success", _states(run)
-        assert _counts(emu) == {
-            "classes": 1,
-            "schemas": 2,
-            "datasets": 1,
-            "connections": 2,
-            "sourceConnections": 1,
-            "targetConnections": 1,
-            "mappingSets": 1,
-            "flows": 1,
-        }
+        assert pipeline_resource_counts(emu) == ONE_LEGACY_PIPELINE
         faults = collections.Counter(r.fault for r in emu.request_log if r.fault)
         assert faults["drop_after_commit"] >= 1 and len(faults) >= 2, faults
         tokens = emu.issued_tokens
@@ -231,10 +198,10 @@ def test_multi_source_dag_maps_one_pipeline_per_table(example, emulator):
 def test_teardown_dag_removes_what_a_run_created(example, emulator):
     created = example("aep_protocols_ingestion").test(run_conf={"name": "Doomed Orders"})
     assert created.state == "success", _states(created)
-    assert sum(_counts(emulator).values()) == 10
+    assert sum(pipeline_resource_counts(emulator).values()) == 10
 
     run = example("aep_teardown").test(run_conf={"name": "Doomed Orders"})
     assert run.state == "success", _states(run)
-    assert _counts(emulator) == dict.fromkeys(KINDS, 0)
+    assert pipeline_resource_counts(emulator) == dict.fromkeys(PIPELINE_KINDS, 0)
     again = example("aep_teardown").test(run_conf={"name": "Doomed Orders"})
     assert again.state == "success", _states(again)

@@ -7,6 +7,7 @@ import collections
 import pytest
 
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig
+from tests.conftest import ONE_LEGACY_PIPELINE, pipeline_resource_counts
 
 DAG_SOURCE = """
 import pendulum
@@ -32,16 +33,7 @@ with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1), ca
 """
 
 EXPECTED_COUNTS = {
-    "legacy": {
-        "classes": 1,
-        "schemas": 2,
-        "datasets": 1,
-        "connections": 2,
-        "sourceConnections": 1,
-        "targetConnections": 1,
-        "mappingSets": 1,
-        "flows": 1,
-    },
+    "legacy": ONE_LEGACY_PIPELINE,
     "current": {
         "classes": 0,
         "schemas": 1,
@@ -53,11 +45,6 @@ EXPECTED_COUNTS = {
         "flows": 1,
     },
 }
-
-
-def _counts(emulator: AEPEmulator) -> dict[str, int]:
-    state = emulator.snapshot()["prod"]
-    return {kind: len(state[kind]) for kind in EXPECTED_COUNTS["legacy"]}
 
 
 @pytest.fixture
@@ -82,13 +69,13 @@ def test_pipeline_twice_creates_each_resource_once(load_dag_file, emulator, vari
 
     first = dag.test()
     assert first.state == "success", _states(first)
-    assert _counts(emulator) == EXPECTED_COUNTS[variant]
+    assert pipeline_resource_counts(emulator) == EXPECTED_COUNTS[variant]
     creates_after_first = sum(1 for r in emulator.request_log if r.method == "POST" and "/ims/" not in r.path)
 
     emulator.reset_log()
     second = dag.test()
     assert second.state == "success", _states(second)
-    assert _counts(emulator) == EXPECTED_COUNTS[variant]
+    assert pipeline_resource_counts(emulator) == EXPECTED_COUNTS[variant]
     assert [r for r in emulator.request_log if r.method == "POST" and "/ims/" not in r.path] == []
     assert creates_after_first == sum(EXPECTED_COUNTS[variant].values())
 
@@ -108,15 +95,15 @@ def test_pipeline_survives_faults_without_duplicates(load_dag_file, emulator):
     assert run.state == "success", _states(run)
     faults = collections.Counter(r.fault for r in emulator.request_log if r.fault)
     assert faults["drop_after_commit"] >= 1 and sum(faults.values()) > faults["drop_after_commit"], faults
-    assert _counts(emulator) == EXPECTED_COUNTS["legacy"]
+    assert pipeline_resource_counts(emulator) == EXPECTED_COUNTS["legacy"]
 
     run = dag.test()
     assert run.state == "success", _states(run)
-    assert _counts(emulator) == EXPECTED_COUNTS["legacy"]
+    assert pipeline_resource_counts(emulator) == EXPECTED_COUNTS["legacy"]
 
 
 def test_teardown_removes_everything_the_pipeline_created(load_dag_file, emulator):
     module = load_dag_file(DAG_SOURCE.format(dag_id="it_pipeline_teardown", variant="legacy"), "it_pipeline_teardown")
     run = module.dag.test()
     assert run.state == "success", _states(run)
-    assert all(count == 0 for count in _counts(emulator).values()), _counts(emulator)
+    assert all(count == 0 for count in pipeline_resource_counts(emulator).values()), pipeline_resource_counts(emulator)
