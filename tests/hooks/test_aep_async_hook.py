@@ -60,23 +60,6 @@ class FakeAEP:
 
 
 @pytest.fixture
-def fake() -> FakeAEP:
-    return FakeAEP()
-
-
-@pytest.fixture
-def slept(monkeypatch) -> list[float]:
-    """Record the hook's waits instead of sleeping."""
-    waits: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    monkeypatch.setattr(aep_async, "async_sleep", fake_sleep)
-    return waits
-
-
-@pytest.fixture
 def hook(aep_conn, fake, slept) -> AEPAsyncHook:
     return AEPAsyncHook(retry_limit=3, retry_delay=0.01, transport=fake.transport)
 

@@ -18,22 +18,6 @@ RUNS = "/data/foundation/flowservice/runs"
 
 
 @pytest.fixture
-def fake() -> FakeAEP:
-    return FakeAEP()
-
-
-@pytest.fixture
-def slept(monkeypatch) -> list[float]:
-    waits: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    monkeypatch.setattr(aep_async, "async_sleep", fake_sleep)
-    return waits
-
-
-@pytest.fixture
 def small_chunks(monkeypatch) -> int:
     monkeypatch.setattr(aep_async, "RUN_BATCH_SIZE", 4)
     return 4
