@@ -7,9 +7,10 @@ import contextlib
 import copy
 import functools
 import logging
+import math
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -74,12 +75,56 @@ _run_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, _R
 )
 
 
+# Waiters woken per event-loop iteration, by a list read's answer or a shared timer. Waking ~100 triggers at
+# once ran their poll handling (summary, progress log line: ~0.2 ms each) back to back, and with several
+# answers arriving together the loop stalled for 50-120 ms (bench/RESULTS.md); slices let I/O run in between.
+WAKE_SLICE = 20
+# Waits of one loop that end within the same ALARM_RESOLUTION share one timer. 1,000 triggers polling in step
+# otherwise keep 1,000 timers (coroutine, future, handle, ...) alive through every interval; they all reach
+# the GC's oldest generation, whose full collections block the loop for the whole heap, and make those
+# collections several times as frequent (bench/RESULTS.md).
+ALARM_RESOLUTION = 0.01
+_alarms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, list[asyncio.Future[None]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def async_sleep(seconds: float) -> None:
-    """Every wait of the async hook and the trigger goes through here, so tests can swap it for a fake clock."""
-    await asyncio.sleep(seconds)
+    """
+    Every wait of the async hook and the trigger goes through here, so tests can swap it for a fake clock.
+    Ends at most ALARM_RESOLUTION (plus the wake-up slicing) after ``seconds``, never before.
+    """
+    if seconds <= 0:
+        await asyncio.sleep(0)
+        return
+    loop = asyncio.get_running_loop()
+    due = math.ceil((loop.time() + seconds) / ALARM_RESOLUTION) * ALARM_RESOLUTION
+    alarms = _alarms.get(loop)
+    if alarms is None:
+        alarms = _alarms[loop] = {}
+    waiters = alarms.get(due)
+    if waiters is None:
+        waiters = alarms[due] = []
+        loop.call_at(due, _ring, alarms, due)
+    future: asyncio.Future[None] = loop.create_future()
+    waiters.append(future)
+    await future
 
 
-def _sleep(seconds: float) -> Any:
+def _ring(alarms: dict[float, list[asyncio.Future[None]]], due: float) -> None:
+    _wake(alarms.pop(due, []), 0)
+
+
+def _wake(waiters: list[asyncio.Future[None]], start: int) -> None:
+    end = start + WAKE_SLICE
+    for future in waiters[start:end]:
+        if not future.done():  # a cancelled waiter
+            future.set_result(None)
+    if end < len(waiters):
+        asyncio.get_running_loop().call_soon(_wake, waiters, end)
+
+
+def _sleep(seconds: float) -> Awaitable[None]:
     return async_sleep(seconds)  # looked up at call time so a patched async_sleep takes effect
 
 
@@ -205,20 +250,22 @@ class _RunBatcher:
         try:
             query = [("property", "id==" + ",".join(chunk)), ("limit", str(len(chunk)))]
             runs = await hook.paginate_flow_service("/runs", query)
+            by_id = {run.get("id"): run for run in runs if isinstance(run, Mapping)}
+            del runs
+            for i, (run_id, waiters) in enumerate(chunk.items()):
+                if i and not i % WAKE_SLICE:
+                    await asyncio.sleep(0)
+                _resolve(waiters, by_id.pop(run_id, _DIRECT))  # popped: a woken trigger's run is its own to drop
         except Exception as exc:
             for waiters in chunk.values():
                 for future in waiters:
                     if not future.done():
                         future.set_exception(exc)
-            return
         except BaseException:  # cancelled (loop shutting down): so are its waiters
             for waiters in chunk.values():
                 for future in waiters:
                     future.cancel()
             raise
-        by_id = {run.get("id"): run for run in runs if isinstance(run, Mapping)}
-        for run_id, waiters in chunk.items():
-            _resolve(waiters, by_id.get(run_id, _DIRECT))
 
 
 def _resolve(waiters: list[asyncio.Future[Any]], value: Any) -> None:
@@ -345,9 +392,9 @@ class AEPAsyncHook(BaseHook):
         return tenacity.AsyncRetrying(sleep=_sleep, **self.retry_policy.tenacity_kwargs(describe, **kwargs))
 
     @staticmethod
-    async def sleep(seconds: float) -> None:
+    def sleep(seconds: float) -> Awaitable[None]:
         """Wait without blocking the loop (patchable through ``async_sleep``)."""
-        await async_sleep(seconds)
+        return _sleep(seconds)
 
     # ------------------------------------------------------------------ tokens
     async def get_access_token(self, *, force_refresh: bool = False) -> str:

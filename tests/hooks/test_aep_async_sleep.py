@@ -1,0 +1,73 @@
+"""async_sleep: waits of one loop that end together share one timer and wake a slice per loop iteration."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from airflow_provider_aep.hooks import aep_async
+from airflow_provider_aep.hooks.aep_async import AEPAsyncHook, async_sleep
+
+
+async def test_waits_ending_together_share_one_timer_and_none_ends_early(monkeypatch):
+    loop = asyncio.get_running_loop()
+    timers: list[float] = []
+    real_call_at = loop.call_at
+
+    def spy_call_at(when, callback, *args, **kwargs):
+        timers.append(when)
+        return real_call_at(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", spy_call_at)
+    started = loop.time()
+    ended: list[float] = []
+
+    async def wait(seconds: float) -> None:
+        await async_sleep(seconds)
+        ended.append(loop.time())
+
+    await asyncio.gather(*(wait(0.05) for _ in range(50)), wait(0.2))
+    assert len(timers) == 2  # one for the fifty 50 ms waits, one for the 200 ms wait
+    assert len(ended) == 51
+    assert min(ended) >= started + 0.05
+    assert max(ended) >= started + 0.2
+    assert not aep_async._alarms[loop]  # nothing left behind
+
+
+async def test_a_cancelled_wait_leaves_the_others_waiting_and_waking(monkeypatch):
+    monkeypatch.setattr(aep_async, "WAKE_SLICE", 2)
+    tasks = [asyncio.create_task(async_sleep(0.02)) for _ in range(5)]
+    await asyncio.sleep(0)
+    tasks[1].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 1] == [None] * 4
+
+
+async def test_a_shared_timer_wakes_its_waiters_a_slice_per_loop_iteration(monkeypatch):
+    monkeypatch.setattr(aep_async, "WAKE_SLICE", 3)
+    iteration = [0]
+    woken: list[int] = []
+    n = 10
+
+    async def count_iterations() -> None:
+        while len(woken) < n:
+            await asyncio.sleep(0)
+            iteration[0] += 1
+
+    async def wait() -> None:
+        await async_sleep(0.02)
+        woken.append(iteration[0])
+
+    counter = asyncio.create_task(count_iterations())
+    await asyncio.gather(*(wait() for _ in range(n)))
+    await counter
+    per_iteration = {it: woken.count(it) for it in set(woken)}
+    assert max(per_iteration.values()) <= 3
+    assert len(per_iteration) == 4  # 3 + 3 + 3 + 1
+
+
+@pytest.mark.parametrize("seconds", [0, -1])
+async def test_a_non_positive_wait_only_yields(seconds):
+    await asyncio.wait_for(AEPAsyncHook.sleep(seconds), timeout=1)
