@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -20,6 +24,65 @@ from airflow_provider_aep.utils.flow_runs import (
 )
 from airflow_provider_aep.utils.http import RetryPolicy, is_retryable
 
+log = logging.getLogger(__name__)
+
+
+_heap_freeze_checked = False
+
+
+def _freeze_heap_once() -> None:
+    """``gc.freeze()`` the process once, at the first AEP trigger, when ``[aep] freeze_triggerer_heap`` is on."""
+    global _heap_freeze_checked
+    if _heap_freeze_checked:
+        return
+    _heap_freeze_checked = True
+    from airflow_provider_aep.version_compat import conf
+
+    if conf.getboolean("aep", "freeze_triggerer_heap", fallback=False):
+        gc.freeze()
+        log.info("Froze %d objects of this triggerer's heap ([aep] freeze_triggerer_heap)", gc.get_freeze_count())
+
+
+def _unless_unchanged(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    # Keeping the old, equal summary lets the new one die young instead of joining the GC's oldest generation
+    # with every poll of every sleeping trigger (see "Keep only the small summary" in run()).
+    return old if old == new else new
+
+
+class _ReadLead:
+    """
+    The slowest status read (from when the poll was due to its answer) of the last three poll rounds of the
+    triggers of one loop, connection and interval. Shared, so triggers that poll together keep polling
+    together (and sharing list reads) instead of drifting apart by their own read times.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._slowest: dict[int, float] = {}  # poll round (wall time // interval) -> slowest read
+
+    def observe(self, seconds: float, now: float) -> None:
+        current = int(now // self._interval) if self._interval > 0 else 0
+        self._slowest[current] = max(seconds, self._slowest.get(current, 0.0))
+        for stale in [r for r in self._slowest if r < current - 2]:
+            del self._slowest[stale]
+
+    def lead(self) -> float:
+        """How much less than one interval apart polls are planned (at most half an interval)."""
+        return min(max(self._slowest.values(), default=0.0), self._interval / 2)
+
+
+_read_leads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, float], _ReadLead]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _read_lead(conn_id: str, interval: float) -> _ReadLead:
+    leads = _read_leads.setdefault(asyncio.get_running_loop(), {})
+    lead = leads.get((conn_id, interval))
+    if lead is None:
+        lead = leads[(conn_id, interval)] = _ReadLead(interval)
+    return lead
+
 
 class AEPFlowRunTrigger(BaseTrigger):
     """
@@ -29,7 +92,9 @@ class AEPFlowRunTrigger(BaseTrigger):
     Fires one event ``{"status": "success"|"failed"|"timeout"|"error", "message", "flow_id", "run_id",
     "summary"}``; ``summary`` is :func:`~airflow_provider_aep.utils.flow_runs.run_summary` of the last read
     (None if no run was found). ``success`` covers ``partialSuccess`` too: the task judges it with
-    :func:`~airflow_provider_aep.utils.flow_runs.decide`, exactly as poke mode does.
+    :func:`~airflow_provider_aep.utils.flow_runs.decide`, exactly as poke mode does. Polls are planned a
+    recent read time less than ``poll_interval`` apart, so the event fires within ``poll_interval`` of the
+    run's end.
     Retryable failures (429, 5xx, network) never end the wait; they are retried, then polling goes on.
     """
 
@@ -76,9 +141,12 @@ class AEPFlowRunTrigger(BaseTrigger):
         run_id = self.run_id
         summary: dict[str, Any] | None = None
         try:
+            _freeze_heap_once()
             async with self._make_hook() as hook:
                 config = await hook.get_config()
+                read_lead = _read_lead(self.aep_conn_id, self.poll_interval)
                 warned: set[str] = set()
+                poll_due = time.time()  # when this poll was meant to start; a wake-up can be late (a busy loop)
                 while True:
                     # Deadline before status, so a run that keeps us waiting can't outlive it by more than one poll.
                     if time.time() >= self.end_time:
@@ -90,9 +158,9 @@ class AEPFlowRunTrigger(BaseTrigger):
                         fired = True
                         yield TriggerEvent(self._event("timeout", message, run_id, summary))
                         return
-                    poll_started = time.time()
                     try:
                         run = await self._read(hook, run_id)
+                        read_lead.observe(time.time() - poll_due, time.time())
                     except AEPApiError as exc:
                         if not is_retryable(exc):
                             raise
@@ -106,7 +174,9 @@ class AEPFlowRunTrigger(BaseTrigger):
                                 self.created_after_ms,
                             )
                     if run is not None:
-                        summary = run_summary(run, self.flow_id, config.org_id, config.sandbox)
+                        summary = _unless_unchanged(
+                            summary, run_summary(run, self.flow_id, config.org_id, config.sandbox)
+                        )
                         if run_id is None:  # follow this run to its end, even if a newer one starts meanwhile
                             run_id = summary["run_id"]
                             self.log.info("Watching AEP flow run %s (%s)", run_id, summary["run_url"])
@@ -122,10 +192,13 @@ class AEPFlowRunTrigger(BaseTrigger):
                     # objects (hundreds of objects each) for a whole interval fill the GC's oldest generation
                     # and make its full collections, which block the loop, frequent and long (bench/RESULTS.md).
                     run = None
-                    # Polls start every poll_interval (the read's own time is not added), so an event fires
-                    # at most one interval after the run ends (bench/RESULTS.md).
-                    wait = self.poll_interval - min(max(0.0, time.time() - poll_started), self.poll_interval)
-                    await hook.sleep(max(0.0, min(wait, self.end_time - time.time())))
+                    # A run that ends just after a poll's read is seen by the next poll's answer: one interval
+                    # plus that poll's lateness and read time later. Planning polls that much earlier than one
+                    # interval apart keeps every event within one poll interval of the run's end (RESULTS.md).
+                    now = time.time()
+                    pause = max(0.0, min(poll_due + self.poll_interval - read_lead.lead() - now, self.end_time - now))
+                    poll_due = now + pause
+                    await hook.sleep(pause)
         except Exception as exc:
             if fired:  # e.g. closing the client failed after the event went out: never send a second event
                 self.log.warning("Ignoring an error after the event was sent: %s", exc)

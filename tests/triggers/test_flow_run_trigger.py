@@ -13,6 +13,7 @@ import time_machine
 
 from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
+from airflow_provider_aep.triggers import flow_run as trigger_module
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.utils.http import RetryPolicy
 from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, task_log_text
@@ -217,6 +218,37 @@ async def test_the_deadline_is_honoured_within_one_poll_interval(fake, slept):
     assert "run-1" in event["message"] and "'inProgress'" in event["message"]
     assert event["summary"]["run_url"] in event["message"]
     assert len(fake.platform_calls()) == 3
+
+
+async def test_polls_are_planned_a_recent_read_time_early_so_events_come_within_one_interval(fake, slept, clock):
+    def slow(run: dict):
+        def answer(request: httpx.Request) -> httpx.Response:
+            clock.shift(2)  # AEP took 2 s to answer
+            return ok(run)
+
+        return answer
+
+    fake.on("GET", f"{RUNS}/run-1", slow(make_run("inProgress")), slow(make_run("inProgress")), ok(make_run("success")))
+    (event,) = await events_of(trigger())
+    assert event["status"] == "success"
+    # Each 2 s read is part of the interval (58), and the next poll starts 2 s earlier still (56): a run that
+    # ends just after a read is reported by the next answer, 60 s later, not 62.
+    assert slept == [56, 56]
+
+
+async def test_freeze_triggerer_heap_freezes_the_process_once_and_only_when_set(fake, monkeypatch):
+    frozen: list[bool] = []
+    monkeypatch.setattr(trigger_module.gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(trigger_module, "_heap_freeze_checked", False)
+    fake.on("GET", f"{RUNS}/run-1", ok(make_run("success")))
+    await events_of(trigger())
+    assert frozen == []  # off by default
+
+    monkeypatch.setattr(trigger_module, "_heap_freeze_checked", False)
+    monkeypatch.setenv("AIRFLOW__AEP__FREEZE_TRIGGERER_HEAP", "True")
+    for _ in range(3):
+        await events_of(trigger())
+    assert frozen == [True]  # once per process, by the first trigger
 
 
 async def test_waiting_for_a_run_that_never_appears_times_out(fake):
