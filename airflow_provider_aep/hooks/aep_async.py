@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import functools
@@ -75,9 +76,9 @@ _run_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, _R
 )
 
 
-# Waiters woken per event-loop iteration, by a list read's answer or a shared timer. Waking ~100 triggers at
-# once ran their poll handling (summary, progress log line: ~0.2 ms each) back to back, and with several
-# answers arriving together the loop stalled for 50-120 ms (bench/RESULTS.md); slices let I/O run in between.
+# Waiters of one loop (on a list read's answer or a shared timer) woken per event-loop iteration, all sources
+# together. Waking ~100 triggers at once ran their poll handling (summary, progress log line: ~0.2 ms each)
+# back to back; with several answers arriving together the loop stalled for 50-120 ms (bench/RESULTS.md).
 WAKE_SLICE = 20
 # Waits of one loop that end within the same ALARM_RESOLUTION share one timer. 1,000 triggers polling in step
 # otherwise keep 1,000 timers (coroutine, future, handle, ...) alive through every interval; they all reach
@@ -112,16 +113,45 @@ async def async_sleep(seconds: float) -> None:
 
 
 def _ring(alarms: dict[float, list[asyncio.Future[None]]], due: float) -> None:
-    _wake(alarms.pop(due, []), 0)
+    waker = _waker()
+    for future in alarms.pop(due, ()):
+        waker.wake(future, None)
 
 
-def _wake(waiters: list[asyncio.Future[None]], start: int) -> None:
-    end = start + WAKE_SLICE
-    for future in waiters[start:end]:
-        if not future.done():  # a cancelled waiter
-            future.set_result(None)
-    if end < len(waiters):
-        asyncio.get_running_loop().call_soon(_wake, waiters, end)
+class _Waker:
+    """Sets the results of one loop's waiting futures (timers, list reads) WAKE_SLICE per loop iteration."""
+
+    def __init__(self) -> None:
+        # No reference to the loop: the registry holds wakers in a WeakKeyDictionary keyed by it.
+        self._queue: collections.deque[tuple[asyncio.Future[Any], Any]] = collections.deque()
+        self._draining = False
+
+    def wake(self, future: asyncio.Future[Any], value: Any) -> None:
+        self._queue.append((future, value))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        for _ in range(min(WAKE_SLICE, len(self._queue))):
+            future, value = self._queue.popleft()
+            if not future.done():  # a cancelled waiter
+                future.set_result(value)
+        if self._queue:
+            asyncio.get_running_loop().call_soon(self._drain)
+        else:
+            self._draining = False
+
+
+_wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waker] = weakref.WeakKeyDictionary()
+
+
+def _waker() -> _Waker:
+    loop = asyncio.get_running_loop()
+    waker = _wakers.get(loop)
+    if waker is None:
+        waker = _wakers[loop] = _Waker()
+    return waker
 
 
 def _sleep(seconds: float) -> Awaitable[None]:
@@ -252,9 +282,7 @@ class _RunBatcher:
             runs = await hook.paginate_flow_service("/runs", query)
             by_id = {run.get("id"): run for run in runs if isinstance(run, Mapping)}
             del runs
-            for i, (run_id, waiters) in enumerate(chunk.items()):
-                if i and not i % WAKE_SLICE:
-                    await asyncio.sleep(0)
+            for run_id, waiters in chunk.items():
                 _resolve(waiters, by_id.pop(run_id, _DIRECT))  # popped: a woken trigger's run is its own to drop
         except Exception as exc:
             for waiters in chunk.values():
@@ -269,10 +297,10 @@ class _RunBatcher:
 
 
 def _resolve(waiters: list[asyncio.Future[Any]], value: Any) -> None:
+    waker = _waker()
     for i, future in enumerate(waiters):
-        if not future.done():  # a waiter may have been cancelled meanwhile
-            # Two triggers watching one run each get their own copy of it.
-            future.set_result(copy.deepcopy(value) if i and value is not _DIRECT else value)
+        # Two triggers watching one run each get their own copy of it.
+        waker.wake(future, copy.deepcopy(value) if i and value is not _DIRECT else value)
 
 
 def _forget_lookup(lookups: dict[str, asyncio.Task[Any]], conn_id: str, done: asyncio.Task[Any]) -> None:
