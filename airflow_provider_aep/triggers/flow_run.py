@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
@@ -43,6 +44,20 @@ def _freeze_heap_once() -> None:
         log.info("Froze %d objects of this triggerer's heap ([aep] freeze_triggerer_heap)", gc.get_freeze_count())
 
 
+def _next_poll(interval: float, lead: float, now: float) -> float:
+    """
+    When the next poll is due: the next point after ``now`` of a grid of period ``interval - lead`` (epoch
+    seconds). A run that ends just after a poll's read is seen by the next poll's answer, one period plus
+    that poll's lateness and read time later; ``lead``, their recent worst, keeps that within one interval.
+    Every trigger with this interval and lead is on the same grid, so the triggers of one loop poll
+    together, and share list reads, whenever each started (the triggerer starts them one by one).
+    """
+    period = interval - lead
+    if period <= 0:
+        return now
+    return (math.floor(now / period) + 1) * period
+
+
 def _unless_unchanged(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     # Keeping the old, equal summary lets the new one die young instead of joining the GC's oldest generation
     # with every poll of every sleeping trigger (see "Keep only the small summary" in run()).
@@ -67,8 +82,13 @@ class _ReadLead:
             del self._slowest[stale]
 
     def lead(self) -> float:
-        """How much less than one interval apart polls are planned (at most half an interval)."""
-        return min(max(self._slowest.values(), default=0.0), self._interval / 2)
+        """
+        How much less than one interval apart polls are planned: the slowest read, rounded up to a twentieth
+        of the interval so the grid stays put while reads vary a little, and at most half an interval.
+        """
+        step = self._interval / 20
+        slowest = max(self._slowest.values(), default=0.0)
+        return min(math.ceil(slowest / step) * step, self._interval / 2) if step > 0 else 0.0
 
 
 _read_leads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, float], _ReadLead]] = (
@@ -92,9 +112,9 @@ class AEPFlowRunTrigger(BaseTrigger):
     Fires one event ``{"status": "success"|"failed"|"timeout"|"error", "message", "flow_id", "run_id",
     "summary"}``; ``summary`` is :func:`~airflow_provider_aep.utils.flow_runs.run_summary` of the last read
     (None if no run was found). ``success`` covers ``partialSuccess`` too: the task judges it with
-    :func:`~airflow_provider_aep.utils.flow_runs.decide`, exactly as poke mode does. Polls are planned a
-    recent read time less than ``poll_interval`` apart, so the event fires within ``poll_interval`` of the
-    run's end.
+    :func:`~airflow_provider_aep.utils.flow_runs.decide`, exactly as poke mode does. After the first poll,
+    polls fall on a grid shared by the triggers of one loop, a recent read time less than ``poll_interval``
+    apart, so the event fires within ``poll_interval`` of the run's end.
     Retryable failures (429, 5xx, network) never end the wait; they are retried, then polling goes on.
     """
 
@@ -192,11 +212,8 @@ class AEPFlowRunTrigger(BaseTrigger):
                     # objects (hundreds of objects each) for a whole interval fill the GC's oldest generation
                     # and make its full collections, which block the loop, frequent and long (bench/RESULTS.md).
                     run = None
-                    # A run that ends just after a poll's read is seen by the next poll's answer: one interval
-                    # plus that poll's lateness and read time later. Planning polls that much earlier than one
-                    # interval apart keeps every event within one poll interval of the run's end (RESULTS.md).
                     now = time.time()
-                    pause = max(0.0, min(poll_due + self.poll_interval - read_lead.lead() - now, self.end_time - now))
+                    pause = max(0.0, min(_next_poll(self.poll_interval, read_lead.lead(), now), self.end_time) - now)
                     poll_due = now + pause
                     await hook.sleep(pause)
         except Exception as exc:

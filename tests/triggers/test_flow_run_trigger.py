@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -220,20 +221,31 @@ async def test_the_deadline_is_honoured_within_one_poll_interval(fake, slept):
     assert len(fake.platform_calls()) == 3
 
 
-async def test_polls_are_planned_a_recent_read_time_early_so_events_come_within_one_interval(fake, slept, clock):
+async def test_polls_are_a_recent_read_time_less_than_an_interval_apart(fake, slept, clock):
+    starts: list[float] = []
+
     def slow(run: dict):
         def answer(request: httpx.Request) -> httpx.Response:
+            starts.append(time.time())
             clock.shift(2)  # AEP took 2 s to answer
             return ok(run)
 
         return answer
 
-    fake.on("GET", f"{RUNS}/run-1", slow(make_run("inProgress")), slow(make_run("inProgress")), ok(make_run("success")))
+    fake.on("GET", f"{RUNS}/run-1", *(slow(make_run("inProgress")) for _ in range(3)), ok(make_run("success")))
     (event,) = await events_of(trigger())
     assert event["status"] == "success"
-    # Each 2 s read is part of the interval (58), and the next poll starts 2 s earlier still (56): a run that
-    # ends just after a read is reported by the next answer, 60 s later, not 62.
-    assert slept == [56, 56]
+    # 57 s apart (the 2 s read, rounded up to a twentieth of the interval): a run that ends just after a read
+    # is in the answer of the next, within 60 s, not 62.
+    assert round(starts[2] - starts[1], 6) == 57
+    assert starts[1] - starts[0] <= 57
+
+
+async def test_polls_fall_on_one_grid_so_triggers_started_apart_read_together(fake, slept, clock):
+    clock.shift(25)  # started at 12:00:25
+    fake.on("GET", f"{RUNS}/run-1", ok(make_run("inProgress")), ok(make_run("inProgress")), ok(make_run("success")))
+    await events_of(trigger())
+    assert slept == [35, 60]  # first poll at once, then on the minute, with every other 60 s trigger
 
 
 async def test_freeze_triggerer_heap_freezes_the_process_once_and_only_when_set(fake, monkeypatch):
