@@ -16,6 +16,7 @@ from bench.common import BENCH_DIR, machine_info, run_json
 TARGET_PARSE_MS = 30.0
 TARGET_RSS_MB = 50.0
 TARGET_LAG_MS = 100.0
+FREEZE_OPTION = "[aep] freeze_triggerer_heap = True"
 
 
 def verdict(ok: bool, text: str) -> str:
@@ -32,8 +33,8 @@ def run_benchmarks(quick: bool = False) -> dict[str, Any]:
         ["--n", "5", "--time-scale", "30", "--run-duration", "30", "--spread", "0.2"] if quick else ["--n", "1000"]
     )
     results["triggerer"] = run_json([py, "-m", "bench.triggerer", *trig_args])
-    if not quick:  # diagnostic: the same run with the start-up heap frozen (gc.freeze()), to size the GC's share of lag
-        results["triggerer_gc_freeze"] = run_json([py, "-m", "bench.triggerer", *trig_args, "--gc-freeze"])
+    if not quick:  # the same watch with the opt-in that takes Airflow's start-up heap out of full collections
+        results["triggerer_frozen"] = run_json([py, "-m", "bench.triggerer", *trig_args, "--freeze-triggerer-heap"])
     return results
 
 
@@ -88,7 +89,6 @@ def render(r: dict[str, Any]) -> str:
         for v in prov["ours"].values()
         for run in ("first_run", "re_run")
     )
-    within = d["events_within_poll_interval"]
     out += ["## Targets", ""]
     out.append(
         "- "
@@ -118,20 +118,24 @@ def render(r: dict[str, Any]) -> str:
             f"{d['n']} triggers add {_f(d['added_rss_mb'])} MB RSS (target ≤ {TARGET_RSS_MB:.0f} MB; margin {_f(TARGET_RSS_MB - d['added_rss_mb'])} MB).",
         )
     )
-    out.append(
-        "- "
-        + verdict(
-            d["max_loop_lag_ms"] <= TARGET_LAG_MS,
-            f"worst event-loop lag {_f(d['max_loop_lag_ms'])} ms (target ≤ {TARGET_LAG_MS:.0f} ms; {'margin' if d['max_loop_lag_ms'] <= TARGET_LAG_MS else 'over by'} {_f(abs(TARGET_LAG_MS - d['max_loop_lag_ms']))} ms); after the first 2 s: {_f(d['max_loop_lag_after_start_ms'])} ms; {_gc_note(d)}.",
-        )
-    )
-    out.append(
-        "- "
-        + verdict(
-            within == d["n"],
-            f"{within}/{d['n']} events within one poll interval ({d['poll_interval_s']:.0f} s) of completion; worst delay {_f(d['delay_max_s'], 2)} s ({'margin' if d['delay_max_s'] <= d['poll_interval_s'] else 'over by'} {_f(abs(d['delay_max_s'] - d['poll_interval_s']), 2)} s).",
-        )
-    )
+    fz = (r.get("triggerer_frozen") or {}).get("deferred")
+    for label, x in (("default settings", d), (f"with `{FREEZE_OPTION}`", fz)):
+        if x is None:
+            continue
+        lag, within, late = x["max_loop_lag_ms"], x["events_within_poll_interval"], x["delay_max_s"]
+        interval = x["poll_interval_s"]
+        out += [
+            "- "
+            + verdict(
+                lag <= TARGET_LAG_MS,
+                f"{label}: worst event-loop lag {_f(lag)} ms (target ≤ {TARGET_LAG_MS:.0f} ms; {'margin' if lag <= TARGET_LAG_MS else 'over by'} {_f(abs(TARGET_LAG_MS - lag))} ms); {_gc_note(x)}; one full collection of the same heap before any trigger exists takes {_f(x['heap_full_gc_ms'])} ms.",
+            ),
+            "- "
+            + verdict(
+                within == x["n"],
+                f"{label}: {within}/{x['n']} events within one poll interval ({interval:.0f} s) of completion; worst delay {_f(late, 2)} s ({'margin' if late <= interval else 'over by'} {_f(abs(late - interval), 2)} s).",
+            ),
+        ]
     out.append("")
 
     # ---------------------------------------------------------------------------------- 1
@@ -224,26 +228,52 @@ def render(r: dict[str, Any]) -> str:
         f"## 3. Triggerer scale ({d['n']} AEPFlowRunTriggers, one event loop, poll interval {d['poll_interval_s']:.0f} s)",
         "",
     ]
-    out += ["| measure | deferred (one triggerer loop) | poke mode (one worker slot per sensor) |", "|---|---:|---:|"]
-    out.append(
-        f"| memory | +{_f(d['added_rss_mb'])} MB over a {_f(d['baseline_rss_mb'])} MB baseline | {_f(poke['rss_mb'])} MB per sensor process × {poke['n']} ≈ {_f(poke['rss_total_for_n_gb'])} GB |"
+    fz = (r.get("triggerer_frozen") or {}).get("deferred") or {}
+    cols = [d, fz] if fz else [d]
+    head = "| measure | deferred, default settings |" + (f" deferred, `{FREEZE_OPTION}` |" if fz else "")
+    out += [head + " poke mode (one worker slot per sensor) |", "|---|" + "---:|" * (len(cols) + 1)]
+
+    def row(name: str, cell: Any, poke_cell: str) -> None:
+        out.append(f"| {name} | " + " | ".join(cell(x) for x in cols) + f" | {poke_cell} |")
+
+    row(
+        "memory",
+        lambda x: f"+{_f(x['added_rss_mb'])} MB over a {_f(x['baseline_rss_mb'])} MB baseline",
+        f"{_f(poke['rss_mb'])} MB per sensor process × {poke['n']} ≈ {_f(poke['rss_total_for_n_gb'])} GB",
     )
-    out.append(
-        f"| CPU per poll | {_f(d['cpu_ms_per_poll'], 2)} ms ({d['polls']} polls, {_f(d['cpu_s'])} s CPU in {_f(d['wall_s'])} s) | {_f(poke['cpu_ms_per_poke'], 2)} ms per poke (requests, one keep-alive session) |"
+    row(
+        "CPU per poll",
+        lambda x: (
+            f"{_f(x['cpu_ms_per_poll'], 2)} ms ({x['polls']} polls, {_f(x['cpu_s'])} s CPU in {_f(x['wall_s'])} s)"
+        ),
+        f"{_f(poke['cpu_ms_per_poke'], 2)} ms per poke (requests, one keep-alive session)",
     )
-    out.append(f"| HTTP requests | {_http_note(d)} | one request per poke |")
-    out.append(
-        f"| worst event-loop lag | {_f(d['max_loop_lag_ms'])} ms (after the first 2 s: {_f(d['max_loop_lag_after_start_ms'])} ms; {_gc_note(d)}) | n/a (a blocked worker slot each) |"
+    row("HTTP requests", _http_note, "one request per poke")
+    row(
+        "worst event-loop lag",
+        lambda x: (
+            f"{_f(x['max_loop_lag_ms'])} ms (after the first 2 s: {_f(x['max_loop_lag_after_start_ms'])} ms; {_gc_note(x)})"
+        ),
+        "n/a (a blocked worker slot each)",
     )
-    out.append(
-        f"| completion → event | median {_f(d['delay_median_s'], 2)} s, worst {_f(d['delay_max_s'], 2)} s; {within}/{d['n']} within {d['poll_interval_s']:.0f} s | same poll interval per sensor |"
+    row(
+        "full collection of the start-up heap, before any trigger",
+        lambda x: f"{_f(x['heap_full_gc_ms'])} ms ({x['heap_objects']} objects)",
+        "",
     )
-    out.append(f"| events | {d['events']} ({d['statuses']}) | |")
-    fz = (r.get("triggerer_gc_freeze") or {}).get("deferred")
-    if fz:
-        out.append(
-            f"| diagnostic: same run after `gc.freeze()` of the start-up heap | lag {_f(fz['max_loop_lag_ms'])} ms ({_gc_note(fz)}); {fz['events_within_poll_interval']}/{fz['n']} events within {fz['poll_interval_s']:.0f} s, worst {_f(fz['delay_max_s'], 2)} s | |"
-        )
+    row(
+        "objects reaching the GC's oldest generation",
+        lambda x: f"{_f(x['promoted_per_poll'])} per poll",
+        "",
+    )
+    row(
+        "completion → event",
+        lambda x: (
+            f"median {_f(x['delay_median_s'], 2)} s, worst {_f(x['delay_max_s'], 2)} s; {x['events_within_poll_interval']}/{x['n']} within {x['poll_interval_s']:.0f} s"
+        ),
+        "same poll interval per sensor",
+    )
+    row("events", lambda x: f"{x['events']} ({x['statuses']})", "")
     out += [
         "",
         f"Runs were created over {_f(d['runs_created_in_s'])} s and finish ~20 s after creation (emulator time scale 3, in its own process). RSS is sampled every ~100 ms and includes the VmHWM at the end. The poke-mode figure counts only the sensor process; a real worker slot also holds a task supervisor, so it is a lower bound.",
@@ -253,11 +283,11 @@ def render(r: dict[str, Any]) -> str:
         "## Causes found and fixed, and what is left",
         "",
         "- DAG parse: `hooks/aep.py` imported `requests` at module level (~40 ms of every parse); it is now imported where it is used. The sensor and the run-flow operator now import the trigger module (and with it `airflow.triggers.base`) only when they defer. Left: the build of the templated operators (~10–15 ms more than EmptyOperators).",
-        "- Triggerer memory and start-up: each trigger's hook created its own `httpx.AsyncClient`, i.e. its own SSL context (~30 ms CPU, ~1 MB each: ~30 s of blocked loop and ~1 GB for 1,000). Hooks without a custom transport now share one client per event loop, with a bounded pool (50 connections) and a semaphore in front of it (httpcore's pool queue costs O(waiting × connections) per dispatch). The trigger polls on a fixed cadence (the read's own time is not added to the interval).",
+        "- Triggerer memory and start-up: each trigger's hook created its own `httpx.AsyncClient`, i.e. its own SSL context (~30 ms CPU, ~1 MB each: ~30 s of blocked loop and ~1 GB for 1,000). Hooks without a custom transport now share one client per event loop, with a bounded pool (50 connections) and a semaphore in front of it (httpcore's pool queue costs O(waiting × connections) per dispatch).",
         "- Triggerer CPU (was 3.0 ms per poll, 1,000 requests/s, loop saturated): `AEPAsyncHook.get_run` calls of one loop and one connection that arrive within 5 ms are coalesced into `GET /runs?property=id==a,b,…` reads of up to 100 ids (~4 KB of URL), following `_links.next`; a lone call, and any run the list does not return, use the direct `GET /runs/{id}` (so a real 404 is unchanged); an error of a list read goes to every waiter of its chunk. See the HTTP row above: ~100 polls per request. Concurrent connection lookups of hooks of one loop are shared too (1,000 triggers starting together made 1,000 lookups, ~1 ms CPU each, in one burst: a ~370 ms stall at start). The trigger drops the run object after summarising it, so 1,000 sleeping triggers no longer keep ~1,000 full run objects alive into the collector's oldest generation (full collections went from ~380 ms to ~140–240 ms).",
-        "- A random start offset per trigger was not added: it would spread the 1,000 polls over the interval and defeat the batching, and the start-up burst is gone without it.",
-        f"- Left, worst event-loop lag: CPython's full (generation-2) garbage collections of the whole triggerer heap. The heap is mostly Airflow's own start-up objects (~156k objects; a full collection of it alone takes ~70 ms on an idle core, more on this shared machine); ticks without a full collection stay under the target (see the line in Targets). The diagnostic row above reruns the benchmark after `gc.freeze()` of the start-up heap: the lag then {'meets' if (r.get('triggerer_gc_freeze') or {}).get('deferred', {}).get('max_loop_lag_ms', 1e9) <= TARGET_LAG_MS else 'still misses'} the target. Freezing is a process-wide choice for the triggerer (Airflow's DAG processor already does it), not something a provider should do from inside a trigger, so it is not done here.",
-        "- Completion → event: the emulator answered `GET /runs?property=id==…` by rendering every run of the sandbox (O(runs × ids), ~1 s of emulator CPU per poll round), so answers came back about a second stale. It now narrows `id==` filters through its run index, as it already did for `flowId==`. Left: a list read of 100 runs still costs the emulator ~100 ms of rendering under one GIL, so a poll's answer arrives up to ~0.1 s after the poll starts; a run that completes just after a poll is reported one interval plus that latency later (the few events above 1 s). Real AEP answers from an index too; with AEP's own latency the bound to expect is one poll interval plus one request.",
+        f"- Event-loop lag from bursts (was up to ~90 ms outside garbage collections): all 1,000 triggers poll in step, so a list read's answer woke 100 of them at once, and several answers arriving together ran a few hundred triggers' poll handling (summary, progress log line: ~0.2 ms each) in one loop iteration; their timers likewise all fired in one iteration. Waits that end within the same 10 ms now share one timer, and every waiter of a loop, on a timer or on a list read's answer, is woken through one queue, 20 per loop iteration. Worst lag outside full collections now: {_f(d['max_loop_lag_without_full_gc_ms'])} ms.",
+        f"- Event-loop lag from garbage collection: CPython's full (generation-2) collections walk the whole triggerer heap, mostly Airflow's own start-up objects ({d['heap_objects']} here; one full collection of it alone, before any trigger exists, took {_f(d['heap_full_gc_ms'])} ms), and block the loop for that long whoever's allocations start them. A real triggerer's heap (`airflow.jobs.triggerer_job_runner` and the models loaded, no trigger) is larger still ({d['triggerer_heap']['objects']} objects, {_f(d['triggerer_heap']['full_gc_ms'])} ms per full collection), and Airflow's triggerer does not `gc.freeze()` it (its DAG processor does). What the provider controls is how often its triggers start one: objects that outlive a poll reach the oldest generation, and a full collection runs once those exceed a quarter of it. The shared timers (one future per sleeping trigger instead of a coroutine, future, handle and arguments), keeping an unchanged summary object, and dropping the run object before sleeping bring this to the 'objects reaching the GC's oldest generation' row; a full collection still comes every few seconds at 1,000 polls/s, so by default the worst lag is one full collection ({_gc_note(d)}). The fix for the cause is the opt-in `{FREEZE_OPTION}` (docs/operators.md, 'Many deferred sensors per triggerer'): the first AEP trigger of a triggerer process freezes the heap once, and full collections then walk only what came after ({_gc_note(fz) if fz else 'not run'}). It is opt-in, not default, because it is a process-wide choice with a cost (cyclic garbage among the frozen objects is never reclaimed) that belongs to whoever runs the triggerer.",
+        "- Completion → event (was 984/1000 within 1 s, worst 1.03 s): a run that completes just after a poll's read is seen by the next poll's answer, one interval plus that poll's lateness and read time later. Polls are now planned that much less than an interval apart: the slowest recent read, from when the poll was due to its answer, over the last three rounds of the triggers of one loop, connection and interval, rounded up to a twentieth of the interval and capped at half of it. The cost is more polls (see CPU per poll: the period is the interval minus that lead). After its first poll, each trigger polls on a grid of that period shared by the loop's triggers (multiples of it in epoch seconds), so triggers that started apart still poll together and share list reads: the benchmark starts them as Airflow's `TriggerRunner.create_triggers` does, one per loop iteration. The emulator answers `id==` list reads through its run index (they used to render every run of the sandbox).",
         "",
     ]
     return "\n".join(out) + "\n"

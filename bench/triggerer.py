@@ -55,15 +55,20 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
 
     import gc
 
-    gc_stats = {"max_ms": [0.0, 0.0, 0.0], "count": [0, 0, 0], "total_ms": 0.0}
+    gc_stats = {"max_ms": [0.0, 0.0, 0.0], "count": [0, 0, 0], "total_ms": 0.0, "promoted": 0}
     gc_started = [0.0]
+    young = [0]
 
     def gc_callback(phase: str, info: dict[str, Any]) -> None:
+        gen = info["generation"]
         if phase == "start":
+            if gen == 1:  # what a generation-1 collection does not free moves to the oldest generation
+                young[0] = len(gc.get_objects(generation=0)) + len(gc.get_objects(generation=1))
             gc_started[0] = time.perf_counter()
             return
         took = (time.perf_counter() - gc_started[0]) * 1000
-        gen = info["generation"]
+        if gen == 1:
+            gc_stats["promoted"] += young[0] - info["collected"]
         gc_stats["count"][gen] += 1
         gc_stats["max_ms"][gen] = max(gc_stats["max_ms"][gen], took)
         gc_stats["total_ms"] += took
@@ -108,7 +113,11 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
 
     cpu0, wall0 = time.process_time(), time.monotonic()
     tick = asyncio.create_task(ticker())
-    await asyncio.gather(*(one(t) for t in triggers))
+    watching = []
+    for t in triggers:  # as Airflow's TriggerRunner.create_triggers starts them: one per loop iteration
+        await asyncio.sleep(0)
+        watching.append(asyncio.create_task(one(t)))
+    await asyncio.gather(*watching)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     stop.set()
     await tick
@@ -127,6 +136,7 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
         "wall_s": wall,
         "polls": polls["n"],
         "cpu_ms_per_poll": cpu / polls["n"] * 1000 if polls["n"] else float("nan"),
+        "promoted_per_poll": gc_stats["promoted"] / polls["n"] if polls["n"] else float("nan"),
         "max_loop_lag_ms": lag["max"] * 1000,
         "max_loop_lag_after_start_ms": lag["max_after_start"] * 1000,
         "max_loop_lag_without_full_gc_ms": lag["max_without_full_gc"] * 1000,
@@ -149,13 +159,35 @@ def child_main(path: str) -> None:
     logging.getLogger("airflow").setLevel(logging.WARNING)
     logging.getLogger("airflow_provider_aep").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if payload.get("gc_freeze"):  # diagnostic: the start-up heap moved out of the collector's reach
-        import gc
-
-        gc.collect()
-        gc.freeze()
+    # What one full collection of this heap costs before any trigger exists: the floor of any full collection
+    # during the run, whoever's allocations start it. Also leaves the collector in a steady state, as in a
+    # triggerer that has been up for a while, rather than right after its imports.
+    heap_full_gc_ms, heap_objects = full_gc_ms()
     result = asyncio.run(_watch(payload))
+    result["heap_full_gc_ms"] = heap_full_gc_ms
+    result["heap_objects"] = heap_objects
     print(json.dumps(result))
+
+
+def full_gc_ms(repeat: int = 3) -> tuple[float, int]:
+    """Median time of a full collection of this process's heap, and the number of objects it holds."""
+    import gc
+
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        gc.collect()
+        times.append((time.perf_counter() - t0) * 1000)
+    return median(times), len(gc.get_objects())
+
+
+def triggerer_heap_main() -> None:
+    """A real triggerer's heap holds more than the Task SDK: what one full collection of it costs, no trigger."""
+    import airflow.jobs.triggerer_job_runner
+    import airflow.models  # noqa: F401
+
+    ms, objects = full_gc_ms()
+    print(json.dumps({"full_gc_ms": ms, "objects": objects}))
 
 
 def poke_child_main(path: str) -> None:
@@ -214,7 +246,7 @@ def run(
     run_duration: float = 30.0,
     spread_s: float = 8.0,
     pokes: int = 5,
-    gc_freeze: bool = False,
+    freeze_triggerer_heap: bool = False,
 ) -> dict[str, Any]:
     """Runs start ``30 / time_scale`` s after creation and finish ``run_duration / time_scale`` s later."""
     raise_nofile()
@@ -243,10 +275,12 @@ def run(
             "poll_interval": poll_interval,
             "deadline_s": 600,
             "pokes": pokes,
-            "gc_freeze": gc_freeze,
         }
         (workdir / "payload.json").write_text(json.dumps(payload))
-        child = run_json([sys.executable, "-m", "bench.triggerer", "--child", str(workdir / "payload.json")], env=env)
+        child_env = {**env, "AIRFLOW__AEP__FREEZE_TRIGGERER_HEAP": str(freeze_triggerer_heap)}
+        child = run_json(
+            [sys.executable, "-m", "bench.triggerer", "--child", str(workdir / "payload.json")], env=child_env
+        )
         completed_ms = {}
         for run_id in run_ids:
             record = hook.get_run(run_id)
@@ -256,6 +290,7 @@ def run(
         long_run = hook.create_run(flow_id, {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now})
         (workdir / "poke.json").write_text(json.dumps({**payload, "run_ids": [long_run]}))
         poke = run_json([sys.executable, "-m", "bench.triggerer", "--poke-child", str(workdir / "poke.json")], env=env)
+    child["triggerer_heap"] = run_json([sys.executable, "-m", "bench.triggerer", "--triggerer-heap"], env=env)
 
     events = child.pop("events")
     delays = [events[r]["received"] - completed_ms[r] / 1000 for r in run_ids if r in events]
@@ -286,16 +321,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child")
     parser.add_argument("--poke-child")
+    parser.add_argument("--triggerer-heap", action="store_true")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--time-scale", type=float, default=3.0)
     parser.add_argument("--run-duration", type=float, default=30.0)
     parser.add_argument("--spread", type=float, default=8.0)
-    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() the child's start-up heap (diagnostic)")
+    parser.add_argument(
+        "--freeze-triggerer-heap", action="store_true", help="run with [aep] freeze_triggerer_heap = True"
+    )
     args = parser.parse_args()
     if args.child:
         child_main(args.child)
     elif args.poke_child:
         poke_child_main(args.poke_child)
+    elif args.triggerer_heap:
+        triggerer_heap_main()
     else:
         print(
             json.dumps(
@@ -304,7 +344,7 @@ def main() -> None:
                     time_scale=args.time_scale,
                     run_duration=args.run_duration,
                     spread_s=args.spread,
-                    gc_freeze=args.gc_freeze,
+                    freeze_triggerer_heap=args.freeze_triggerer_heap,
                 )
             )
         )
