@@ -39,7 +39,12 @@ def _freeze_heap_once() -> None:
     _heap_freeze_checked = True
     from airflow_provider_aep.version_compat import conf
 
-    if conf.getboolean("aep", "freeze_triggerer_heap", fallback=False):
+    try:
+        freeze = conf.getboolean("aep", "freeze_triggerer_heap", fallback=False)
+    except Exception as exc:  # a bad value must not fail the trigger that happens to start first
+        log.warning("Ignoring [aep] freeze_triggerer_heap: %s", exc)
+        return
+    if freeze:
         gc.freeze()
         log.info("Froze %d objects of this triggerer's heap ([aep] freeze_triggerer_heap)", gc.get_freeze_count())
 

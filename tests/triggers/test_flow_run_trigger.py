@@ -263,6 +263,17 @@ async def test_freeze_triggerer_heap_freezes_the_process_once_and_only_when_set(
     assert frozen == [True]  # once per process, by the first trigger
 
 
+async def test_a_bad_freeze_triggerer_heap_value_is_a_warning_not_a_failed_trigger(fake, monkeypatch, caplog):
+    monkeypatch.setattr(trigger_module.gc, "freeze", lambda: pytest.fail("froze on a bad value"))
+    monkeypatch.setattr(trigger_module, "_heap_freeze_checked", False)
+    monkeypatch.setenv("AIRFLOW__AEP__FREEZE_TRIGGERER_HEAP", "sometimes")
+    fake.on("GET", f"{RUNS}/run-1", ok(make_run("success")))
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_aep"):
+        (event,) = await events_of(trigger())
+    assert event["status"] == "success"
+    assert "Ignoring [aep] freeze_triggerer_heap" in caplog.text and "sometimes" in caplog.text
+
+
 async def test_waiting_for_a_run_that_never_appears_times_out(fake):
     fake.on("GET", RUNS, httpx.Response(200, json={"items": []}))
     (event,) = await events_of(trigger(run_id=None, created_after_ms=1, end_time=NOW_S + 100))
