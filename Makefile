@@ -24,16 +24,20 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
-# The same suite on Airflow 2.11, in a second venv. Tests of Airflow 3-only machinery (a full
-# `airflow standalone`, the wheel install check, the benchmarks' smoke runs) run once, in `make test`.
+# The same suite on Airflow 2.11, in a second venv; any other Airflow in a venv of its own, e.g.
+# `make test-compat COMPAT_AIRFLOW=3.0.* COMPAT_VENV=.venv-af30`. Pins that an Airflow X.Y needs but does not
+# declare are in ci/constraints-airflow-X.Y.txt, used when it exists. Tests of Airflow 3-only machinery (a
+# full `airflow standalone`, the wheel install check, the benchmarks' smoke runs) run once, in `make test`.
 COMPAT_VENV ?= .venv-compat
 COMPAT_AIRFLOW ?= 2.11.*
+COMPAT_CONSTRAINTS := $(wildcard ci/constraints-airflow-$(basename $(COMPAT_AIRFLOW)).txt)
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
 
-$(COMPAT_STAMP): setup.cfg pyproject.toml
+$(COMPAT_STAMP): setup.cfg pyproject.toml $(COMPAT_CONSTRAINTS)
 	$(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/pip install --quiet --upgrade pip
-	$(COMPAT_VENV)/bin/pip install --quiet -e '.[test]' 'apache-airflow==$(COMPAT_AIRFLOW)'
+	$(COMPAT_VENV)/bin/pip install --quiet -e '.[test]' 'apache-airflow==$(COMPAT_AIRFLOW)' \
+		$(addprefix -c ,$(COMPAT_CONSTRAINTS))
 	touch $(COMPAT_STAMP)
 
 test-compat: $(COMPAT_STAMP)
