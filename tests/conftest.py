@@ -42,11 +42,17 @@ def airflow_3() -> bool:
 SECRET_MASKER = "airflow.sdk.log.mask_secret" if airflow_3() else "airflow.utils.log.secrets_masker.mask_secret"
 
 
+# Loggers that an operator's or a trigger's `self.log` gets when it is a logging-module logger.
+TASK_LOGGERS = ("airflow.task.", "airflow_provider_aep.triggers.")
+
+
 def task_log_text(caplog, capsys) -> str:
-    """Task logs: Airflow 3 writes them through structlog to stdout; Airflow 2's logging handlers write
-    each record both to caplog and to stdout, so there caplog alone holds each line exactly once."""
+    """Task logs. Where `self.log` is a logging-module logger (Airflow 2 and 3.0), Airflow's handlers write each
+    record both to caplog and to stdout, so caplog alone holds each line exactly once; where it is structlog
+    (Airflow 3.1+), the lines are on stdout only. Which one is told by the records, not the version."""
     out = capsys.readouterr().out
-    return caplog.text + out if airflow_3() else caplog.text
+    logging_module = any(record.name.startswith(TASK_LOGGERS) for record in caplog.records)
+    return caplog.text if logging_module else caplog.text + out
 
 
 PIPELINE_KINDS = (
