@@ -11,8 +11,8 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
@@ -48,6 +48,7 @@ from airflow_provider_aep.utils.http import (
 from airflow_provider_aep.version_compat import BaseHook
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Timeout = float | tuple[float, float]
 # One IMS call per event loop when many triggers find the cache empty at once. asyncio locks bind to a loop.
@@ -90,6 +91,15 @@ _alarms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, list[a
 )
 
 
+def loop_local(registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T], factory: Callable[[], T]) -> T:
+    """The running loop's entry of a per-loop ``registry``, made by ``factory`` on first use."""
+    loop = asyncio.get_running_loop()
+    value = registry.get(loop)
+    if value is None:
+        value = registry[loop] = factory()
+    return value
+
+
 async def async_sleep(seconds: float) -> None:
     """
     Every wait of the async hook and the trigger goes through here, so tests can swap it for a fake clock.
@@ -100,9 +110,7 @@ async def async_sleep(seconds: float) -> None:
         return
     loop = asyncio.get_running_loop()
     due = math.ceil((loop.time() + seconds) / ALARM_RESOLUTION) * ALARM_RESOLUTION
-    alarms = _alarms.get(loop)
-    if alarms is None:
-        alarms = _alarms[loop] = {}
+    alarms = loop_local(_alarms, dict)
     waiters = alarms.get(due)
     if waiters is None:
         waiters = alarms[due] = []
@@ -147,11 +155,7 @@ _wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waker] = weakref.
 
 
 def _waker() -> _Waker:
-    loop = asyncio.get_running_loop()
-    waker = _wakers.get(loop)
-    if waker is None:
-        waker = _wakers[loop] = _Waker()
-    return waker
+    return loop_local(_wakers, _Waker)
 
 
 def _sleep(seconds: float) -> Awaitable[None]:
@@ -159,11 +163,7 @@ def _sleep(seconds: float) -> Awaitable[None]:
 
 
 def _token_lock() -> asyncio.Lock:
-    loop = asyncio.get_running_loop()
-    lock = _token_locks.get(loop)
-    if lock is None:
-        lock = _token_locks[loop] = asyncio.Lock()
-    return lock
+    return loop_local(_token_locks, asyncio.Lock)
 
 
 def _shared_client() -> httpx.AsyncClient | None:
@@ -183,11 +183,7 @@ def _shared_client() -> httpx.AsyncClient | None:
 
 def _request_slot() -> asyncio.Semaphore:
     """At most SHARED_CLIENT_MAX_CONNECTIONS requests of the running loop's shared client in flight."""
-    loop = asyncio.get_running_loop()
-    slot = _request_slots.get(loop)
-    if slot is None:
-        slot = _request_slots[loop] = asyncio.Semaphore(SHARED_CLIENT_MAX_CONNECTIONS)
-    return slot
+    return loop_local(_request_slots, lambda: asyncio.Semaphore(SHARED_CLIENT_MAX_CONNECTIONS))
 
 
 def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
@@ -311,10 +307,7 @@ def _forget_lookup(lookups: dict[str, asyncio.Task[Any]], conn_id: str, done: as
 
 
 def _run_batcher(key: Any) -> _RunBatcher:
-    loop = asyncio.get_running_loop()
-    batchers = _run_batchers.get(loop)
-    if batchers is None:
-        batchers = _run_batchers[loop] = {}
+    batchers = loop_local(_run_batchers, dict)
     batcher = batchers.get(key)
     if batcher is None:
         batcher = batchers[key] = _RunBatcher()
@@ -395,13 +388,10 @@ class AEPAsyncHook(BaseHook):
         made 1,000 lookups, ~1 ms of CPU each, in one burst: bench/RESULTS.md); a later hook looks up afresh.
         """
         if self._config is None:
-            loop = asyncio.get_running_loop()
-            lookups = _config_lookups.get(loop)
-            if lookups is None:
-                lookups = _config_lookups[loop] = {}
+            lookups = loop_local(_config_lookups, dict)
             lookup = lookups.get(self.aep_conn_id)
             if lookup is None:
-                lookup = lookups[self.aep_conn_id] = loop.create_task(self._lookup_config())
+                lookup = lookups[self.aep_conn_id] = asyncio.get_running_loop().create_task(self._lookup_config())
                 lookup.add_done_callback(functools.partial(_forget_lookup, lookups, self.aep_conn_id))
             self._config = await asyncio.shield(lookup)
         return self._config  # type: ignore[return-value]  # set just above

@@ -14,7 +14,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_aep.exceptions import AEPApiError
-from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
+from airflow_provider_aep.hooks.aep_async import AEPAsyncHook, loop_local
 from airflow_provider_aep.utils.flow_runs import (
     EVENT_STATUS,
     Outcome,
@@ -102,7 +102,7 @@ _read_leads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str
 
 
 def _read_lead(conn_id: str, interval: float) -> _ReadLead:
-    leads = _read_leads.setdefault(asyncio.get_running_loop(), {})
+    leads = loop_local(_read_leads, dict)
     lead = leads.get((conn_id, interval))
     if lead is None:
         lead = leads[(conn_id, interval)] = _ReadLead(interval)
@@ -185,7 +185,8 @@ class AEPFlowRunTrigger(BaseTrigger):
                         return
                     try:
                         run = await self._read(hook, run_id)
-                        read_lead.observe(time.time() - poll_due, time.time())
+                        answered = time.time()
+                        read_lead.observe(answered - poll_due, answered)
                     except AEPApiError as exc:
                         if not is_retryable(exc):
                             raise
