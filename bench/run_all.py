@@ -80,6 +80,8 @@ def render(r: dict[str, Any]) -> str:
     # ---------------------------------------------------------------------------------- targets
     added = p["added_over_empty_ms"]["import"]
     d, poke = trig["deferred"], trig["poke"]
+    fz = (r.get("triggerer_frozen") or {}).get("deferred")  # absent from quick runs
+    variants = [("default settings", d)] + ([(f"with `{FREEZE_OPTION}`", fz)] if fz else [])
     tokens_ok = all(
         v["first_run"]["requests"]["token"] == 1 and v["re_run"]["requests"]["token"] == 0
         for v in prov["ours"].values()
@@ -118,10 +120,7 @@ def render(r: dict[str, Any]) -> str:
             f"{d['n']} triggers add {_f(d['added_rss_mb'])} MB RSS (target ≤ {TARGET_RSS_MB:.0f} MB; margin {_f(TARGET_RSS_MB - d['added_rss_mb'])} MB).",
         )
     )
-    fz = (r.get("triggerer_frozen") or {}).get("deferred")
-    for label, x in (("default settings", d), (f"with `{FREEZE_OPTION}`", fz)):
-        if x is None:
-            continue
+    for label, x in variants:
         lag, within, late = x["max_loop_lag_ms"], x["events_within_poll_interval"], x["delay_max_s"]
         interval = x["poll_interval_s"]
         out += [
@@ -228,9 +227,8 @@ def render(r: dict[str, Any]) -> str:
         f"## 3. Triggerer scale ({d['n']} AEPFlowRunTriggers, one event loop, poll interval {d['poll_interval_s']:.0f} s)",
         "",
     ]
-    fz = (r.get("triggerer_frozen") or {}).get("deferred") or {}
-    cols = [d, fz] if fz else [d]
-    head = "| measure | deferred, default settings |" + (f" deferred, `{FREEZE_OPTION}` |" if fz else "")
+    cols = [x for _, x in variants]
+    head = "| measure |" + "".join(f" deferred, {label} |" for label, _ in variants)
     out += [head + " poke mode (one worker slot per sensor) |", "|---|" + "---:|" * (len(cols) + 1)]
 
     def row(name: str, cell: Any, poke_cell: str) -> None:
