@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import math
+import sys
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
@@ -29,24 +30,36 @@ log = logging.getLogger(__name__)
 
 
 _heap_freeze_checked = False
+# Loaded by Airflow's triggerer (2.x: its trigger thread's process; 3.x: forked into its trigger runner), not by
+# dag.test() or a test session, whose heaps the provider has no reason to freeze.
+_TRIGGERER_MODULE = "airflow.jobs.triggerer_job_runner"
 
 
 def _freeze_heap_once() -> None:
-    """``gc.freeze()`` the process once, at the first AEP trigger, when ``[aep] freeze_triggerer_heap`` is on."""
+    """
+    ``gc.freeze()`` a triggerer process once, at its first AEP trigger, unless ``[aep] freeze_triggerer_heap``
+    is off: full collections then walk only what came after, not Airflow's start-up heap.
+    """
     global _heap_freeze_checked
     if _heap_freeze_checked:
         return
     _heap_freeze_checked = True
+    if _TRIGGERER_MODULE not in sys.modules:
+        return
     from airflow_provider_aep.version_compat import conf
 
     try:
-        freeze = conf.getboolean("aep", "freeze_triggerer_heap", fallback=False)
+        freeze = conf.getboolean("aep", "freeze_triggerer_heap", fallback=True)
     except Exception as exc:  # a bad value must not fail the trigger that happens to start first
-        log.warning("Ignoring [aep] freeze_triggerer_heap: %s", exc)
+        log.warning("Not freezing the triggerer heap, [aep] freeze_triggerer_heap is not a boolean: %s", exc)
         return
     if freeze:
         gc.freeze()
-        log.info("Froze %d objects of this triggerer's heap ([aep] freeze_triggerer_heap)", gc.get_freeze_count())
+        log.info(
+            "Froze the %d objects this triggerer held at its first AEP trigger, so that full garbage collections "
+            "no longer stall its event loop walking them ([aep] freeze_triggerer_heap = False turns this off)",
+            gc.get_freeze_count(),
+        )
 
 
 def _next_poll(interval: float, lead: float, now: float) -> float:

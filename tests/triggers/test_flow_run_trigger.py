@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import sys
 import time
+import types
 from datetime import UTC, datetime
 
 import httpx
@@ -248,30 +250,46 @@ async def test_polls_fall_on_one_grid_so_triggers_started_apart_read_together(fa
     assert slept == [35, 60]  # first poll at once, then on the minute, with every other 60 s trigger
 
 
-async def test_freeze_triggerer_heap_freezes_the_process_once_and_only_when_set(fake, monkeypatch):
+@pytest.fixture
+def freezes(monkeypatch):
+    """The ``gc.freeze()`` calls of triggers run as in a fresh process; a fake triggerer module unless removed."""
     frozen: list[bool] = []
     monkeypatch.setattr(trigger_module.gc, "freeze", lambda: frozen.append(True))
     monkeypatch.setattr(trigger_module, "_heap_freeze_checked", False)
+    monkeypatch.setitem(sys.modules, trigger_module._TRIGGERER_MODULE, types.ModuleType("triggerer"))
+    return frozen
+
+
+async def test_a_triggerer_freezes_its_heap_once_at_its_first_aep_trigger(fake, freezes, caplog):
+    fake.on("GET", f"{RUNS}/run-1", ok(make_run("success")))
+    with caplog.at_level(logging.INFO, logger="airflow_provider_aep"):
+        for _ in range(3):
+            await events_of(trigger())
+    assert freezes == [True]
+    assert caplog.text.count("[aep] freeze_triggerer_heap = False turns this off") == 1
+
+
+async def test_freeze_triggerer_heap_false_leaves_the_heap_alone(fake, freezes, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__AEP__FREEZE_TRIGGERER_HEAP", "False")
     fake.on("GET", f"{RUNS}/run-1", ok(make_run("success")))
     await events_of(trigger())
-    assert frozen == []  # off by default
-
-    monkeypatch.setattr(trigger_module, "_heap_freeze_checked", False)
-    monkeypatch.setenv("AIRFLOW__AEP__FREEZE_TRIGGERER_HEAP", "True")
-    for _ in range(3):
-        await events_of(trigger())
-    assert frozen == [True]  # once per process, by the first trigger
+    assert freezes == []
 
 
-async def test_a_bad_freeze_triggerer_heap_value_is_a_warning_not_a_failed_trigger(fake, monkeypatch, caplog):
-    monkeypatch.setattr(trigger_module.gc, "freeze", lambda: pytest.fail("froze on a bad value"))
-    monkeypatch.setattr(trigger_module, "_heap_freeze_checked", False)
+async def test_outside_a_triggerer_the_heap_is_never_frozen(fake, freezes, monkeypatch):
+    monkeypatch.delitem(sys.modules, trigger_module._TRIGGERER_MODULE)  # dag.test(), a user's test session
+    fake.on("GET", f"{RUNS}/run-1", ok(make_run("success")))
+    await events_of(trigger())
+    assert freezes == []
+
+
+async def test_a_bad_freeze_triggerer_heap_value_is_a_warning_not_a_failed_trigger(fake, freezes, monkeypatch, caplog):
     monkeypatch.setenv("AIRFLOW__AEP__FREEZE_TRIGGERER_HEAP", "sometimes")
     fake.on("GET", f"{RUNS}/run-1", ok(make_run("success")))
     with caplog.at_level(logging.WARNING, logger="airflow_provider_aep"):
         (event,) = await events_of(trigger())
-    assert event["status"] == "success"
-    assert "Ignoring [aep] freeze_triggerer_heap" in caplog.text and "sometimes" in caplog.text
+    assert event["status"] == "success" and freezes == []
+    assert "[aep] freeze_triggerer_heap is not a boolean" in caplog.text and "sometimes" in caplog.text
 
 
 async def test_waiting_for_a_run_that_never_appears_times_out(fake):
