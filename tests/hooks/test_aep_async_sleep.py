@@ -3,11 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
 from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook, async_sleep
+
+
+async def start_together(monkeypatch, waits: list[Coroutine[Any, Any, None]]) -> None:
+    """
+    Run ``waits``, starting them within one 10 ms step of the loop's clock whatever the machine's load: while
+    they ask for timers the clock reads from the start of a step and moves 0.1 ms per read.
+    """
+    loop = asyncio.get_running_loop()
+    real_time = loop.time
+    held = [math.ceil(real_time() / aep_async.ALARM_RESOLUTION) * aep_async.ALARM_RESOLUTION]
+
+    def time() -> float:
+        if not held:
+            return real_time()
+        held[0] += 0.0001
+        return held[0]
+
+    monkeypatch.setattr(loop, "time", time)
+    tasks = [asyncio.create_task(wait) for wait in waits]
+    await asyncio.sleep(0)  # every task has run up to its first await
+    held.clear()
+    await asyncio.gather(*tasks)
 
 
 async def test_waits_ending_together_share_one_timer_and_none_ends_early(monkeypatch):
@@ -27,7 +52,7 @@ async def test_waits_ending_together_share_one_timer_and_none_ends_early(monkeyp
         await async_sleep(seconds)
         ended.append(loop.time())
 
-    await asyncio.gather(*(wait(0.05) for _ in range(50)), wait(0.2))
+    await start_together(monkeypatch, [wait(0.05) for _ in range(50)] + [wait(0.2)])
     assert len(timers) == 2  # one for the fifty 50 ms waits, one for the 200 ms wait
     assert len(ended) == 51
     assert min(ended) >= started + 0.05
@@ -61,7 +86,7 @@ async def test_a_shared_timer_wakes_its_waiters_a_slice_per_loop_iteration(monke
         woken.append(iteration[0])
 
     counter = asyncio.create_task(count_iterations())
-    await asyncio.gather(*(wait() for _ in range(n)))
+    await start_together(monkeypatch, [wait() for _ in range(n)])
     await counter
     per_iteration = {it: woken.count(it) for it in set(woken)}
     assert max(per_iteration.values()) <= 3
