@@ -11,7 +11,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -48,6 +48,7 @@ from airflow_provider_aep.utils.http import (
 from airflow_provider_aep.version_compat import BaseHook
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
 T = TypeVar("T")
 
 Timeout = float | tuple[float, float]
@@ -91,13 +92,24 @@ _alarms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, list[a
 )
 
 
+def _get_or_make(mapping: MutableMapping[K, T], key: K, factory: Callable[[], T]) -> T:
+    value = mapping.get(key)
+    if value is None:
+        value = mapping[key] = factory()
+    return value
+
+
 def loop_local(registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T], factory: Callable[[], T]) -> T:
     """The running loop's entry of a per-loop ``registry``, made by ``factory`` on first use."""
-    loop = asyncio.get_running_loop()
-    value = registry.get(loop)
-    if value is None:
-        value = registry[loop] = factory()
-    return value
+    return _get_or_make(registry, asyncio.get_running_loop(), factory)
+
+
+def loop_local_keyed(
+    registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[K, T]], key: K, factory: Callable[[], T]
+) -> T:
+    """The running loop's entry for ``key`` of a per-loop ``registry`` of dicts, made by ``factory`` on first use."""
+    entries = loop_local(registry, dict)
+    return _get_or_make(entries, key, factory)
 
 
 async def async_sleep(seconds: float) -> None:
@@ -304,14 +316,6 @@ def _forget_lookup(lookups: dict[str, asyncio.Task[Any]], conn_id: str, done: as
         del lookups[conn_id]
     if not done.cancelled():
         done.exception()  # retrieved: a failed lookup is raised to its waiters, not logged as never retrieved
-
-
-def _run_batcher(key: Any) -> _RunBatcher:
-    batchers = loop_local(_run_batchers, dict)
-    batcher = batchers.get(key)
-    if batcher is None:
-        batcher = batchers[key] = _RunBatcher()
-    return batcher
 
 
 class AEPAsyncHook(BaseHook):
@@ -549,7 +553,7 @@ class AEPAsyncHook(BaseHook):
         and a run the list read does not return, go the direct way, so results and errors are the same.
         """
         config = await self.get_config()
-        batcher = _run_batcher(self._batch_key(config))
+        batcher = loop_local_keyed(_run_batchers, self._batch_key(config), _RunBatcher)
         run = await batcher.submit(self, run_id)
         if run is _DIRECT:
             return await self._get_run_direct(run_id)

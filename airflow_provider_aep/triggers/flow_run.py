@@ -15,7 +15,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_aep.exceptions import AEPApiError
-from airflow_provider_aep.hooks.aep_async import AEPAsyncHook, loop_local
+from airflow_provider_aep.hooks.aep_async import AEPAsyncHook, loop_local_keyed
 from airflow_provider_aep.utils.flow_runs import (
     EVENT_STATUS,
     Outcome,
@@ -114,14 +114,6 @@ _read_leads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str
 )
 
 
-def _read_lead(conn_id: str, interval: float) -> _ReadLead:
-    leads = loop_local(_read_leads, dict)
-    lead = leads.get((conn_id, interval))
-    if lead is None:
-        lead = leads[(conn_id, interval)] = _ReadLead(interval)
-    return lead
-
-
 class AEPFlowRunTrigger(BaseTrigger):
     """
     Poll one flow run (``run_id``), or the newest run of ``flow_id`` created at or after ``created_after_ms``,
@@ -182,7 +174,9 @@ class AEPFlowRunTrigger(BaseTrigger):
             _freeze_heap_once()
             async with self._make_hook() as hook:
                 config = await hook.get_config()
-                read_lead = _read_lead(self.aep_conn_id, self.poll_interval)
+                read_lead = loop_local_keyed(
+                    _read_leads, (self.aep_conn_id, self.poll_interval), lambda: _ReadLead(self.poll_interval)
+                )
                 warned: set[str] = set()
                 poll_due = time.time()  # when this poll was meant to start; a wake-up can be late (a busy loop)
                 while True:
