@@ -12,6 +12,7 @@ import pytest
 from airflow_provider_aep.exceptions import AEPApiError
 from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
+from tests.hooks.conftest import wakes_per_loop_iteration
 from tests.hooks.test_aep_async_hook import FakeAEP, run_item
 
 RUNS = "/data/foundation/flowservice/runs"
@@ -197,25 +198,9 @@ async def test_waiters_of_a_list_read_are_woken_a_slice_per_loop_iteration(aep_c
     n = 7
     known = {f"r{i}": run_item(f"r{i}", i) for i in range(n)}
     fake.on("GET", RUNS, list_answer(known))
-    woken: list[tuple[int, str]] = []
-    iteration = [0]
-
-    async def count_iterations() -> None:
-        while len(woken) < n:
-            await asyncio.sleep(0)
-            iteration[0] += 1
-
-    async def read(hook: AEPAsyncHook, run_id: str) -> None:
-        run = await hook.get_run(run_id)
-        woken.append((iteration[0], run["id"]))
-
-    counter = asyncio.create_task(count_iterations())
-    await asyncio.gather(*(read(h, f"r{i}") for i, h in enumerate(hooks(fake, n))))
-    await counter
-    assert sorted(run_id for _, run_id in woken) == sorted(known)  # each waiter got its own run
+    reads = [h.get_run(f"r{i}") for i, h in enumerate(hooks(fake, n))]
+    runs, per_iteration = await wakes_per_loop_iteration(reads)
+    assert [run["id"] for run in runs] == list(known)  # each waiter got its own run
     assert len(list_calls(fake)) == 1
-    per_iteration: dict[int, int] = {}
-    for it, _ in woken:
-        per_iteration[it] = per_iteration.get(it, 0) + 1
     assert max(per_iteration.values()) <= 2
     assert len(per_iteration) == math.ceil(n / 2)

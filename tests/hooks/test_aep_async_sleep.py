@@ -11,11 +11,12 @@ import pytest
 
 from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook, async_sleep
+from tests.hooks.conftest import wakes_per_loop_iteration
 
 
-async def start_together(monkeypatch, waits: list[Coroutine[Any, Any, None]]) -> None:
+async def start_together(monkeypatch, waits: list[Coroutine[Any, Any, None]]) -> list[asyncio.Task[None]]:
     """
-    Run ``waits``, starting them within one 10 ms step of the loop's clock whatever the machine's load: while
+    Start ``waits`` as tasks within one 10 ms step of the loop's clock whatever the machine's load: while
     they ask for timers the clock reads from the start of a step and moves 0.1 ms per read.
     """
     loop = asyncio.get_running_loop()
@@ -32,7 +33,7 @@ async def start_together(monkeypatch, waits: list[Coroutine[Any, Any, None]]) ->
     tasks = [asyncio.create_task(wait) for wait in waits]
     await asyncio.sleep(0)  # every task has run up to its first await
     held.clear()
-    await asyncio.gather(*tasks)
+    return tasks
 
 
 async def test_waits_ending_together_share_one_timer_and_none_ends_early(monkeypatch):
@@ -52,7 +53,7 @@ async def test_waits_ending_together_share_one_timer_and_none_ends_early(monkeyp
         await async_sleep(seconds)
         ended.append(loop.time())
 
-    await start_together(monkeypatch, [wait(0.05) for _ in range(50)] + [wait(0.2)])
+    await asyncio.gather(*await start_together(monkeypatch, [wait(0.05) for _ in range(50)] + [wait(0.2)]))
     assert len(timers) == 2  # one for the fifty 50 ms waits, one for the 200 ms wait
     assert len(ended) == 51
     assert min(ended) >= started + 0.05
@@ -72,23 +73,8 @@ async def test_a_cancelled_wait_leaves_the_others_waiting_and_waking(monkeypatch
 
 async def test_a_shared_timer_wakes_its_waiters_a_slice_per_loop_iteration(monkeypatch):
     monkeypatch.setattr(aep_async, "WAKE_SLICE", 3)
-    iteration = [0]
-    woken: list[int] = []
-    n = 10
-
-    async def count_iterations() -> None:
-        while len(woken) < n:
-            await asyncio.sleep(0)
-            iteration[0] += 1
-
-    async def wait() -> None:
-        await async_sleep(0.02)
-        woken.append(iteration[0])
-
-    counter = asyncio.create_task(count_iterations())
-    await start_together(monkeypatch, [wait() for _ in range(n)])
-    await counter
-    per_iteration = {it: woken.count(it) for it in set(woken)}
+    waits = await start_together(monkeypatch, [async_sleep(0.02) for _ in range(10)])
+    _, per_iteration = await wakes_per_loop_iteration(waits)
     assert max(per_iteration.values()) <= 3
     assert len(per_iteration) == 4  # 3 + 3 + 3 + 1
 
