@@ -103,24 +103,4 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_provider_aep.links.aep.AEPDataflowLink",
             "airflow_provider_aep.links.aep.AEPFlowRunLink",
         ],
-        "config": {
-            "aep": {
-                "description": "Settings of the Adobe Experience Platform provider.",
-                "options": {
-                    "freeze_triggerer_heap": {
-                        "description": "When the first AEP trigger starts in a triggerer process, move every object "
-                        "the process holds at that moment into the garbage collector's permanent generation "
-                        "(gc.freeze(), as Airflow's DAG processor does at start). Full collections then no longer "
-                        "walk Airflow's start-up heap, which otherwise blocks the triggerer's event loop for "
-                        "~100-175 ms each time, for every trigger of the process. The cost: cyclic garbage among "
-                        "the frozen objects is never reclaimed. Only Airflow's triggerer is frozen, never a "
-                        "dag.test() or test process. See docs/operators.md, 'Many deferred sensors per triggerer'.",
-                        "version_added": "0.1.0",
-                        "type": "boolean",
-                        "example": "False",
-                        "default": "True",
-                    }
-                },
-            }
-        },
     }

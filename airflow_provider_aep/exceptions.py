@@ -85,6 +85,24 @@ class AEPResourceConflictError(AirflowException):
     """A resource with the requested name exists but differs from what was asked."""
 
 
+class AEPDuplicateResourceError(AEPResourceConflictError):
+    """A lookup by name found several resources where there must be at most one."""
+
+    def __init__(self, kind: str, name: str, ids: list[str], where: str = "") -> None:
+        self.kind, self.name, self.ids, self.where = kind, name, list(ids), where
+        super().__init__(
+            f"{len(self.ids)} {kind}s named {name!r}{where} exist ({', '.join(self.ids)}); "
+            "delete the extra ones or rename them, then run again"
+        )
+
+    def __reduce__(self):  # the constructor's arguments, not the message
+        return (type(self), (self.kind, self.name, self.ids, self.where))
+
+
+class AEPResourceNotFoundError(AirflowException):
+    """A resource the task needs does not exist."""
+
+
 class AEPFlowRunFailedError(AirflowException):
     """The watched flow run ended ``failed`` (or ``partialSuccess`` with ``fail_on_partial_success``)."""
 

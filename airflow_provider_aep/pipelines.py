@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_aep.exceptions import AEPValidationError
-from airflow_provider_aep.hooks.aep import DATA_LAKE_CONNECTION_SPEC_ID, AEPHook
+from airflow_provider_aep.hooks.aep import AEPHook
+from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID
 from airflow_provider_aep.operators.catalog import AEPCreateDatasetOperator
 from airflow_provider_aep.operators.conversion import AEPCreateMappingSetOperator
 from airflow_provider_aep.operators.flow_service import (
@@ -63,9 +64,8 @@ def find_pipeline_resources(hook: AEPHook, name: str) -> dict[str, list[str]]:
     :class:`AEPDeleteResourcesOperator`, so a teardown can find what earlier runs created.
     """
     names = pipeline_resource_names(name)
-    adhoc = hook.find_schema_by_title(names["adhoc_schema"])
-    target = hook.find_schema_by_title(names["target_schema"])
-    adhoc_class = hook.find_class_by_title(adhoc_class_title(names["adhoc_schema"]))
+    schemas = [*hook.find_schemas_by_title(names["target_schema"]), *hook.find_schemas_by_title(names["adhoc_schema"])]
+    classes = hook.find_classes_by_title(adhoc_class_title(names["adhoc_schema"]))
     return {
         "flow_ids": [f["id"] for f in hook.find_flows_by_name(names["dataflow"])],
         "source_connection_ids": [c["id"] for c in hook.find_source_connections_by_name(names["source_connection"])],
@@ -77,8 +77,8 @@ def find_pipeline_resources(hook: AEPHook, name: str) -> dict[str, list[str]]:
         ],
         "mapping_set_ids": [m["id"] for m in hook.find_mapping_sets_by_name(names["mapping_set"])],
         "dataset_ids": [d["id"] for d in hook.find_datasets_by_name(names["dataset"])],
-        "schema_ids": [schema["$id"] for schema in (target, adhoc) if schema],
-        "class_ids": [adhoc_class["$id"]] if adhoc_class else [],
+        "schema_ids": [schema["$id"] for schema in schemas],
+        "class_ids": [xdm_class["$id"] for xdm_class in classes],
     }
 
 
@@ -146,6 +146,7 @@ def build_protocols_pipeline(
     from airflow_provider_aep.version_compat import task
 
     common = {"aep_conn_id": aep_conn_id, **operator_kwargs}
+    lookup = {key: value for key, value in common.items() if key != "if_exists"}  # the flow spec is only looked up
 
     @task.short_circuit(task_id="is_legacy_variant", ignore_downstream_trigger_rules=False)
     def is_legacy_variant(value: Any) -> bool:
@@ -215,7 +216,7 @@ def build_protocols_pipeline(
     mapping = AEPCreateMappingSetOperator(
         task_id="mapping_set", name=names["mapping_set"], schema_id=target_schema.output, mappings=mappings, **common
     )
-    flow_spec = AEPGetFlowSpecOperator(task_id="flow_spec", name=flow_spec_name, **common)
+    flow_spec = AEPGetFlowSpecOperator(task_id="flow_spec", name=flow_spec_name, **lookup)
     copy_params = {"deltaColumn": {"name": delta_column}} if delta_column is not None else {}
     flow = AEPCreateFlowOperator(
         task_id="dataflow",

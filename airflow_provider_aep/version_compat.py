@@ -35,8 +35,8 @@ _HOMES: dict[str, tuple[str, str]] = {
     "task": ("airflow.sdk", "airflow.decorators"),
 }
 
-if TYPE_CHECKING:
-    pass
+if TYPE_CHECKING:  # type-check against the Task SDK's names (Airflow 3); at run time __getattr__ finds them
+    from airflow.sdk import BaseHook as BaseHook
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 import pendulum
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from airflow_provider_aep.operators.flow_service import AEPRunFlowOperator
+from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator
 from airflow_provider_aep.pipelines import build_protocols_pipeline
 
 try:

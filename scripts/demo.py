@@ -74,10 +74,10 @@ def run_lines(emulator: AEPEmulator, env: dict[str, str]) -> tuple[list[str], bo
     if not flows:
         return ["  no dataflow was created"], False
     flow = flows[0]
-    run = next(hook.list_runs(flow["id"]), None)
-    if run is None:
+    runs = hook.list_runs(flow["id"])
+    if not runs:
         return [f"  dataflow {flow['id']} has no run yet", f"  AEP link: {hook.dataflow_url(flow['id'])}"], False
-    summary = run_summary(run, flow["id"], hook.config.org_id, hook.config.sandbox)
+    summary = run_summary(runs[0], flow["id"], hook.config.org_id, hook.config.sandbox)
     records, files = summary["records"], summary["files"]
     return [
         f"  run {summary['run_id']}: {summary['status']} in {summary['duration_seconds']} s",

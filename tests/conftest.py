@@ -99,7 +99,7 @@ class RecordingTI:
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache():
-    from airflow_provider_aep.utils.http import TOKEN_CACHE
+    from airflow_provider_aep.utils.client_core import TOKEN_CACHE
 
     TOKEN_CACHE.clear()
     yield
@@ -115,9 +115,11 @@ def aep_conn(monkeypatch):
 
 @pytest.fixture
 def no_sleep(monkeypatch):
-    """Record retry back-off sleeps instead of sleeping."""
+    """Record the sync hook's retry back-off sleeps instead of sleeping."""
+    from airflow_provider_aep.hooks.aep import AEPHook
+
     slept: list[float] = []
-    monkeypatch.setattr("tenacity.nap.time.sleep", slept.append)
+    monkeypatch.setattr(AEPHook, "sleep", staticmethod(slept.append))
     return slept
 
 

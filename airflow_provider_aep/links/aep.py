@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_aep.links.urls import DATAFLOW_URL_KEY, RUN_URL_KEY
 from airflow_provider_aep.version_compat import BaseOperatorLink, XCom
-
-DATAFLOW_URL_KEY = "dataflow_url"
-RUN_URL_KEY = "run_url"
 
 
 class _XComUrlLink(BaseOperatorLink):

@@ -1,30 +1,61 @@
-"""What every AEP operator shares: the hook, retry settings, and get-or-create by name."""
+"""The bases of the AEP tasks: the hook and its retry settings, get-or-create by name, and waiting for a run."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_aep.exceptions import AEPApiError, AEPResourceConflictError, AEPValidationError
+from airflow_provider_aep.exceptions import (
+    AEPApiError,
+    AEPDuplicateResourceError,
+    AEPResourceConflictError,
+    AEPValidationError,
+)
 from airflow_provider_aep.hooks.aep import AEPHook
-from airflow_provider_aep.version_compat import BaseOperator
+from airflow_provider_aep.links.aep import AEPDataflowLink, AEPFlowRunLink
+from airflow_provider_aep.utils.flow_runs import FlowRunWatch, result_of_event, result_of_finished_run
+from airflow_provider_aep.version_compat import AirflowSensorTimeout, BaseOperator, conf
 
 IF_EXISTS_CHOICES = ("reuse", "fail")
+# Airflow's own deferral timeout is set this far past the trigger's deadline, so the trigger's `timeout`
+# event (with the run's last status and link) wins, while a lost trigger still cannot wait forever.
+DEFER_TIMEOUT_BUFFER = 300.0
 
 
-class AEPHookMixin:
+class AEPBaseOperator(BaseOperator):
     """
-    The hook of an AEP task, from its ``aep_conn_id`` and ``aep_retry_*`` attributes.
+    Base of every AEP task: the connection and the hook.
 
     The retry settings carry an ``aep_`` prefix because ``retries`` and ``retry_delay`` already belong to
     Airflow (they retry the whole task, and ``default_args`` sets them for every task).
+
+    :param aep_conn_id: the ``aep`` connection.
+    :param aep_retry_limit: retries of one AEP call on 429, 5xx or network errors; hook default if None.
+    :param aep_retry_delay: first backoff delay in seconds between those retries; hook default if None.
+    :param aep_retry_args: other :class:`~airflow_provider_aep.utils.client_core.RetryPolicy` fields.
     """
 
-    aep_conn_id: str
-    aep_retry_limit: int | None
-    aep_retry_delay: float | None
-    aep_retry_args: Mapping[str, Any] | None
+    template_fields: Sequence[str] = ("aep_conn_id",)
+    ui_color = "#fa0f00"  # Adobe red
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        aep_conn_id: str = AEPHook.default_conn_name,
+        aep_retry_limit: int | None = None,
+        aep_retry_delay: float | None = None,
+        aep_retry_args: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.aep_conn_id = aep_conn_id
+        self.aep_retry_limit = aep_retry_limit
+        self.aep_retry_delay = aep_retry_delay
+        self.aep_retry_args = aep_retry_args
 
     @cached_property
     def hook(self) -> AEPHook:
@@ -36,40 +67,19 @@ class AEPHookMixin:
         )
 
 
-class AEPBaseOperator(AEPHookMixin, BaseOperator):
+class AEPGetOrCreateOperator(AEPBaseOperator):
     """
-    Base of the AEP operators.
+    Base of the operators that get or create one AEP resource by name.
 
-    :param aep_conn_id: the ``aep`` connection.
     :param if_exists: ``"reuse"`` (default) returns the existing resource of that name when it matches
         what was asked; ``"fail"`` raises naming the existing id.
-    :param aep_retry_limit: retries of one AEP call on 429, 5xx or network errors; hook default if None.
-    :param aep_retry_delay: first backoff delay in seconds between those retries; hook default if None.
-    :param aep_retry_args: other :class:`~airflow_provider_aep.utils.http.RetryPolicy` fields.
     """
 
-    template_fields: Sequence[str] = ("aep_conn_id",)
-    ui_color = "#fa0f00"  # Adobe red
-    ui_fgcolor = "#ffffff"
-
-    def __init__(
-        self,
-        *,
-        aep_conn_id: str = AEPHook.default_conn_name,
-        if_exists: str = "reuse",
-        aep_retry_limit: int | None = None,
-        aep_retry_delay: float | None = None,
-        aep_retry_args: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, if_exists: str = "reuse", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if if_exists not in IF_EXISTS_CHOICES:
             raise AEPValidationError(f"if_exists={if_exists!r}: must be one of {', '.join(IF_EXISTS_CHOICES)}")
-        self.aep_conn_id = aep_conn_id
         self.if_exists = if_exists
-        self.aep_retry_limit = aep_retry_limit
-        self.aep_retry_delay = aep_retry_delay
-        self.aep_retry_args = aep_retry_args
 
     def get_or_create(
         self,
@@ -107,10 +117,7 @@ class AEPBaseOperator(AEPHookMixin, BaseOperator):
                 self.log.info("Created %s %r: %s", kind, name, resource_id)
                 return resource_id, True
         if len(existing) > 1:
-            ids = ", ".join(str(r.get(id_key)) for r in existing)
-            raise AEPResourceConflictError(
-                f"{len(existing)} {kind}s named {name!r} exist ({ids}); rename the resource or delete the extra ones"
-            )
+            raise AEPDuplicateResourceError(kind, name, [str(r.get(id_key)) for r in existing])
         resource = existing[0]
         resource_id = str(resource.get(id_key))
         if self.if_exists == "fail":
@@ -127,3 +134,80 @@ class AEPBaseOperator(AEPHookMixin, BaseOperator):
 def differ(label: str, existing: Any, wanted: Any) -> list[str]:
     """One difference line, or none, for a compared attribute."""
     return [] if existing == wanted else [f"{label} is {existing!r}, asked for {wanted!r}"]
+
+
+class AEPFlowRunWaitOperator(AEPBaseOperator):
+    """
+    Base of :class:`~airflow_provider_aep.sensors.flow_run.AEPFlowRunSensor` and
+    :class:`~airflow_provider_aep.operators.flow_run.AEPRunFlowOperator`: waiting for a flow run, in the
+    worker or deferred to :class:`~airflow_provider_aep.triggers.flow_run.AEPFlowRunTrigger`, and judging it.
+
+    :param flow_id: the dataflow.
+    :param fail_on_partial_success: fail on ``partialSuccess`` instead of succeeding with a warning.
+    :param deferrable: wait in the triggerer; the status is read first, so a finished run never defers.
+    """
+
+    template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "flow_id")
+    operator_extra_links = (AEPDataflowLink(), AEPFlowRunLink())
+
+    def __init__(
+        self,
+        *,
+        flow_id: str,
+        fail_on_partial_success: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.flow_id = flow_id
+        self.fail_on_partial_success = fail_on_partial_success
+        self.deferrable = deferrable
+
+    @property
+    def poll_seconds(self) -> float:
+        """Seconds between two status reads."""
+        raise NotImplementedError
+
+    @property
+    def wait_seconds(self) -> float:
+        """How long to wait for the run to finish."""
+        raise NotImplementedError
+
+    def result(self, watch: FlowRunWatch) -> dict[str, Any]:
+        """The task's result for the finished run ``watch`` saw."""
+        return result_of_finished_run(
+            watch.summary or {}, fail_on_partial_success=self.fail_on_partial_success, logger=self.log
+        )
+
+    def timeout_error(self, watch: FlowRunWatch, deadline: float) -> AirflowSensorTimeout:
+        return AirflowSensorTimeout(watch.timeout_message(deadline, self.hook.dataflow_url(self.flow_id)))
+
+    def defer_watch(self, watch: FlowRunWatch, deadline: float) -> None:
+        """Hand the wait to the triggerer; ``execute_complete`` resumes the task."""
+        # Imported here, not at module level: DAG files that import these tasks never need the trigger
+        # (nor airflow.triggers.base) to parse (bench/RESULTS.md, DAG-parse overhead).
+        from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
+
+        self.defer(
+            trigger=AEPFlowRunTrigger(
+                self.flow_id,
+                run_id=watch.run_id,
+                created_after_ms=watch.created_after_ms,
+                aep_conn_id=self.aep_conn_id,
+                poll_interval=self.poll_seconds,
+                end_time=deadline,
+                retry_args=self.hook.retry_policy.to_dict(),
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=max(0.0, deadline - time.time()) + self.poll_seconds + DEFER_TIMEOUT_BUFFER),
+        )
+
+    def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
+        """Resume after the trigger: the same value and errors as waiting in the worker."""
+        ti = context["ti"]
+        return result_of_event(
+            event,
+            fail_on_partial_success=self.fail_on_partial_success,
+            logger=self.log,
+            push=lambda key, value: ti.xcom_push(key=key, value=value),
+        )

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aep.operators.base import AEPBaseOperator, differ
+from airflow_provider_aep.operators.base import AEPGetOrCreateOperator, differ
 from airflow_provider_aep.utils.validation import require_text
 
 # The content type the protocols tutorial pins the dataset's schema reference to.
 DATASET_SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed-full-notext+json; version=1"
 
 
-class AEPCreateDatasetOperator(AEPBaseOperator):
+class AEPCreateDatasetOperator(AEPGetOrCreateOperator):
     """
     Get or create a dataset on an XDM schema (``POST /dataSets?requestDataSource=true``).
 
@@ -21,7 +21,7 @@ class AEPCreateDatasetOperator(AEPBaseOperator):
     :return: the dataset id.
     """
 
-    template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "name", "schema_id", "description")
+    template_fields: Sequence[str] = (*AEPGetOrCreateOperator.template_fields, "name", "schema_id", "description")
 
     def __init__(self, *, name: str, schema_id: str, description: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

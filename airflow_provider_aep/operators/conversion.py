@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aep.operators.base import AEPBaseOperator, differ
+from airflow_provider_aep.operators.base import AEPGetOrCreateOperator, differ
 from airflow_provider_aep.utils.validation import normalize_mappings, require_text
 
 MAPPING_SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
@@ -28,7 +28,7 @@ def mapping_set_schema(mapping_set: dict[str, Any]) -> str | None:
     return ((mapping_set.get("outputSchema") or {}).get("schemaRef") or {}).get("id") or mapping_set.get("xdmSchema")
 
 
-class AEPCreateMappingSetOperator(AEPBaseOperator):
+class AEPCreateMappingSetOperator(AEPGetOrCreateOperator):
     """
     Get or create a mapping set from source columns to target schema paths.
 
@@ -40,7 +40,7 @@ class AEPCreateMappingSetOperator(AEPBaseOperator):
         flow's Mapping transformation wants it).
     """
 
-    template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "name", "schema_id", "mappings")
+    template_fields: Sequence[str] = (*AEPGetOrCreateOperator.template_fields, "name", "schema_id", "mappings")
     template_fields_renderers = {"mappings": "json"}
 
     def __init__(self, *, name: str, schema_id: str, mappings: list[dict[str, Any]], **kwargs: Any) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_aep.exceptions import AEPResourceConflictError, AEPValidationError
-from airflow_provider_aep.hooks.aep import DATA_LAKE_CONNECTION_SPEC_ID
-from airflow_provider_aep.links.aep import DATAFLOW_URL_KEY, AEPDataflowLink
-from airflow_provider_aep.operators.base import AEPBaseOperator, differ
+from airflow_provider_aep.exceptions import AEPDuplicateResourceError, AEPResourceNotFoundError, AEPValidationError
+from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID
+from airflow_provider_aep.links.aep import AEPDataflowLink
+from airflow_provider_aep.links.urls import DATAFLOW_URL_KEY
+from airflow_provider_aep.operators.base import AEPBaseOperator, AEPGetOrCreateOperator, differ
 from airflow_provider_aep.utils.validation import (
     SOURCE_FORMAT_REQUIREMENTS,
     invalid,
@@ -36,7 +37,7 @@ def _spec_ref(spec_id: str) -> dict[str, str]:
     return {"id": spec_id, "version": "1.0"}
 
 
-class AEPCreateBaseConnectionOperator(AEPBaseOperator):
+class AEPCreateBaseConnectionOperator(AEPGetOrCreateOperator):
     """
     Get or create a base connection (``POST /connections``): a protocol source's, or the legacy
     dataset base connection (``connection_spec_id`` = the Data Lake spec, no ``auth``).
@@ -104,7 +105,7 @@ class AEPCreateBaseConnectionOperator(AEPBaseOperator):
         return connection_id
 
 
-class AEPCreateSourceConnectionOperator(AEPBaseOperator):
+class AEPCreateSourceConnectionOperator(AEPGetOrCreateOperator):
     """
     Get or create a source connection (``POST /sourceConnections``).
 
@@ -237,7 +238,7 @@ def _split_task_params(params: Any, dag: Any) -> tuple[dict[str, Any], Any]:
     }
 
 
-class AEPCreateTargetConnectionOperator(AEPBaseOperator):
+class AEPCreateTargetConnectionOperator(AEPGetOrCreateOperator):
     """
     Get or create a Data Lake target connection (``POST /targetConnections``) writing to a dataset.
 
@@ -320,7 +321,7 @@ class AEPGetFlowSpecOperator(AEPBaseOperator):
     """
     Look up a flow spec id by name (``GET /flowSpecs?property=name==…``); ``CRMToAEP`` serves the protocols sources.
 
-    :return: the flow spec id. Fails clearly when no spec or several specs carry the name.
+    :return: the flow spec id. Fails clearly when no spec (not found) or several specs carry the name.
     """
 
     template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "name")
@@ -334,17 +335,16 @@ class AEPGetFlowSpecOperator(AEPBaseOperator):
         specs = self.hook.find_flow_specs_by_name(name)
         sandbox = self.hook.config.sandbox
         if not specs:
-            raise AEPResourceConflictError(f"No flow spec named {name!r} in sandbox {sandbox!r}")
+            raise AEPResourceNotFoundError(f"No flow spec named {name!r} in sandbox {sandbox!r}")
         if len(specs) > 1:
-            ids = ", ".join(s.get("id", "?") for s in specs)
-            raise AEPResourceConflictError(
-                f"{len(specs)} flow specs named {name!r} in sandbox {sandbox!r} ({ids}); pass the id instead"
+            raise AEPDuplicateResourceError(
+                "flow spec", name, [s.get("id", "?") for s in specs], where=f" in sandbox {sandbox!r}"
             )
         self.log.info("Found flow spec %r: %s", name, specs[0]["id"])
         return specs[0]["id"]
 
 
-class AEPCreateFlowOperator(AEPBaseOperator):
+class AEPCreateFlowOperator(AEPGetOrCreateOperator):
     """
     Get or create a dataflow (``POST /flows``) from source and target connections.
 
@@ -451,16 +451,3 @@ def _as_int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-# The on-demand run operator lives beside the sensor it shares its wait with; it is a Flow Service call.
-from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator  # noqa: E402
-
-__all__ = [
-    "AEPCreateBaseConnectionOperator",
-    "AEPCreateFlowOperator",
-    "AEPCreateSourceConnectionOperator",
-    "AEPCreateTargetConnectionOperator",
-    "AEPGetFlowSpecOperator",
-    "AEPRunFlowOperator",
-]

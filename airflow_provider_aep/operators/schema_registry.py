@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_aep.exceptions import AEPApiError
-from airflow_provider_aep.operators.base import AEPBaseOperator, differ
+from airflow_provider_aep.operators.base import AEPGetOrCreateOperator, differ
 from airflow_provider_aep.utils.validation import adhoc_field_properties, require_text
 
 ADHOC_REF = "https://ns.adobe.com/xdm/data/adhoc"
@@ -38,7 +38,7 @@ def _refs(schema: Mapping[str, Any]) -> set[str]:
     return refs | set(schema.get("meta:extends") or []) | set(schema.get("refs") or [])
 
 
-class AEPCreateAdHocSchemaOperator(AEPBaseOperator):
+class AEPCreateAdHocSchemaOperator(AEPGetOrCreateOperator):
     """
     Get or create an ad hoc XDM class holding the source columns, and a schema from it.
 
@@ -51,7 +51,13 @@ class AEPCreateAdHocSchemaOperator(AEPBaseOperator):
     :return: the schema ``$id``; the class ``$id`` is pushed as XCom ``class_id``.
     """
 
-    template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "title", "fields", "description", "class_title")
+    template_fields: Sequence[str] = (
+        *AEPGetOrCreateOperator.template_fields,
+        "title",
+        "fields",
+        "description",
+        "class_title",
+    )
     template_fields_renderers = {"fields": "json"}
 
     def __init__(
@@ -95,14 +101,14 @@ class AEPCreateAdHocSchemaOperator(AEPBaseOperator):
             }
             return hook.create_class(payload)["$id"]
 
-        existing_schema = hook.find_schema_by_title(title)
-        if existing_schema:
-            class_id = self._class_of(hook.get_schema(existing_schema["$id"]))
+        existing_schemas = hook.find_schemas_by_title(title)
+        if len(existing_schemas) == 1:
+            class_id = self._class_of(hook.get_schema(existing_schemas[0]["$id"]))
         else:
             class_id, _ = self.get_or_create(
                 kind="ad hoc class",
                 name=class_title,
-                find=lambda: _listed(hook.find_class_by_title(class_title)),
+                find=lambda: hook.find_classes_by_title(class_title),
                 create=create_class,
                 differences=class_differences,
                 id_key="$id",
@@ -133,7 +139,7 @@ class AEPCreateAdHocSchemaOperator(AEPBaseOperator):
         schema_id, _ = self.get_or_create(
             kind="ad hoc schema",
             name=title,
-            find=lambda: _listed(existing_schema or hook.find_schema_by_title(title)),
+            find=lambda: existing_schemas or hook.find_schemas_by_title(title),
             create=create_schema,
             differences=schema_differences,
             id_key="$id",
@@ -148,7 +154,7 @@ class AEPCreateAdHocSchemaOperator(AEPBaseOperator):
         return refs[0] if refs else None
 
 
-class AEPCreateSchemaOperator(AEPBaseOperator):
+class AEPCreateSchemaOperator(AEPGetOrCreateOperator):
     """
     Get or create a tenant XDM schema extending a class with field groups (the tutorial's target schema).
 
@@ -159,7 +165,7 @@ class AEPCreateSchemaOperator(AEPBaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        *AEPBaseOperator.template_fields,
+        *AEPGetOrCreateOperator.template_fields,
         "title",
         "class_id",
         "field_group_ids",
@@ -214,13 +220,9 @@ class AEPCreateSchemaOperator(AEPBaseOperator):
         schema_id, _ = self.get_or_create(
             kind="schema",
             name=title,
-            find=lambda: _listed(hook.find_schema_by_title(title)),
+            find=lambda: hook.find_schemas_by_title(title),
             create=create,
             differences=differences,
             id_key="$id",
         )
         return schema_id
-
-
-def _listed(resource: dict[str, Any] | None) -> list[dict[str, Any]]:
-    return [resource] if resource else []

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.operators.base import AEPBaseOperator
 from airflow_provider_aep.utils.validation import optional_ids
 
 # Dependents before what they depend on: AEP refuses to delete a connection a flow still uses.
-DELETE_ORDER: tuple[tuple[str, str, Callable[[AEPHook, str], bool]], ...] = (
-    ("flows", "flow_ids", AEPHook.delete_flow),
-    ("source_connections", "source_connection_ids", AEPHook.delete_source_connection),
-    ("target_connections", "target_connection_ids", AEPHook.delete_target_connection),
-    ("base_connections", "base_connection_ids", AEPHook.delete_base_connection),
-    ("mapping_sets", "mapping_set_ids", AEPHook.delete_mapping_set),
-    ("datasets", "dataset_ids", AEPHook.delete_dataset),
-    ("schemas", "schema_ids", AEPHook.delete_schema),
-    ("classes", "class_ids", AEPHook.delete_class),
+# (kind, argument, the hook method that deletes one)
+DELETE_ORDER: tuple[tuple[str, str, str], ...] = (
+    ("flows", "flow_ids", "delete_flow"),
+    ("source_connections", "source_connection_ids", "delete_source_connection"),
+    ("target_connections", "target_connection_ids", "delete_target_connection"),
+    ("base_connections", "base_connection_ids", "delete_base_connection"),
+    ("mapping_sets", "mapping_set_ids", "delete_mapping_set"),
+    ("datasets", "dataset_ids", "delete_dataset"),
+    ("schemas", "schema_ids", "delete_schema"),
+    ("classes", "class_ids", "delete_class"),
 )
 
 
@@ -63,7 +63,7 @@ class AEPDeleteResourcesOperator(AEPBaseOperator):
         for kind, arg, delete in DELETE_ORDER:
             for resource_id in dict.fromkeys(optional_ids(getattr(self, arg))):
                 try:
-                    existed = delete(self.hook, resource_id)
+                    existed = getattr(self.hook, delete)(resource_id)
                 except Exception:
                     self.log.error("Deleting %s %s failed; deleted so far: %s", kind, resource_id, deleted or "nothing")
                     raise

@@ -1,21 +1,26 @@
 """
-Flow runs: the one status table, run summaries and the success/failure decision.
+Flow runs: the one status table, run summaries, the watch that polls a run, and the judgement of a finished one.
 
-Poke mode, the deferrable trigger and ``execute_complete`` all go through this module, so a run is judged
-the same way whichever path watched it (aep-api.md §4.9).
+Poke mode, the run operator's wait, the deferrable trigger and ``execute_complete`` all go through this
+module, so a run is watched and judged the same way whichever path watched it (aep-api.md §4.9).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aep.exceptions import AEPFlowRunFailedError
-from airflow_provider_aep.links.urls import dataflow_url
+from airflow_provider_aep.exceptions import AEPApiError, AEPFlowRunFailedError
+from airflow_provider_aep.links.urls import RUN_URL_KEY, dataflow_url
+from airflow_provider_aep.utils.client_core import Flow, dig, is_retryable
+
+if TYPE_CHECKING:
+    from airflow_provider_aep.hooks.operations import AEPOperations
 
 log = logging.getLogger(__name__)
 
@@ -53,33 +58,24 @@ STATUS_OUTCOMES: Mapping[str, Outcome] = MappingProxyType(
 )
 # One doc example writes "Failed"; matching is case-insensitive so both spellings land in the table.
 _OUTCOME_BY_FOLDED = {status.casefold(): outcome for status, outcome in STATUS_OUTCOMES.items()}
-# Outcome -> the trigger event status it produces ("success" / "failed"; PARTIAL is judged by decide()).
-EVENT_STATUS: Mapping[Outcome, str] = MappingProxyType(
-    {Outcome.SUCCESS: "success", Outcome.PARTIAL: "success", Outcome.FAILED: "failed"}
-)
-EVENT_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 
 
-def runs_query(flow_id: str, created_after_ms: int | None = None, limit: int | None = None) -> list[tuple[str, str]]:
-    """GET /runs filters for one flow's runs, newest first, optionally created at or after a time."""
-    params = [("property", f"flowId=={flow_id}"), ("orderby", "-createdAt")]
-    if created_after_ms is not None:
-        params.append(("property", f"createdAt>={int(created_after_ms)}"))
-    if limit is not None:
-        params.append(("limit", str(limit)))
-    return params
+class EventStatus(str, Enum):
+    """The ``status`` of an :class:`~airflow_provider_aep.triggers.flow_run.AEPFlowRunTrigger` event."""
 
+    SUCCESS = "success"  # success or partialSuccess: the task judges the summary as poke mode does
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    ERROR = "error"
 
-def newest_first(runs: Any, created_after_ms: int | None = None) -> list[dict[str, Any]]:
-    """Runs created at or after ``created_after_ms``, newest first, whatever order and filters AEP applied
-    (the allowed ``orderby`` fields of /runs are undocumented)."""
-    kept = [r for r in runs if created_after_ms is None or (r.get("createdAt") or 0) >= created_after_ms]
-    return sorted(kept, key=lambda r: r.get("createdAt") or 0, reverse=True)
+    @classmethod
+    def of(cls, outcome: Outcome) -> EventStatus:
+        return cls.FAILED if outcome is Outcome.FAILED else cls.SUCCESS
 
 
 def run_status(run: Mapping[str, Any] | None) -> str | None:
     """The run's status (``metrics.statusSummary.status``); None for no run or no status yet."""
-    status = _dig(run, "metrics", "statusSummary", "status")
+    status = dig(run, "metrics", "statusSummary", "status")
     return status if isinstance(status, str) and status else None
 
 
@@ -127,14 +123,14 @@ def run_errors(run: Mapping[str, Any] | None) -> list[dict[str, Any]]:
                 entry["activity"] = activity
             found.append(entry)
 
-    add(_dig(run, "metrics", "statusSummary", "errors"), None)
+    add(dig(run, "metrics", "statusSummary", "errors"), None)
     activities = (run or {}).get("activities") or (run or {}).get("activites") or []  # the spec misspells it
     for activity in activities if isinstance(activities, list) else []:
         if not isinstance(activity, Mapping):
             continue
         name = activity.get("name") if isinstance(activity.get("name"), str) else None
-        add(_dig(activity, "statusSummary", "errors"), name)
-        add(_dig(activity, "statusSummary", "extensions", "errors"), name)
+        add(dig(activity, "statusSummary", "errors"), name)
+        add(dig(activity, "statusSummary", "extensions", "errors"), name)
     return found
 
 
@@ -142,10 +138,10 @@ def run_summary(run: Mapping[str, Any], flow_id: str | None, org_id: str, sandbo
     """A JSON-serializable summary of a run: what the sensor returns and the trigger's event carries."""
     flow_id = flow_id or run.get("flowId")
     run_id = run.get("id")
-    started = _ms(_dig(run, "metrics", "durationSummary", "startedAtUTC"))
-    completed = _ms(_dig(run, "metrics", "durationSummary", "completedAtUTC"))
-    records = _dig(run, "metrics", "recordSummary") or {}
-    files = _dig(run, "metrics", "fileSummary") or {}
+    started = _ms(dig(run, "metrics", "durationSummary", "startedAtUTC"))
+    completed = _ms(dig(run, "metrics", "durationSummary", "completedAtUTC"))
+    records = dig(run, "metrics", "recordSummary") or {}
+    files = dig(run, "metrics", "fileSummary") or {}
     return {
         "run_id": run_id,
         "flow_id": flow_id,
@@ -193,18 +189,18 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-# ---------------------------------------------------------------- decision
-def decide(
+# ---------------------------------------------------------------- judgement
+def result_of_finished_run(
     summary: Mapping[str, Any],
     *,
     fail_on_partial_success: bool = False,
     logger: logging.Logger | None = None,
 ) -> dict[str, Any]:
     """
-    Judge a finished run from its summary: return the summary (success, or partialSuccess with a warning)
-    or raise :class:`AEPFlowRunFailedError` carrying the error codes, messages and run URL.
+    The task's result for a finished run: its summary (success, or partialSuccess with a warning), or
+    :class:`AEPFlowRunFailedError` carrying the error codes, messages and run URL.
 
-    Poke mode and ``execute_complete`` both end here, so both give the same value and the same errors.
+    Waiting in the worker and ``execute_complete`` both end here, so both give the same value and errors.
     """
     logger = logger or log
     outcome = outcome_of(summary.get("status"))
@@ -229,7 +225,7 @@ def decide(
         return dict(summary)
     if outcome is Outcome.FAILED:
         raise AEPFlowRunFailedError(f"{where} failed{_error_text(summary)}. See {summary.get('run_url')}", summary)
-    raise ValueError(f"{where} has not finished (status {summary.get('status')!r}); nothing to decide yet")
+    raise ValueError(f"{where} has not finished (status {summary.get('status')!r}); nothing to judge yet")
 
 
 def timeout_message(flow_id: str, run_id: str | None, last_status: str | None, deadline: float, url: str | None) -> str:
@@ -239,8 +235,7 @@ def timeout_message(flow_id: str, run_id: str | None, last_status: str | None, d
         state = "no matching run appeared"
     else:
         state = f"last status {last_status!r}" if last_status else "status not read yet"
-    when = _iso(int(deadline * 1000))
-    return f"Timed out waiting for {what}: the deadline {when} passed ({state}). See {url}"
+    return f"Timed out waiting for {what}: the deadline {readable_utc(deadline)} passed ({state}). See {url}"
 
 
 def _where(summary: Mapping[str, Any]) -> str:
@@ -256,14 +251,6 @@ def _error_text(summary: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- helpers
-def _dig(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def _ms(value: Any) -> int | None:
     try:
         ms = int(value)
@@ -276,6 +263,11 @@ def _iso(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat() if ms else None
 
 
+def readable_utc(epoch_seconds: float) -> str:
+    """``2026-12-01 16:04:05 UTC``: how logs and messages show a point in time."""
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _count(obj: Any, key: str) -> int | None:
     value = obj.get(key) if isinstance(obj, Mapping) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:  # -1 means unknown
@@ -285,3 +277,106 @@ def _count(obj: Any, key: str) -> int | None:
 
 def _fmt(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else "?"
+
+
+# ---------------------------------------------------------------- watching
+class FlowRunWatch:
+    """
+    Watches one flow run, one status read per :meth:`poll`, for every wait: the sensor's pokes, the run
+    operator's wait and the trigger alike.
+
+    Without ``run_id`` it watches the newest run created at or after ``created_after_ms`` and, once it has
+    one, follows that run to its end. Retryable failures that outlast the hook's retries count as "still
+    waiting", so a rate-limited or flaky API never ends the wait; the deadline still applies.
+    """
+
+    def __init__(
+        self,
+        flow_id: str,
+        *,
+        run_id: str | None = None,
+        created_after_ms: int | None = None,
+        logger: Any = None,  # a logging.Logger, or the task's or trigger's own logger
+    ) -> None:
+        self.flow_id = flow_id
+        self.run_id = run_id
+        self.created_after_ms = created_after_ms
+        self.log = logger or log
+        self.summary: dict[str, Any] | None = None
+        self._warned: set[str] = set()
+
+    def poll(self, hook: AEPOperations) -> Flow[Outcome]:
+        """Read the run once (a flow: drive it with ``hook``), log a progress line, and say what it means."""
+        try:
+            run = yield from self._read(hook)
+        except AEPApiError as exc:
+            if not is_retryable(exc):
+                raise
+            self.log.warning("Reading AEP flow run status failed after retries (%s); polling on", exc)
+            return Outcome.WAIT
+        if run is None:
+            after = (
+                ""
+                if self.created_after_ms is None
+                else f" created at or after {readable_utc(self.created_after_ms / 1000)}"
+            )
+            self.log.info("No run of AEP flow %s%s yet", self.flow_id, after)
+            return Outcome.WAIT
+        config = hook.config
+        self.summary = run_summary(run, self.flow_id, config.org_id, config.sandbox)
+        if self.run_id is None:  # follow this run to its end, even if a newer one starts meanwhile
+            self.run_id = self.summary["run_id"]
+            self.log.info("Watching AEP flow run %s (%s)", self.run_id, self.summary["run_url"])
+        self.log.info(progress_line(self.summary, time.time()))
+        return outcome_of(self.summary["status"], warned=self._warned, logger=self.log)
+
+    def _read(self, hook: AEPOperations) -> Flow[dict[str, Any] | None]:
+        if self.run_id is not None:
+            return (yield from hook.get_run.flow(self.run_id))
+        runs = yield from hook.list_runs.flow(self.flow_id, created_after_ms=self.created_after_ms)
+        return runs[0] if runs else None
+
+    def timeout_message(self, deadline: float, dataflow_page: str) -> str:
+        summary = self.summary or {}
+        url = summary.get("run_url") or dataflow_page
+        return timeout_message(self.flow_id, self.run_id, summary.get("status"), deadline, url)
+
+    def event(self, status: EventStatus, message: str) -> dict[str, Any]:
+        """The payload of the trigger's one event."""
+        return {
+            "status": status.value,
+            "message": message,
+            "flow_id": self.flow_id,
+            "run_id": self.run_id,
+            "summary": self.summary,
+        }
+
+
+def result_of_event(
+    event: Any,
+    *,
+    fail_on_partial_success: bool,
+    logger: logging.Logger,
+    push: Any = None,
+) -> dict[str, Any]:
+    """
+    The task's result from the trigger's event: the same value and the same exceptions as waiting in the
+    worker (:func:`result_of_finished_run`; ``AirflowSensorTimeout`` on ``timeout``). ``push(key, value)``
+    records the run's link once it is known.
+    """
+    from airflow_provider_aep.version_compat import AirflowException, AirflowSensorTimeout
+
+    statuses = {s.value for s in EventStatus}
+    if not isinstance(event, Mapping) or event.get("status") not in statuses:
+        raise AirflowException(f"AEPFlowRunTrigger sent an event this provider does not understand: {event!r}")
+    summary = event.get("summary")
+    if push and isinstance(summary, Mapping) and summary.get("run_url"):
+        push(RUN_URL_KEY, summary["run_url"])
+    status = event["status"]
+    if status == EventStatus.TIMEOUT:
+        raise AirflowSensorTimeout(event.get("message") or "Timed out waiting for the AEP flow run")
+    if status == EventStatus.ERROR or not isinstance(summary, Mapping):
+        raise AirflowException(
+            f"Waiting for AEP flow run {event.get('run_id')} of flow {event.get('flow_id')} failed: {event.get('message')}"
+        )
+    return result_of_finished_run(summary, fail_on_partial_success=fail_on_partial_success, logger=logger)

@@ -17,7 +17,7 @@ from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
-from airflow_provider_aep.utils.http import TOKEN_CACHE
+from airflow_provider_aep.utils.client_core import TOKEN_CACHE
 from tests.conftest import airflow_3
 
 ODATA_SPEC = "8e6b41a8-d998-4545-ad7d-c6a9fff406c3"
@@ -208,9 +208,7 @@ async def test_trigger_survives_a_revoked_token_and_injected_faults(emulator, ho
     )
     emulator.faults = FaultConfig(rate=0.4, statuses=(429, 500, 502, 503), retry_after=0, seed=7)
 
-    from airflow_provider_aep.hooks import aep_async
-
-    real_sleep = aep_async.async_sleep
+    real_sleep = AEPAsyncHook.sleep
     polls = {"n": 0}
 
     async def sleep_and_revoke(seconds: float) -> None:
@@ -219,7 +217,7 @@ async def test_trigger_survives_a_revoked_token_and_injected_faults(emulator, ho
             emulator.revoke_tokens()
         await real_sleep(seconds)
 
-    monkeypatch.setattr(aep_async, "async_sleep", sleep_and_revoke)
+    monkeypatch.setattr(AEPAsyncHook, "sleep", staticmethod(sleep_and_revoke))
     event = await run_trigger(
         AEPFlowRunTrigger(flow_id, run_id=run_id, poll_interval=0.1, end_time=time.time() + 60, retry_args=FAST_RETRIES)
     )

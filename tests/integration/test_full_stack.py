@@ -432,10 +432,7 @@ def _run_and_check(api: Api, emu: AEPEmulator, clock: HeldClock, home: Path, nam
         e for e in events if e.get("event") == "Trigger fired event" and e.get("filename") == "triggerer_job_runner.py"
     ]
     assert len(fired) == 1 and "'status': 'success'" in fired[0]["result"] and watched_run in fired[0]["result"], fired
-    # A real triggerer process counts as one: its first AEP trigger froze its heap ([aep] freeze_triggerer_heap).
     messages = [str(e.get("event")) for e in events]
-    froze = [message for message in messages if message.startswith("Froze the ")]
-    assert len(froze) == 1 and "freeze_triggerer_heap = False turns this off" in froze[0], messages
 
     def first(prefix: str) -> int:
         found = [i for i, message in enumerate(messages) if message.startswith(prefix)]

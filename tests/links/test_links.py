@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_aep.links.aep import AEPDataflowLink, AEPFlowRunLink
-from airflow_provider_aep.operators.flow_service import (
-    AEPCreateFlowOperator,
-    AEPRunFlowOperator,
-)
+from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator
+from airflow_provider_aep.operators.flow_service import AEPCreateFlowOperator
 from airflow_provider_aep.sensors.flow_run import AEPFlowRunSensor
 
 

@@ -6,7 +6,12 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from airflow_provider_aep.exceptions import AEPResourceConflictError, AEPValidationError
+from airflow_provider_aep.exceptions import (
+    AEPDuplicateResourceError,
+    AEPResourceConflictError,
+    AEPResourceNotFoundError,
+    AEPValidationError,
+)
 from airflow_provider_aep.operators.flow_service import (
     AEPCreateBaseConnectionOperator,
     AEPCreateFlowOperator,
@@ -289,13 +294,14 @@ def test_flow_spec_lookup(context, requests_mock):
     ("items", "message"),
     [
         ([], "No flow spec named 'CRMToAEP' in sandbox 'dev'"),
-        ([FLOW_SPEC, {**FLOW_SPEC, "id": "x"}], "2 flow specs named"),
+        ([FLOW_SPEC, {**FLOW_SPEC, "id": "x"}], "2 flow specs named 'CRMToAEP' in sandbox 'dev' exist"),
     ],
 )
 def test_flow_spec_lookup_needs_exactly_one_match(context, requests_mock, items, message):
     requests_mock.get(f"{FS}/flowSpecs", json={"items": items})
-    with pytest.raises(AEPResourceConflictError, match=message):
+    with pytest.raises((AEPResourceNotFoundError, AEPDuplicateResourceError), match=message) as err:
         AEPGetFlowSpecOperator(task_id="t").execute(context)
+    assert isinstance(err.value, AEPDuplicateResourceError if items else AEPResourceNotFoundError)
 
 
 # ---------------------------------------------------------------- flow

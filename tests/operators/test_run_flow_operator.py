@@ -11,15 +11,14 @@ import pytest
 import time_machine
 
 from airflow_provider_aep.exceptions import AEPFlowRunFailedError, AEPValidationError
-from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.links.aep import AEPDataflowLink, AEPFlowRunLink
+from airflow_provider_aep.operators.base import DEFER_TIMEOUT_BUFFER
 from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator
-from airflow_provider_aep.sensors.flow_run import DEFER_TIMEOUT_BUFFER
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.version_compat import AirflowSensorTimeout, TaskDeferred
 from tests.conftest import ORG_ID, PLATFORM, RecordingTI
-from tests.hooks.test_aep_async_hook import FakeAEP
+from tests.fake_aep import FakeAEP
 from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
 
 FS = f"{PLATFORM}/data/foundation/flowservice"
@@ -249,7 +248,7 @@ async def test_execute_complete_matches_waiting_in_the_worker(ti_context, reques
             200, json={"items": [make_run(final, activities=FAILED_ACTIVITIES if final != "success" else None)]}
         ),
     )
-    monkeypatch.setattr(aep_async, "async_sleep", fake_sleep)
+    monkeypatch.setattr(AEPAsyncHook, "sleep", staticmethod(fake_sleep))
     monkeypatch.setattr(AEPFlowRunTrigger, "_make_hook", lambda self: AEPAsyncHook(transport=fake.transport))
     (event,) = [e.payload async for e in deferred.value.trigger.run()]
     resumed = outcome(lambda: op.execute_complete({"ti": RecordingTI()}, json.loads(json.dumps(event))))

@@ -12,10 +12,10 @@ import pytest
 import time_machine
 
 from airflow_provider_aep.exceptions import AEPFlowRunFailedError
-from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.links.aep import AEPDataflowLink, AEPFlowRunLink
-from airflow_provider_aep.sensors.flow_run import DEFER_TIMEOUT_BUFFER, AEPFlowRunSensor
+from airflow_provider_aep.operators.base import DEFER_TIMEOUT_BUFFER
+from airflow_provider_aep.sensors.flow_run import AEPFlowRunSensor
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.version_compat import (
     AirflowException,
@@ -25,7 +25,7 @@ from airflow_provider_aep.version_compat import (
     TaskDeferred,
 )
 from tests.conftest import ORG_ID, PLATFORM, RecordingTI, task_log_text
-from tests.hooks.test_aep_async_hook import FakeAEP
+from tests.fake_aep import FakeAEP
 from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
 
 FS = f"{PLATFORM}/data/foundation/flowservice"
@@ -274,7 +274,7 @@ def trigger_against(monkeypatch, aep_conn, clock):
     async def fake_sleep(seconds: float) -> None:
         clock.shift(seconds)
 
-    monkeypatch.setattr(aep_async, "async_sleep", fake_sleep)
+    monkeypatch.setattr(AEPAsyncHook, "sleep", staticmethod(fake_sleep))
 
     async def run(trigger: AEPFlowRunTrigger, *runs: dict) -> dict:
         fake = FakeAEP()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import logging
-import sys
 import time
-import types
 from datetime import UTC, datetime
 
 import httpx
@@ -16,11 +15,10 @@ import time_machine
 
 from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
-from airflow_provider_aep.triggers import flow_run as trigger_module
-from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
-from airflow_provider_aep.utils.http import RetryPolicy
+from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger, poll_lead
+from airflow_provider_aep.utils.client_core import RetryPolicy
 from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, task_log_text
-from tests.hooks.test_aep_async_hook import FakeAEP
+from tests.fake_aep import FakeAEP
 from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
 
 
@@ -50,7 +48,7 @@ def slept(monkeypatch, clock) -> list[float]:
         waits.append(seconds)
         clock.shift(seconds)
 
-    monkeypatch.setattr(aep_async, "async_sleep", fake_sleep)
+    monkeypatch.setattr(AEPAsyncHook, "sleep", staticmethod(fake_sleep))
     return waits
 
 
@@ -127,7 +125,7 @@ async def test_success_yields_one_success_event_with_the_summary(fake, slept):
     assert summary["status"] == "success"
     assert summary["records"] == {"input": 1200, "output": 1150, "failed": 50}
     assert summary["run_url"].endswith(f"@{ORG_ID}/sname:dev/platform/source/dataflows/flow-1/activity/run-1")
-    assert slept == [60, 60]
+    assert slept == [59.5, 59.5]  # planned poll_lead early, so a run's end is seen within 60 s
     assert json.loads(json.dumps(event)) == event
 
 
@@ -217,13 +215,13 @@ async def test_the_deadline_is_honoured_within_one_poll_interval(fake, slept):
     fake.on("GET", f"{RUNS}/run-1", ok(make_run("inProgress")))
     (event,) = await events_of(trigger(end_time=NOW_S + 150, poll_interval=60))
     assert event["status"] == "timeout"
-    assert slept == [60, 60, 30]  # the last wait stops at the deadline
+    assert slept == [59.5, 59.5, 31]  # the last wait stops at the deadline
     assert "run-1" in event["message"] and "'inProgress'" in event["message"]
     assert event["summary"]["run_url"] in event["message"]
     assert len(fake.platform_calls()) == 3
 
 
-async def test_polls_are_a_recent_read_time_less_than_an_interval_apart(fake, slept, clock):
+async def test_polls_keep_their_times_however_long_a_read_takes(fake, slept, clock):
     starts: list[float] = []
 
     def slow(run: dict):
@@ -237,59 +235,12 @@ async def test_polls_are_a_recent_read_time_less_than_an_interval_apart(fake, sl
     fake.on("GET", f"{RUNS}/run-1", *(slow(make_run("inProgress")) for _ in range(3)), ok(make_run("success")))
     (event,) = await events_of(trigger())
     assert event["status"] == "success"
-    # 57 s apart (the 2 s read, rounded up to a twentieth of the interval): a run that ends just after a read
-    # is in the answer of the next, within 60 s, not 62.
-    assert round(starts[2] - starts[1], 6) == 57
-    assert starts[1] - starts[0] <= 57
+    assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [59.5, 59.5]
 
 
-async def test_polls_fall_on_one_grid_so_triggers_started_apart_read_together(fake, slept, clock):
-    clock.shift(25)  # started at 12:00:25
-    fake.on("GET", f"{RUNS}/run-1", ok(make_run("inProgress")), ok(make_run("inProgress")), ok(make_run("success")))
-    await events_of(trigger())
-    assert slept == [35, 60]  # first poll at once, then on the minute, with every other 60 s trigger
-
-
-@pytest.fixture
-def freezes(monkeypatch):
-    """The ``gc.freeze()`` calls of triggers run as in a fresh process; a fake triggerer module unless removed."""
-    frozen: list[bool] = []
-    monkeypatch.setattr(trigger_module.gc, "freeze", lambda: frozen.append(True))
-    monkeypatch.setattr(trigger_module, "_heap_freeze_checked", False)
-    monkeypatch.setitem(sys.modules, trigger_module._TRIGGERER_MODULE, types.ModuleType("triggerer"))
-    return frozen
-
-
-async def test_a_triggerer_freezes_its_heap_once_at_its_first_aep_trigger(fake, freezes, caplog):
-    fake.on("GET", f"{RUNS}/run-1", ok(make_run("success")))
-    with caplog.at_level(logging.INFO, logger="airflow_provider_aep"):
-        for _ in range(3):
-            await events_of(trigger())
-    assert freezes == [True]
-    assert caplog.text.count("[aep] freeze_triggerer_heap = False turns this off") == 1
-
-
-async def test_freeze_triggerer_heap_false_leaves_the_heap_alone(fake, freezes, monkeypatch):
-    monkeypatch.setenv("AIRFLOW__AEP__FREEZE_TRIGGERER_HEAP", "False")
-    fake.on("GET", f"{RUNS}/run-1", ok(make_run("success")))
-    await events_of(trigger())
-    assert freezes == []
-
-
-async def test_outside_a_triggerer_the_heap_is_never_frozen(fake, freezes, monkeypatch):
-    monkeypatch.delitem(sys.modules, trigger_module._TRIGGERER_MODULE)  # dag.test(), a user's test session
-    fake.on("GET", f"{RUNS}/run-1", ok(make_run("success")))
-    await events_of(trigger())
-    assert freezes == []
-
-
-async def test_a_bad_freeze_triggerer_heap_value_is_a_warning_not_a_failed_trigger(fake, freezes, monkeypatch, caplog):
-    monkeypatch.setenv("AIRFLOW__AEP__FREEZE_TRIGGERER_HEAP", "sometimes")
-    fake.on("GET", f"{RUNS}/run-1", ok(make_run("success")))
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_aep"):
-        (event,) = await events_of(trigger())
-    assert event["status"] == "success" and freezes == []
-    assert "[aep] freeze_triggerer_heap is not a boolean" in caplog.text and "sometimes" in caplog.text
+@pytest.mark.parametrize(("interval", "lead"), [(1, 0.1), (5, 0.5), (10, 0.5), (60, 0.5), (600, 0.5)])
+def test_polls_are_planned_a_little_less_than_an_interval_apart(interval, lead):
+    assert poll_lead(interval) == pytest.approx(lead)
 
 
 async def test_waiting_for_a_run_that_never_appears_times_out(fake):
@@ -357,7 +308,7 @@ async def test_transient_errors_while_polling_are_retried(fake, slept, status):
     )
     (event,) = await events_of(trigger())
     assert event["status"] == "success"
-    assert slept[:2] == [60, 5.0 if status == 429 else 0.5]
+    assert slept[:2] == [59.5, 5.0 if status == 429 else 0.5]
 
 
 async def test_retryable_errors_beyond_the_retry_limit_keep_polling_until_the_deadline(fake, caplog, capsys):

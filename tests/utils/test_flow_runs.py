@@ -15,9 +15,9 @@ from airflow_provider_aep.utils.flow_runs import (
     STATUS_OUTCOMES,
     FlowRunStatus,
     Outcome,
-    decide,
     outcome_of,
     progress_line,
+    result_of_finished_run,
     run_errors,
     run_summary,
     timeout_message,
@@ -182,7 +182,7 @@ def test_progress_line_shows_status_elapsed_and_records():
 # ---------------------------------------------------------------- decision
 def test_success_returns_the_summary():
     summary = run_summary(make_run("success"), "flow-1", ORG, "dev")
-    assert decide(summary) == summary
+    assert result_of_finished_run(summary) == summary
 
 
 def test_failed_raises_with_codes_messages_and_the_run_link():
@@ -191,7 +191,7 @@ def test_failed_raises_with_codes_messages_and_the_run_link():
     )
     summary = run_summary(run, "flow-1", ORG, "dev")
     with pytest.raises(AEPFlowRunFailedError) as err:
-        decide(summary)
+        result_of_finished_run(summary)
     text = str(err.value)
     assert "run-1" in text and "failed" in text
     assert "[CONNECTOR-1001-500] copy failed" in text
@@ -203,17 +203,17 @@ def test_failed_raises_with_codes_messages_and_the_run_link():
 def test_partial_success_warns_by_default_and_fails_when_asked(caplog):
     summary = run_summary(make_run("partialSuccess", activities=FAILED_ACTIVITIES[1:]), "flow-1", ORG, "dev")
     with caplog.at_level(logging.WARNING):
-        assert decide(summary) == summary
+        assert result_of_finished_run(summary) == summary
     warning = caplog.records[-1].getMessage()
     assert "partialSuccess" in warning and "50 records failed" in warning and summary["run_url"] in warning
     with pytest.raises(AEPFlowRunFailedError, match=r"partialSuccess.*INGEST-1212-400"):
-        decide(summary, fail_on_partial_success=True)
+        result_of_finished_run(summary, fail_on_partial_success=True)
 
 
 @pytest.mark.parametrize("status", ["scheduled", "inProgress", "somethingNew", None])
 def test_deciding_an_unfinished_run_is_a_programming_error(status):
     with pytest.raises(ValueError):
-        decide(run_summary(make_run(status), "f", ORG, "dev"))
+        result_of_finished_run(run_summary(make_run(status), "f", ORG, "dev"))
 
 
 def test_failure_survives_pickling():
@@ -225,7 +225,7 @@ def test_failure_survives_pickling():
 def test_timeout_message_names_the_run_status_deadline_and_link():
     text = timeout_message("flow-1", "run-1", "inProgress", STARTED_MS / 1000, "https://x/run-1")
     assert text == (
-        "Timed out waiting for AEP flow run run-1 of flow flow-1: the deadline 2024-01-01T00:00:00+00:00 passed "
+        "Timed out waiting for AEP flow run run-1 of flow flow-1: the deadline 2024-01-01 00:00:00 UTC passed "
         "(last status 'inProgress'). See https://x/run-1"
     )
     assert "no matching run appeared" in timeout_message("flow-1", None, None, 0, "u")

@@ -1,0 +1,449 @@
+"""
+AEP's operations, each written once as a flow of the client core and inherited by both hooks:
+:class:`~airflow_provider_aep.hooks.aep.AEPHook` runs them, :class:`~airflow_provider_aep.hooks.aep_async.AEPAsyncHook`
+returns coroutines of them.
+
+Lookups by name (``find_*``) return every match as a list; creates never blindly re-send a POST: after an
+ambiguous failure they look the resource up by name first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from airflow_provider_aep.exceptions import AEPApiError
+from airflow_provider_aep.links.urls import dataflow_url
+from airflow_provider_aep.utils.client_core import (
+    XED_LOOKUP_ACCEPT,
+    ClientCore,
+    Flow,
+    FoundAfterLostResponse,
+    created_id,
+    only_match,
+    operation,
+    unwrap_single_item,
+)
+
+log = logging.getLogger(__name__)
+
+DATA_LAKE_CONNECTION_SPEC_ID = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"
+Resources = list[dict[str, Any]]
+
+
+def _q(resource_id: str) -> str:
+    return quote(resource_id, safe="")
+
+
+def runs_query(flow_id: str, created_after_ms: int | None = None, limit: int | None = None) -> list[tuple[str, str]]:
+    """GET /runs filters for one flow's runs, newest first, optionally created at or after a time."""
+    params = [("property", f"flowId=={flow_id}"), ("orderby", "-createdAt")]
+    if created_after_ms is not None:
+        params.append(("property", f"createdAt>={int(created_after_ms)}"))
+    if limit is not None:
+        params.append(("limit", str(limit)))
+    return params
+
+
+def newest_first(runs: Resources, created_after_ms: int | None = None) -> Resources:
+    """Runs created at or after ``created_after_ms``, newest first, whatever order and filters AEP applied
+    (the allowed ``orderby`` fields of /runs are undocumented)."""
+    kept = [r for r in runs if created_after_ms is None or (r.get("createdAt") or 0) >= created_after_ms]
+    return sorted(kept, key=lambda r: r.get("createdAt") or 0, reverse=True)
+
+
+class AEPOperations(ClientCore):
+    """Schema Registry, Catalog, Flow Service and Data Prep calls, as flows."""
+
+    _tenant_id: str | None = None
+
+    def dataflow_url(self, flow_id: str, run_id: str | None = None) -> str:
+        return dataflow_url(self.config.org_id, self.config.sandbox, flow_id, run_id)
+
+    # ------------------------------------------------------------------ creates and deletes (shared mechanics)
+    def _create(
+        self,
+        service: str,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        find: Callable[[], Flow[Resources]] | None,
+        kind: str,
+        name: Any,
+        params: Mapping[str, Any] | None = None,
+    ) -> Flow[Any]:
+        what = f"{kind} {name!r}"
+
+        def recover() -> Flow[dict[str, Any] | None]:
+            assert find is not None
+            return only_match((yield from find()), kind, name)
+
+        result = yield from self.request.flow(
+            "POST", service, path, json=payload, params=params, idempotent=False, recover=recover if find else None
+        )
+        if isinstance(result, FoundAfterLostResponse):
+            log.warning(
+                "The response to creating %s was lost, but the earlier attempt did commit it; using it: %s",
+                what,
+                created_id(result.resource),
+            )
+            return result.resource
+        return result
+
+    def _delete(self, service: str, path: str, *, what: str) -> Flow[bool]:
+        """
+        DELETE; True if it existed. A 404 (already gone, maybe by our own lost earlier attempt) counts
+        as done, and so does Catalog's 200 with an empty list, its way of saying nothing matched.
+        """
+        try:
+            body = yield from self.request.flow("DELETE", service, path)
+        except AEPApiError as exc:
+            if not exc.is_not_found:
+                raise
+            body = []
+        if body == []:
+            log.info("%s was already gone", what)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ Schema Registry
+    @operation
+    def get_stats(self) -> Flow[dict[str, Any]]:
+        return (yield from self.request.flow("GET", "schemaregistry", "/stats"))
+
+    @operation
+    def get_tenant_id(self) -> Flow[str]:
+        """The org's tenant id: custom XDM fields live under ``_{tenantId}``."""
+        if self._tenant_id is None:
+            self._tenant_id = (yield from self.get_stats.flow())["tenantId"]
+        return self._tenant_id
+
+    @operation
+    def list_xdm_resources(
+        self, kind: str, *, container: str = "tenant", properties: list[str] | None = None
+    ) -> Flow[Resources]:
+        """Summaries of classes, schemas or fieldgroups; ``properties`` are ``property=`` filters."""
+        params = [("property", p) for p in properties or []]
+        return (yield from self.paginate_schema_registry.flow(f"/{container}/{kind}", params))
+
+    @operation
+    def find_xdm_by_title(self, kind: str, title: str, *, container: str = "tenant") -> Flow[Resources]:
+        """The classes, schemas or field groups with exactly this title."""
+        listed = yield from self.list_xdm_resources.flow(kind, container=container, properties=[f"title=={title}"])
+        return [r for r in listed if r.get("title") == title]
+
+    @operation
+    def find_classes_by_title(self, title: str) -> Flow[Resources]:
+        return (yield from self.find_xdm_by_title.flow("classes", title))
+
+    @operation
+    def find_schemas_by_title(self, title: str) -> Flow[Resources]:
+        return (yield from self.find_xdm_by_title.flow("schemas", title))
+
+    @operation
+    def get_xdm_resource(
+        self, kind: str, resource_id: str, *, container: str = "tenant", accept: str = XED_LOOKUP_ACCEPT
+    ) -> Flow[dict[str, Any]]:
+        path = f"/{container}/{kind}/{_q(resource_id)}"
+        return (yield from self.request.flow("GET", "schemaregistry", path, accept=accept))
+
+    @operation
+    def get_class(self, class_id: str, *, accept: str = XED_LOOKUP_ACCEPT) -> Flow[dict[str, Any]]:
+        container = "global" if class_id.startswith("https://ns.adobe.com/xdm/") else "tenant"
+        return (yield from self.get_xdm_resource.flow("classes", class_id, container=container, accept=accept))
+
+    @operation
+    def get_schema(self, schema_id: str, *, accept: str = XED_LOOKUP_ACCEPT) -> Flow[dict[str, Any]]:
+        return (yield from self.get_xdm_resource.flow("schemas", schema_id, accept=accept))
+
+    @operation
+    def create_class(self, payload: Mapping[str, Any]) -> Flow[dict[str, Any]]:
+        """POST /tenant/classes; returns the class (with ``$id``)."""
+        title = payload["title"]
+        return (
+            yield from self._create(
+                "schemaregistry",
+                "/tenant/classes",
+                payload,
+                find=lambda: self.find_classes_by_title.flow(title),
+                kind="class",
+                name=title,
+            )
+        )
+
+    @operation
+    def create_schema(self, payload: Mapping[str, Any]) -> Flow[dict[str, Any]]:
+        """POST /tenant/schemas; returns the schema (with ``$id``)."""
+        title = payload["title"]
+        return (
+            yield from self._create(
+                "schemaregistry",
+                "/tenant/schemas",
+                payload,
+                find=lambda: self.find_schemas_by_title.flow(title),
+                kind="schema",
+                name=title,
+            )
+        )
+
+    @operation
+    def patch_schema(self, schema_id: str, operations: list[dict[str, Any]]) -> Flow[dict[str, Any]]:
+        """JSON-Patch a tenant schema, e.g. add field groups to ``/allOf/-``."""
+        return (
+            yield from self.request.flow("PATCH", "schemaregistry", f"/tenant/schemas/{_q(schema_id)}", json=operations)
+        )
+
+    @operation
+    def list_field_groups(self, *, container: str = "global", intended_to_extend: str | None = None) -> Flow[Resources]:
+        props = [f"meta:intendedToExtend=={intended_to_extend}"] if intended_to_extend else None
+        return (yield from self.list_xdm_resources.flow("fieldgroups", container=container, properties=props))
+
+    @operation
+    def delete_schema(self, schema_id: str) -> Flow[bool]:
+        return (
+            yield from self._delete("schemaregistry", f"/tenant/schemas/{_q(schema_id)}", what=f"schema {schema_id}")
+        )
+
+    @operation
+    def delete_class(self, class_id: str) -> Flow[bool]:
+        return (yield from self._delete("schemaregistry", f"/tenant/classes/{_q(class_id)}", what=f"class {class_id}"))
+
+    # ------------------------------------------------------------------ Catalog
+    @operation
+    def create_dataset(self, payload: Mapping[str, Any]) -> Flow[str]:
+        """POST /dataSets?requestDataSource=true; returns the dataset id."""
+        name = payload["name"]
+        result = yield from self._create(
+            "catalog",
+            "/dataSets",
+            payload,
+            params={"requestDataSource": "true"},
+            find=lambda: self.find_datasets_by_name.flow(name),
+            kind="dataset",
+            name=name,
+        )
+        if isinstance(result, list) and result:  # ["@/dataSets/<id>"]
+            return str(result[0]).rsplit("/", 1)[-1]
+        if isinstance(result, dict) and "id" in result:
+            return str(result["id"])
+        raise AEPApiError(f"unexpected dataset create response: {result!r}", method="POST", url="/dataSets")
+
+    @operation
+    def get_dataset(self, dataset_id: str) -> Flow[dict[str, Any]]:
+        body = (yield from self.request.flow("GET", "catalog", f"/dataSets/{_q(dataset_id)}")) or {}
+        obj: dict[str, Any] = body.get(dataset_id) or next(iter(body.values()), {})
+        return {"id": dataset_id, **obj}
+
+    @operation
+    def list_datasets(self, params: Mapping[str, Any] | None = None) -> Flow[Resources]:
+        return (yield from self.paginate_catalog.flow("/dataSets", params))
+
+    @operation
+    def find_datasets_by_name(self, name: str) -> Flow[Resources]:
+        # Catalog treats * as a wildcard in name filters; ** is a literal asterisk.
+        listed = yield from self.list_datasets.flow({"property": f"name=={name.replace('*', '**')}"})
+        return [d for d in listed if d.get("name") == name]
+
+    @operation
+    def delete_dataset(self, dataset_id: str) -> Flow[bool]:
+        return (yield from self._delete("catalog", f"/dataSets/{_q(dataset_id)}", what=f"dataset {dataset_id}"))
+
+    # ------------------------------------------------------------------ Flow Service (shared shapes)
+    def _flow_get(self, collection: str, resource_id: str) -> Flow[dict[str, Any]]:
+        body = yield from self.request.flow("GET", "flowservice", f"/{collection}/{_q(resource_id)}")
+        return unwrap_single_item(body or {})
+
+    def _flow_find(self, collection: str, name: str, filters: list[str] | None = None) -> Flow[Resources]:
+        listed = yield from self.paginate_flow_service.flow(f"/{collection}", [("property", f) for f in filters or []])
+        return [r for r in listed if r.get("name") == name]
+
+    def _flow_create(
+        self, collection: str, payload: Mapping[str, Any], find: Callable[[], Flow[Resources]]
+    ) -> Flow[str]:
+        kind, name = collection[:-1], payload.get("name")
+        return created_id(
+            (yield from self._create("flowservice", f"/{collection}", payload, find=find, kind=kind, name=name))
+        )
+
+    def _flow_delete(self, collection: str, resource_id: str) -> Flow[bool]:
+        what = f"{collection[:-1]} {resource_id}"
+        return (yield from self._delete("flowservice", f"/{collection}/{_q(resource_id)}", what=what))
+
+    # connection specs and flow specs
+    @operation
+    def get_connection_spec(self, spec_id: str) -> Flow[dict[str, Any]]:
+        return (yield from self._flow_get("connectionSpecs", spec_id))
+
+    @operation
+    def find_connection_specs_by_name(self, name: str) -> Flow[Resources]:
+        return (yield from self._flow_find("connectionSpecs", name, [f"name=={name}"]))
+
+    @operation
+    def get_flow_spec(self, flow_spec_id: str) -> Flow[dict[str, Any]]:
+        return (yield from self._flow_get("flowSpecs", flow_spec_id))
+
+    @operation
+    def find_flow_specs_by_name(self, name: str) -> Flow[Resources]:
+        return (yield from self._flow_find("flowSpecs", name, [f'name=="{name}"']))
+
+    # base connections
+    @operation
+    def create_base_connection(self, payload: Mapping[str, Any]) -> Flow[str]:
+        name = payload["name"]
+        return (
+            yield from self._flow_create("connections", payload, lambda: self.find_base_connections_by_name.flow(name))
+        )
+
+    @operation
+    def get_base_connection(self, connection_id: str) -> Flow[dict[str, Any]]:
+        return (yield from self._flow_get("connections", connection_id))
+
+    @operation
+    def find_base_connections_by_name(self, name: str) -> Flow[Resources]:
+        return (yield from self._flow_find("connections", name, [f"name=={name}"]))
+
+    @operation
+    def delete_base_connection(self, connection_id: str) -> Flow[bool]:
+        return (yield from self._flow_delete("connections", connection_id))
+
+    # source connections (only id, connectionSpec.id and baseConnectionId are filterable server-side)
+    @operation
+    def create_source_connection(self, payload: Mapping[str, Any]) -> Flow[str]:
+        name, base_id = payload["name"], payload.get("baseConnectionId")
+        return (
+            yield from self._flow_create(
+                "sourceConnections", payload, lambda: self.find_source_connections_by_name.flow(name, base_id)
+            )
+        )
+
+    @operation
+    def get_source_connection(self, connection_id: str) -> Flow[dict[str, Any]]:
+        return (yield from self._flow_get("sourceConnections", connection_id))
+
+    @operation
+    def find_source_connections_by_name(self, name: str, base_connection_id: str | None = None) -> Flow[Resources]:
+        filters = [f"baseConnectionId=={base_connection_id}"] if base_connection_id else None
+        return (yield from self._flow_find("sourceConnections", name, filters))
+
+    @operation
+    def delete_source_connection(self, connection_id: str) -> Flow[bool]:
+        return (yield from self._flow_delete("sourceConnections", connection_id))
+
+    # target connections
+    @operation
+    def create_target_connection(self, payload: Mapping[str, Any]) -> Flow[str]:
+        name, spec_id = payload["name"], (payload.get("connectionSpec") or {}).get("id")
+        return (
+            yield from self._flow_create(
+                "targetConnections", payload, lambda: self.find_target_connections_by_name.flow(name, spec_id)
+            )
+        )
+
+    @operation
+    def get_target_connection(self, connection_id: str) -> Flow[dict[str, Any]]:
+        return (yield from self._flow_get("targetConnections", connection_id))
+
+    @operation
+    def find_target_connections_by_name(self, name: str, connection_spec_id: str | None = None) -> Flow[Resources]:
+        filters = [f"connectionSpec.id=={connection_spec_id}"] if connection_spec_id else None
+        return (yield from self._flow_find("targetConnections", name, filters))
+
+    @operation
+    def delete_target_connection(self, connection_id: str) -> Flow[bool]:
+        return (yield from self._flow_delete("targetConnections", connection_id))
+
+    # flows
+    @operation
+    def create_flow(self, payload: Mapping[str, Any]) -> Flow[str]:
+        name = payload["name"]
+        return (yield from self._flow_create("flows", payload, lambda: self.find_flows_by_name.flow(name)))
+
+    @operation
+    def get_flow(self, flow_id: str) -> Flow[dict[str, Any]]:
+        return (yield from self._flow_get("flows", flow_id))
+
+    @operation
+    def find_flows_by_name(self, name: str) -> Flow[Resources]:
+        return (yield from self._flow_find("flows", name, [f"name=={name}"]))
+
+    @operation
+    def update_flow(self, flow_id: str, operations: list[dict[str, Any]]) -> Flow[dict[str, Any]]:
+        """JSON-Patch a flow with the If-Match its etag needs; on a stale etag (412) re-read and apply once more."""
+        for stale_seen in (False, True):
+            etag = (yield from self.get_flow.flow(flow_id)).get("etag")
+            try:
+                return (
+                    yield from self.request.flow(
+                        "PATCH",
+                        "flowservice",
+                        f"/flows/{_q(flow_id)}",
+                        json=operations,
+                        headers={"If-Match": etag or ""},
+                    )
+                )
+            except AEPApiError as exc:
+                if exc.status != 412 or stale_seen:
+                    raise
+                log.info("Flow %s changed while we patched it (HTTP 412); re-reading its etag", flow_id)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @operation
+    def delete_flow(self, flow_id: str) -> Flow[bool]:
+        return (yield from self._flow_delete("flows", flow_id))
+
+    # runs
+    @operation
+    def create_run(self, flow_id: str, params: Mapping[str, Any]) -> Flow[str]:
+        """POST /runs (on-demand run of a flow scheduled ``once``); accepts all three documented answer shapes."""
+        sent_at_ms = int(time.time() * 1000) - 1000
+
+        def find() -> Flow[Resources]:
+            return (yield from self.list_runs.flow(flow_id, created_after_ms=sent_at_ms))[:1]
+
+        payload = {"flowId": flow_id, "params": dict(params)}
+        return created_id(
+            (yield from self._create("flowservice", "/runs", payload, find=find, kind="run of flow", name=flow_id))
+        )
+
+    @operation
+    def get_run(self, run_id: str) -> Flow[dict[str, Any]]:
+        return (yield from self._flow_get("runs", run_id))
+
+    @operation
+    def list_runs(
+        self, flow_id: str, *, created_after_ms: int | None = None, limit: int | None = None
+    ) -> Flow[Resources]:
+        """The flow's runs, newest first (sorted here too, since the allowed ``orderby`` fields are undocumented)."""
+        runs = yield from self.paginate_flow_service.flow("/runs", runs_query(flow_id, created_after_ms, limit))
+        return newest_first(runs, created_after_ms)
+
+    # ------------------------------------------------------------------ Conversion (Data Prep)
+    @operation
+    def create_mapping_set(self, payload: Mapping[str, Any]) -> Flow[dict[str, Any]]:
+        """POST /mappingSets (answers 200, not 201); returns ``{"id", "version", ...}``."""
+        name = payload.get("name")
+        find = (lambda: self.find_mapping_sets_by_name.flow(name)) if name else None
+        return (
+            yield from self._create("conversion", "/mappingSets", payload, find=find, kind="mapping set", name=name)
+        )
+
+    @operation
+    def get_mapping_set(self, mapping_set_id: str) -> Flow[dict[str, Any]]:
+        return (yield from self.request.flow("GET", "conversion", f"/mappingSets/{_q(mapping_set_id)}"))
+
+    @operation
+    def list_mapping_sets(self, params: Mapping[str, Any] | None = None) -> Flow[Resources]:
+        return (yield from self.paginate_conversion.flow("/mappingSets", params))
+
+    @operation
+    def find_mapping_sets_by_name(self, name: str) -> Flow[Resources]:
+        listed = yield from self.list_mapping_sets.flow({"name": name})
+        return [m for m in listed if m.get("name") == name]
+
+    @operation
+    def delete_mapping_set(self, mapping_set_id: str) -> Flow[bool]:
+        path = f"/mappingSets/{_q(mapping_set_id)}"
+        return (yield from self._delete("conversion", path, what=f"mapping set {mapping_set_id}"))
