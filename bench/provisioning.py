@@ -124,10 +124,10 @@ class TaskMeter:
         self._patched: list[tuple[type, Callable]] = []
 
     def patch(self, dag: Any) -> None:
-        from airflow_provider_aep.operators.base import AEPHookMixin
+        from airflow_provider_aep.operators.base import AEPBaseOperator
 
         for cls in {type(t) for t in dag.tasks}:
-            if not issubclass(cls, AEPHookMixin) or "execute" in getattr(cls, "_bench_wrapped", ()):
+            if not issubclass(cls, AEPBaseOperator) or "execute" in getattr(cls, "_bench_wrapped", ()):
                 continue
             original = cls.execute
             meter = self
@@ -162,7 +162,7 @@ class TaskMeter:
 
 def run_ours(variant: str, dags: Path) -> dict[str, Any]:
     from airflow_provider_aep.testing import AEPEmulator
-    from airflow_provider_aep.utils.http import TOKEN_CACHE
+    from airflow_provider_aep.utils.client_core import TOKEN_CACHE
 
     TOKEN_CACHE.clear()
     out: dict[str, Any] = {"variant": variant}

@@ -1,188 +1,177 @@
-"""Benchmark 3: 1,000 AEPFlowRunTriggers in one event loop, next to the same watch in poke mode.
+"""Benchmark 3: deferred AEP sensors in one triggerer process, side by side with Airflow's DateTimeTriggers.
 
-The orchestrator (``run``) starts the emulator as its own process, creates one dataflow and N on-demand
-runs with AEPHook (spread over a few seconds, so they finish at staggered times), then starts a clean
-child process (``--child``) that runs the N triggers in one asyncio loop, as the triggerer does, with
-a 10 ms ticker measuring event-loop lag and sampling RSS. After it: the runs' ``completedAtUTC`` from
-the emulator gives each event's delay from completion.
+The orchestrator (``run``) starts the emulator as its own process and a clean child process that sets up as
+Airflow's trigger runner does (``airflow.jobs.triggerer_job_runner`` and the models loaded, trigger log lines
+rendered as JSON by Airflow's own logging setup, written to a file). It then feeds the child one trigger at a
+time over ``spread_s`` seconds, as sensors defer over time: for ``--variant aep`` it first starts an on-demand
+run in the emulator and the child runs an ``AEPFlowRunTrigger`` on it; for ``--variant datetime`` the child runs
+a ``DateTimeTrigger`` whose moment is when such a run would end. The child creates each trigger as
+``TriggerRunner.create_triggers`` does (one per loop iteration), measures event-loop lag with a 10 ms ticker,
+CPU, RSS and garbage collections, and reports when each event arrived. Afterwards the runs' ``completedAtUTC``
+give each AEP event's delay from the run's end.
 
-Poke mode (``--poke-child``): one process with AEPFlowRunSensor.poke() called against a running run:
-RSS and CPU per poke; N sensors in poke mode hold N such worker slots.
+Poke mode (``--poke-child``): one process calling ``AEPFlowRunSensor.poke()`` on a running run: RSS and CPU
+per poke; N sensors in poke mode hold N such worker slots.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import emulator_env, emulator_process, median, proc_status_kb, raise_nofile, run_json
+from bench.common import REPO, emulator_env, emulator_process, median, proc_status_kb, raise_nofile, run_json
+
+RUN_START_DELAY_S = 30.0  # the emulator starts an on-demand run 30 emulated seconds after it is created
+VARIANTS = ("aep", "datetime")
 
 
 # ---------------------------------------------------------------------------------------------- child
-async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
-    from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
+class Meter:
+    """Event-loop lag (a 10 ms ticker), RSS, and the garbage collector's work, from start() to stop()."""
+
+    def __init__(self) -> None:
+        self.lag_ms: list[float] = []
+        self.slow: list[tuple[float, float]] = []
+        self.gc = {"count": [0, 0, 0], "max_ms": [0.0, 0.0, 0.0]}
+        self.baseline_kb = self.peak_kb = proc_status_kb("VmRSS")
+        self._gc_started = 0.0
+        self._stop = asyncio.Event()
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        gen = info["generation"]
+        self.gc["count"][gen] += 1
+        self.gc["max_ms"][gen] = max(self.gc["max_ms"][gen], (time.perf_counter() - self._gc_started) * 1000)
+
+    async def tick(self) -> None:
+        loop, started, ticks = asyncio.get_running_loop(), time.monotonic(), 0
+        while not self._stop.is_set():
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            over = (loop.time() - before - 0.01) * 1000
+            self.lag_ms.append(over)
+            if over > 50:
+                self.slow.append((round(time.monotonic() - started, 2), round(over, 1)))
+            ticks += 1
+            if ticks % 10 == 0:
+                self.peak_kb = max(self.peak_kb, proc_status_kb("VmRSS"))
+
+    def start(self) -> asyncio.Task[None]:
+        gc.callbacks.append(self._on_gc)
+        self.cpu0, self.wall0 = time.process_time(), time.monotonic()
+        return asyncio.get_running_loop().create_task(self.tick())
+
+    def stop(self) -> dict[str, Any]:
+        cpu, wall = time.process_time() - self.cpu0, time.monotonic() - self.wall0
+        self._stop.set()
+        gc.callbacks.remove(self._on_gc)
+        self.peak_kb = max(self.peak_kb, proc_status_kb("VmRSS"))
+        lags = sorted(self.lag_ms)
+        return {
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "cpu_ms_per_s": cpu / wall * 1000 if wall else float("nan"),
+            "max_loop_lag_ms": lags[-1] if lags else float("nan"),
+            "p99_loop_lag_ms": lags[int(len(lags) * 0.99)] if lags else float("nan"),
+            "added_rss_mb": (self.peak_kb - self.baseline_kb) / 1024,
+            "baseline_rss_mb": self.baseline_kb / 1024,
+            "gc": self.gc,
+            "gc_frozen_objects": gc.get_freeze_count(),
+            "lag_over_50ms": self.slow[:20],
+        }
+
+
+def _make_trigger(variant: str, item: dict[str, Any], payload: dict[str, Any]) -> Any:
+    if variant == "datetime":
+        from datetime import UTC, datetime
+
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        return DateTimeTrigger(moment=datetime.fromtimestamp(item["moment"], tz=UTC))
     from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 
-    polls = {"n": 0}
-    real_get_run = AEPAsyncHook.get_run
+    return AEPFlowRunTrigger(
+        payload["flow_id"],
+        run_id=item["id"],
+        poll_interval=payload["poll_interval"],
+        end_time=time.time() + payload["deadline_s"],
+    )
 
-    async def counting_get_run(self: Any, run_id: str) -> dict[str, Any]:
-        polls["n"] += 1
-        return await real_get_run(self, run_id)
 
-    AEPAsyncHook.get_run = counting_get_run  # type: ignore[method-assign]
-    http: dict[str, Any] = {"list_reads": 0, "single_reads": 0, "other": 0}
-    read_s: dict[str, list[float]] = {}
-    real_request = AEPAsyncHook.request
+async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run one trigger per line of stdin (a JSON object), until stdin closes and every trigger has fired."""
+    variant = payload["variant"]
+    counts = {"polls": 0, "list_reads": 0, "single_reads": 0, "other_requests": 0}
+    if variant == "aep":
+        from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
+        from airflow_provider_aep.utils.flow_runs import FlowRunWatch
 
-    async def counting_request(self: Any, method: str, service: str, path: str, **kwargs: Any) -> Any:
-        kind = "list_reads" if path == "/runs" else "single_reads" if path.startswith("/runs/") else "other"
-        http[kind] += 1
-        t0 = time.monotonic()
-        try:
-            return await real_request(self, method, service, path, **kwargs)
-        finally:
-            read_s.setdefault(kind, []).append(time.monotonic() - t0)
+        real_poll, real_send = FlowRunWatch.poll, AEPAsyncHook.send_now
 
-    AEPAsyncHook.request = counting_request  # type: ignore[method-assign]
+        def counting_poll(self: Any, hook: Any) -> Any:
+            counts["polls"] += 1
+            return real_poll(self, hook)
 
-    import gc
+        async def counting_send(self: Any, request: Any) -> Any:
+            path = request.url.split("/flowservice", 1)[-1]
+            kind = "list_reads" if path == "/runs" else "single_reads" if path.startswith("/runs/") else "other"
+            counts[kind if kind != "other" else "other_requests"] += 1
+            return await real_send(self, request)
 
-    gc_stats = {"max_ms": [0.0, 0.0, 0.0], "count": [0, 0, 0], "total_ms": 0.0, "promoted": 0}
-    gc_started = [0.0]
-    young = [0]
+        FlowRunWatch.poll = counting_poll  # type: ignore[method-assign]
+        AEPAsyncHook.send_now = counting_send  # type: ignore[method-assign]
 
-    def gc_callback(phase: str, info: dict[str, Any]) -> None:
-        gen = info["generation"]
-        if phase == "start":
-            if gen == 1:  # what a generation-1 collection does not free moves to the oldest generation
-                young[0] = len(gc.get_objects(generation=0)) + len(gc.get_objects(generation=1))
-            gc_started[0] = time.perf_counter()
-            return
-        took = (time.perf_counter() - gc_started[0]) * 1000
-        if gen == 1:
-            gc_stats["promoted"] += young[0] - info["collected"]
-        gc_stats["count"][gen] += 1
-        gc_stats["max_ms"][gen] = max(gc_stats["max_ms"][gen], took)
-        gc_stats["total_ms"] += took
-
-    gc.callbacks.append(gc_callback)
-    slow: list[tuple[float, float]] = []
-
-    baseline_kb = proc_status_kb("VmRSS")
-    peak_kb = baseline_kb
-    lag = {"max": 0.0, "max_after_start": 0.0, "max_without_full_gc": 0.0, "ticks": 0}
-    stop = asyncio.Event()
-    started = time.monotonic()
-
-    async def ticker() -> None:
-        nonlocal peak_kb
-        loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            before, full_gcs = loop.time(), gc_stats["count"][2]
-            await asyncio.sleep(0.01)
-            over = loop.time() - before - 0.01
-            if gc_stats["count"][2] == full_gcs:  # no full (generation 2) collection during this tick
-                lag["max_without_full_gc"] = max(lag["max_without_full_gc"], over)
-            if over > 0.05:
-                slow.append((round(time.monotonic() - started, 3), round(over * 1000, 1)))
-            lag["max"] = max(lag["max"], over)
-            if time.monotonic() - started > 2.0:
-                lag["max_after_start"] = max(lag["max_after_start"], over)
-            lag["ticks"] += 1
-            if lag["ticks"] % 10 == 0:
-                peak_kb = max(peak_kb, proc_status_kb("VmRSS"))
-
-    end_time = time.time() + payload["deadline_s"]
-    triggers = [
-        AEPFlowRunTrigger(payload["flow_id"], run_id=run_id, poll_interval=payload["poll_interval"], end_time=end_time)
-        for run_id in payload["run_ids"]
-    ]
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     events: dict[str, dict[str, Any]] = {}
+    meter = Meter()
 
-    async def one(trigger: AEPFlowRunTrigger) -> None:
+    async def one(key: str, trigger: Any) -> None:
         async for event in trigger.run():
-            events[trigger.run_id] = {"received": time.time(), "status": event.payload["status"]}
+            payload_of = event.payload
+            status = payload_of.get("status") if isinstance(payload_of, dict) else "fired"
+            events[key] = {"received": time.time(), "status": status}
 
-    cpu0, wall0 = time.process_time(), time.monotonic()
-    tick = asyncio.create_task(ticker())
+    ticker = meter.start()
     watching = []
-    for t in triggers:  # as Airflow's TriggerRunner.create_triggers starts them: one per loop iteration
-        await asyncio.sleep(0)
-        watching.append(asyncio.create_task(one(t)))
+    while line := await reader.readline():
+        item = json.loads(line)
+        await asyncio.sleep(0)  # as TriggerRunner.create_triggers: one new trigger per loop iteration
+        watching.append(loop.create_task(one(item["id"], _make_trigger(variant, item, payload))))
     await asyncio.gather(*watching)
-    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
-    stop.set()
-    await tick
-    gc.callbacks.remove(gc_callback)
-    for kind, times in read_s.items():  # request latency as the loop saw it (emulator service time + queueing)
-        http[f"{kind}_median_ms"] = median(times) * 1000
-        http[f"{kind}_max_ms"] = max(times) * 1000
-    peak_kb = max(peak_kb, proc_status_kb("VmRSS"))
-    return {
-        "n": len(triggers),
-        "baseline_rss_mb": baseline_kb / 1024,
-        "peak_rss_mb": peak_kb / 1024,
-        "added_rss_mb": (peak_kb - baseline_kb) / 1024,
-        "vmhwm_mb": proc_status_kb("VmHWM") / 1024,
-        "cpu_s": cpu,
-        "wall_s": wall,
-        "polls": polls["n"],
-        "cpu_ms_per_poll": cpu / polls["n"] * 1000 if polls["n"] else float("nan"),
-        "promoted_per_poll": gc_stats["promoted"] / polls["n"] if polls["n"] else float("nan"),
-        "max_loop_lag_ms": lag["max"] * 1000,
-        "max_loop_lag_after_start_ms": lag["max_after_start"] * 1000,
-        "max_loop_lag_without_full_gc_ms": lag["max_without_full_gc"] * 1000,
-        "http": http,
-        "gc": gc_stats,
-        "frozen_objects": gc.get_freeze_count(),
-        "lag_over_50ms": slow[:50],
-        "events": events,
-    }
+    measured = meter.stop()
+    await ticker
+    return {"n": len(watching), **measured, **counts, "events": events}
 
 
 def child_main(path: str) -> None:
     raise_nofile()
     payload = json.loads(Path(path).read_text())
-    import logging
-
-    # What a triggerer has loaded before any trigger: not part of what the triggers add. The trigger runner module
-    # also makes this process a triggerer for [aep] freeze_triggerer_heap.
+    # What a triggerer has loaded before any trigger: not part of what the triggers add.
     import airflow.jobs.triggerer_job_runner
     import airflow.models  # noqa: F401
+    from airflow.sdk.log import configure_logging
 
-    from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger  # noqa: F401
-
-    logging.getLogger("airflow").setLevel(logging.WARNING)
-    logging.getLogger("airflow_provider_aep").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # What one full collection of this heap costs before any trigger exists: the floor of any full collection
-    # during the run, whoever's allocations start it. Also leaves the collector in a steady state, as in a
-    # triggerer that has been up for a while, rather than right after its imports.
-    heap_full_gc_ms, heap_objects = full_gc_ms()
+    configure_logging(json_output=True, output=Path(payload["log_file"]).open("wb"))  # noqa: SIM115
+    if payload["variant"] == "aep":
+        from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger  # noqa: F401
+    else:
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger  # noqa: F401
+    gc.collect()  # a steady state, as in a triggerer that has been up a while, rather than right after imports
     result = asyncio.run(_watch(payload))
-    result["heap_full_gc_ms"] = heap_full_gc_ms
-    result["heap_objects"] = heap_objects
-    print(json.dumps(result))
-
-
-def full_gc_ms(repeat: int = 3) -> tuple[float, int]:
-    """Median time of a full collection of this process's heap, and the number of objects it holds."""
-    import gc
-
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        gc.collect()
-        times.append((time.perf_counter() - t0) * 1000)
-    return median(times), len(gc.get_objects())
+    Path(payload["result_file"]).write_text(json.dumps(result))
 
 
 def poke_child_main(path: str) -> None:
@@ -197,7 +186,7 @@ def poke_child_main(path: str) -> None:
         def xcom_push(self, key: str, value: Any) -> None:
             pass
 
-    sensor = AEPFlowRunSensor(task_id="wait", flow_id=payload["flow_id"], run_id=payload["run_ids"][0], poke_interval=1)
+    sensor = AEPFlowRunSensor(task_id="wait", flow_id=payload["flow_id"], run_id=payload["run_id"], poke_interval=1)
     context = {"ti": TI()}
     sensor.poke(context)  # first poke: connection lookup, token, session
     pokes = payload.get("pokes", 5)
@@ -205,15 +194,7 @@ def poke_child_main(path: str) -> None:
     for _ in range(pokes):
         sensor.poke(context)
     cpu = time.process_time() - cpu0
-    print(
-        json.dumps(
-            {
-                "rss_mb": proc_status_kb("VmRSS") / 1024,
-                "vmhwm_mb": proc_status_kb("VmHWM") / 1024,
-                "cpu_ms_per_poke": cpu / pokes * 1000,
-            }
-        )
-    )
+    print(json.dumps({"rss_mb": proc_status_kb("VmRSS") / 1024, "cpu_ms_per_poke": cpu / pokes * 1000}))
 
 
 # ----------------------------------------------------------------------------------------- orchestrator
@@ -234,81 +215,128 @@ def _make_flow(hook: Any) -> str:
     return hook.create_flow(body)
 
 
+def _start_run(hook: Any, flow_id: str) -> str:
+    now = int(time.time())
+    return hook.create_run(flow_id, {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now})
+
+
+def _feed(child: subprocess.Popen[str], n: int, spread_s: float, item: Any) -> None:
+    """``item(i)`` for i in range(n), one JSON line each, evenly over ``spread_s`` seconds; then close stdin."""
+    assert child.stdin is not None
+    t0 = time.time()
+    for i in range(n):
+        child.stdin.write(json.dumps(item(i)) + "\n")
+        child.stdin.flush()
+        pause = t0 + spread_s * (i + 1) / n - time.time()
+        if pause > 0:
+            time.sleep(pause)
+    child.stdin.close()
+
+
+def _run_child(variant: str, env: dict[str, str], payload: dict[str, Any], feed: Any) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"aep-bench-trig-{variant}-"))
+    payload = {**payload, "variant": variant, "log_file": str(workdir / "triggers.log")}
+    payload["result_file"] = str(workdir / "result.json")
+    (workdir / "payload.json").write_text(json.dumps(payload))
+    stderr = workdir / "stderr.txt"
+    with stderr.open("w") as errors:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.triggerer", "--child", str(workdir / "payload.json")],
+            stdin=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        try:
+            feed(child)
+            child.wait(timeout=payload["deadline_s"] + 120)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    if child.returncode != 0:
+        raise RuntimeError(f"the {variant} child failed ({child.returncode}):\n{stderr.read_text()[-4000:]}")
+    result = json.loads(Path(payload["result_file"]).read_text())
+    result["log_lines"] = len(Path(payload["log_file"]).read_text().splitlines())
+    return result
+
+
+def _statuses(events: dict[str, dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for e in events.values():
+        out[e["status"]] = out.get(e["status"], 0) + 1
+    return out
+
+
 def run(
     n: int = 1000,
-    poll_interval: float = 1.0,
-    time_scale: float = 3.0,
-    run_duration: float = 30.0,
-    spread_s: float = 8.0,
+    poll_interval: float = 10.0,
+    run_seconds: float = 60.0,
+    spread_s: float = 60.0,
     pokes: int = 5,
-    freeze_triggerer_heap: bool = True,
 ) -> dict[str, Any]:
-    """Runs start ``30 / time_scale`` s after creation and finish ``run_duration / time_scale`` s later."""
+    """Each run ends ``RUN_START_DELAY_S + run_seconds`` s after it starts; N of them start over ``spread_s``."""
     raise_nofile()
-    with emulator_process("--time-scale", str(time_scale), "--run-duration", str(run_duration)) as base_url:
-        env = emulator_env(base_url)
+    lifetime = RUN_START_DELAY_S + run_seconds
+    deadline_s = spread_s + lifetime + 10 * poll_interval
+    with emulator_process("--time-scale", "1", "--run-duration", str(run_seconds)) as base_url:
+        env = {**emulator_env(base_url), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
         os.environ["AIRFLOW_CONN_AEP_DEFAULT"] = env["AIRFLOW_CONN_AEP_DEFAULT"]
         from airflow_provider_aep.hooks.aep import AEPHook
 
         hook = AEPHook()
         flow_id = _make_flow(hook)
+        payload = {"flow_id": flow_id, "poll_interval": poll_interval, "deadline_s": deadline_s}
         run_ids: list[str] = []
-        t0 = time.time()
-        for i in range(n):
-            now = int(time.time())
-            run_ids.append(
-                hook.create_run(flow_id, {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now})
-            )
-            lag = t0 + spread_s * (i + 1) / n - time.time()
-            if lag > 0:
-                time.sleep(lag)
-        created_s = time.time() - t0
-        workdir = Path(tempfile.mkdtemp(prefix="aep-bench-trig-"))
-        payload = {
-            "flow_id": flow_id,
-            "run_ids": run_ids,
-            "poll_interval": poll_interval,
-            "deadline_s": 600,
-            "pokes": pokes,
-        }
-        (workdir / "payload.json").write_text(json.dumps(payload))
-        child_env = {**env, "AIRFLOW__AEP__FREEZE_TRIGGERER_HEAP": str(freeze_triggerer_heap)}
-        child = run_json(
-            [sys.executable, "-m", "bench.triggerer", "--child", str(workdir / "payload.json")], env=child_env
-        )
-        completed_ms = {}
-        for run_id in run_ids:
-            record = hook.get_run(run_id)
-            completed_ms[run_id] = record["metrics"]["durationSummary"]["completedAtUTC"]
-        # Poke mode, on a run still in progress.
-        now = int(time.time())
-        long_run = hook.create_run(flow_id, {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now})
-        (workdir / "poke.json").write_text(json.dumps({**payload, "run_ids": [long_run]}))
-        poke = run_json([sys.executable, "-m", "bench.triggerer", "--poke-child", str(workdir / "poke.json")], env=env)
 
-    events = child.pop("events")
-    delays = [events[r]["received"] - completed_ms[r] / 1000 for r in run_ids if r in events]
-    statuses: dict[str, int] = {}
-    for e in events.values():
-        statuses[e["status"]] = statuses.get(e["status"], 0) + 1
-    child.update(
+        def aep_item(i: int) -> dict[str, Any]:
+            run_ids.append(_start_run(hook, flow_id))
+            return {"id": run_ids[-1]}
+
+        aep = _run_child("aep", env, payload, lambda child: _feed(child, n, spread_s, aep_item))
+        completed_s = {r: hook.get_run(r)["metrics"]["durationSummary"]["completedAtUTC"] / 1000 for r in run_ids}
+        datetime = _run_child(
+            "datetime",
+            env,
+            payload,
+            lambda child: _feed(child, n, spread_s, lambda i: {"id": str(i), "moment": time.time() + lifetime}),
+        )
+        poke_file = Path(tempfile.mkdtemp(prefix="aep-bench-poke-")) / "poke.json"
+        poke_file.write_text(json.dumps({"flow_id": flow_id, "run_id": _start_run(hook, flow_id), "pokes": pokes}))
+        poke = run_json([sys.executable, "-m", "bench.triggerer", "--poke-child", str(poke_file)], env=env)
+
+    events = aep.pop("events")
+    delays = [events[r]["received"] - completed_s[r] for r in run_ids if r in events]
+    requests = aep["list_reads"] + aep["single_reads"]
+    aep.update(
         {
-            "runs_created_in_s": created_s,
+            "poll_interval_s": poll_interval,
+            "statuses": _statuses(events),
             "events": len(events),
-            "statuses": statuses,
             "delay_median_s": median(delays),
             "delay_max_s": max(delays) if delays else float("nan"),
-            "delay_min_s": min(delays) if delays else float("nan"),
             "events_within_poll_interval": sum(1 for d in delays if d <= poll_interval),
-            "poll_interval_s": poll_interval,
+            "polls_per_request": aep["polls"] / requests if requests else float("nan"),
         }
     )
-    poke["n"] = n
-    poke["rss_total_for_n_gb"] = poke["rss_mb"] * n / 1024
-    poke["cpu_ms_per_poll_ratio_vs_trigger"] = (
-        poke["cpu_ms_per_poke"] / child["cpu_ms_per_poll"] if child["cpu_ms_per_poll"] else float("nan")
-    )
-    return {"deferred": child, "poke": poke}
+    dt_events = datetime.pop("events")
+    datetime.update({"events": len(dt_events), "statuses": _statuses(dt_events)})
+    return {
+        "n": n,
+        "poll_interval_s": poll_interval,
+        "run_lifetime_s": lifetime,
+        "spread_s": spread_s,
+        "aep": aep,
+        "datetime": datetime,
+        "ratios": {
+            "cpu": aep["cpu_ms_per_s"] / datetime["cpu_ms_per_s"] if datetime["cpu_ms_per_s"] else float("nan"),
+            "lag": aep["max_loop_lag_ms"] / datetime["max_loop_lag_ms"]
+            if datetime["max_loop_lag_ms"]
+            else float("nan"),
+        },
+        "poke": {**poke, "n": n, "rss_total_for_n_gb": poke["rss_mb"] * n / 1024},
+    }
 
 
 def main() -> None:
@@ -316,29 +344,16 @@ def main() -> None:
     parser.add_argument("--child")
     parser.add_argument("--poke-child")
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--time-scale", type=float, default=3.0)
-    parser.add_argument("--run-duration", type=float, default=30.0)
-    parser.add_argument("--spread", type=float, default=8.0)
-    parser.add_argument(
-        "--no-freeze-triggerer-heap", action="store_true", help="run with [aep] freeze_triggerer_heap = False"
-    )
+    parser.add_argument("--interval", type=float, default=10.0, help="the sensors' poke_interval, seconds")
+    parser.add_argument("--run-seconds", type=float, default=60.0, help="how long each run stays inProgress")
+    parser.add_argument("--spread", type=float, default=60.0, help="seconds over which the N sensors defer")
     args = parser.parse_args()
     if args.child:
         child_main(args.child)
     elif args.poke_child:
         poke_child_main(args.poke_child)
     else:
-        print(
-            json.dumps(
-                run(
-                    args.n,
-                    time_scale=args.time_scale,
-                    run_duration=args.run_duration,
-                    spread_s=args.spread,
-                    freeze_triggerer_heap=not args.no_freeze_triggerer_heap,
-                )
-            )
-        )
+        print(json.dumps(run(args.n, args.interval, args.run_seconds, args.spread)))
 
 
 if __name__ == "__main__":
