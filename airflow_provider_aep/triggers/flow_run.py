@@ -13,6 +13,14 @@ from airflow_provider_aep.utils.client_core import RetryPolicy
 from airflow_provider_aep.utils.flow_runs import EventStatus, FlowRunWatch, Outcome
 
 
+class AEPFlowRunEvent(TriggerEvent):
+    """The trigger's one event. Airflow logs each event's repr: this one shows its outcome and ids, not the summary."""
+
+    def __repr__(self) -> str:
+        shown = {key: self.payload.get(key) for key in ("status", "flow_id", "run_id", "message")}
+        return f"TriggerEvent<{shown!r}>"
+
+
 def poll_lead(interval: float) -> float:
     """
     How much less than ``interval`` apart polls are planned: a read may wait up to RUN_BATCH_WINDOW to share
@@ -81,7 +89,7 @@ class AEPFlowRunTrigger(BaseTrigger):
             await hook.aclose()
         except Exception as exc:  # the outcome is known: a client that will not close must not change it
             self.log.warning("Closing the AEP client failed: %s", exc)
-        yield TriggerEvent(event)
+        yield AEPFlowRunEvent(payload=event)
 
     def _make_hook(self) -> AEPAsyncHook:
         return AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args)

@@ -15,7 +15,7 @@ import time_machine
 
 from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
-from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger, poll_lead
+from airflow_provider_aep.triggers.flow_run import AEPFlowRunEvent, AEPFlowRunTrigger, poll_lead
 from airflow_provider_aep.utils.client_core import RetryPolicy
 from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, task_log_text
 from tests.fake_aep import FakeAEP
@@ -200,6 +200,24 @@ async def test_the_newest_matching_run_is_watched(fake):
     )
     (event,) = await events_of(trigger(run_id=None, created_after_ms=5))
     assert (event["status"], event["run_id"]) == ("failed", "newer")
+
+
+def test_the_event_logs_as_one_short_line_with_its_outcome_and_ids():
+    summary = {"run_id": "run-1", "errors": [{"code": "X", "message": "m" * 500}], "records": {"input": 1}}
+    event = AEPFlowRunEvent(
+        {
+            "status": "success",
+            "message": "run finished success",
+            "flow_id": "flow-1",
+            "run_id": "run-1",
+            "summary": summary,
+        }
+    )
+    text = repr(event)
+    assert text == (
+        "TriggerEvent<{'status': 'success', 'flow_id': 'flow-1', 'run_id': 'run-1', 'message': 'run finished success'}>"
+    )
+    assert event.payload["summary"] == summary  # the task still gets everything
 
 
 # ---------------------------------------------------------------- deadline
