@@ -247,7 +247,7 @@ def _error_text(summary: Mapping[str, Any]) -> str:
     if not errors:
         return ""
     parts = [f"[{e.get('code') or 'no code'}] {e.get('message') or ''}".strip() for e in errors]
-    return ": " + "; ".join(parts)
+    return ": " + "; ".join(parts).rstrip(".")  # the sentence goes on: ". See <link>"
 
 
 # ---------------------------------------------------------------- helpers

@@ -216,6 +216,18 @@ def test_deciding_an_unfinished_run_is_a_programming_error(status):
         result_of_finished_run(run_summary(make_run(status), "f", ORG, "dev"))
 
 
+def test_an_error_message_ending_in_a_period_does_not_double_it():
+    summary = run_summary(
+        make_run("failed", errors=[{"code": "CONNECTOR-1-500", "message": "The server closed the connection."}]),
+        "f",
+        ORG,
+        "dev",
+    )
+    with pytest.raises(AEPFlowRunFailedError) as err:
+        result_of_finished_run(summary)
+    assert "closed the connection. See https://" in str(err.value) and ".." not in str(err.value)
+
+
 def test_failure_survives_pickling():
     err = AEPFlowRunFailedError("boom", {"run_id": "r"})
     clone = pickle.loads(pickle.dumps(err))
