@@ -226,8 +226,8 @@ class AEPFlowRunWaitOperator(AEPBaseOperator):
     def timeout_error(self, watch: FlowRunWatch, deadline: float) -> AirflowSensorTimeout:
         return AirflowSensorTimeout(watch.timeout_message(deadline, self.hook.dataflow_url(self.flow_id)))
 
-    def defer_watch(self, watch: FlowRunWatch, deadline: float, resume_kwargs: Mapping[str, Any] | None = None) -> None:
-        """Hand the wait to the triggerer; ``execute_complete`` resumes the task (with ``resume_kwargs``)."""
+    def defer_watch(self, watch: FlowRunWatch, deadline: float) -> None:
+        """Hand the wait to the triggerer; ``execute_complete`` resumes the task."""
         # Imported here, not at module level: DAG files that import these tasks never need the trigger
         # (nor airflow.triggers.base) to parse (bench/RESULTS.md, DAG-parse overhead).
         from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
@@ -243,7 +243,6 @@ class AEPFlowRunWaitOperator(AEPBaseOperator):
                 retry_args=self.hook.retry_policy.to_dict(),
             ),
             method_name="execute_complete",
-            kwargs=dict(resume_kwargs or {}),
             timeout=timedelta(seconds=max(0.0, deadline - time.time()) + self.poll_seconds + DEFER_TIMEOUT_BUFFER),
         )
 

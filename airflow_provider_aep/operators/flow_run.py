@@ -34,9 +34,11 @@ class AEPStartedRunOperator(AEPFlowRunWaitOperator):
     :param poll_interval: seconds between status reads.
     :param timeout: seconds to wait for each run it follows (default one day); then ``AirflowSensorTimeout``,
         which Airflow does not retry, since the run may still be going (AEP documents no run cancellation).
-    :param retrigger_failed: re-trigger a run that ends ``failed`` (``POST /runs/{id}/action?op=RE_TRIGGER``)
-        up to this many times, following each run AEP starts, before failing (default 0). A run is never
-        re-triggered twice; where AEP refuses, the task says so in one line and fails with the run's errors.
+    :param retrigger_failed: re-trigger a run it follows that ends ``failed``
+        (``POST /runs/{id}/action?op=RE_TRIGGER``) and follow the run AEP starts, up to this many times for
+        the window (default 0). They are counted in AEP, as the failed runs of the window since the DAG run
+        started, so a retried or resumed task keeps count. A run is never re-triggered twice; where AEP
+        refuses, the task says so in one line and fails with the run's errors.
     """
 
     template_fields: Sequence[str] = AEPFlowRunWaitOperator.template_fields
@@ -77,13 +79,13 @@ class AEPStartedRunOperator(AEPFlowRunWaitOperator):
         self.push_run(context, run_id)
         if not self.wait_for_completion:
             return run_id
-        return self.follow(context, run_id, retriggered=0)
+        return self.follow(context, run_id)
 
     def push_run(self, context: Any, run_id: str) -> None:
         context["ti"].xcom_push(key=RUN_ID_KEY, value=run_id)
         context["ti"].xcom_push(key=RUN_URL_KEY, value=self.hook.dataflow_url(self.flow_id, run_id))
 
-    def follow(self, context: Any, run_id: str, *, retriggered: int) -> dict[str, Any]:
+    def follow(self, context: Any, run_id: str) -> dict[str, Any]:
         """Wait for the run, here or in the triggerer, then :meth:`settle` it."""
         deadline = time.time() + self.timeout
         watch = FlowRunWatch(self.flow_id, run_id=run_id, logger=self.log)
@@ -91,19 +93,21 @@ class AEPStartedRunOperator(AEPFlowRunWaitOperator):
             if time.time() >= deadline:  # deadline before status, as in the sensor and the trigger
                 raise self.timeout_error(watch, deadline)
             if self.hook.drive(watch.poll(self.hook)) is not Outcome.WAIT:
-                return self.settle(context, watch.summary or {}, retriggered=retriggered)
+                return self.settle(context, watch.summary or {})
             if self.deferrable:  # checked once first: a run that is already over never defers
-                self.defer_watch(watch, deadline, {"retriggered": retriggered})
+                self.defer_watch(watch, deadline)
             time.sleep(max(0.0, min(self.poll_interval, deadline - time.time())))
 
-    def execute_complete(self, context: Any, event: Any = None, retriggered: int = 0) -> dict[str, Any]:
+    def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
         summary = self.summary_of_event(context, event)
         self.flow_id = self.flow_id or summary.get("flow_id") or ""
-        return self.settle(context, summary, retriggered=retriggered)
+        return self.settle(context, summary)
 
-    def settle(self, context: Any, summary: Mapping[str, Any], *, retriggered: int) -> dict[str, Any]:
+    def settle(self, context: Any, summary: Mapping[str, Any]) -> dict[str, Any]:
         """Re-trigger a failed run while ``retrigger_failed`` allows and AEP agrees, else judge the run."""
-        if retriggered < self.retrigger_failed and outcome_of(summary.get("status")) is Outcome.FAILED:
+        failed = self.retrigger_failed and outcome_of(summary.get("status")) is Outcome.FAILED
+        spent = self.failed_runs_of_window(context, summary) if failed else None
+        if spent is not None and spent <= self.retrigger_failed:
             failed_run = str(summary.get("run_id"))
             try:
                 rerun = self.hook.retrigger_run(failed_run)
@@ -114,13 +118,32 @@ class AEPStartedRunOperator(AEPFlowRunWaitOperator):
                 self.log.info(
                     "Re-triggered failed AEP flow run %s (%d of %d): following run %s, %s",
                     failed_run,
-                    retriggered + 1,
+                    spent,
                     self.retrigger_failed,
                     rerun,
                     self.hook.dataflow_url(self.flow_id, rerun),
                 )
-                return self.follow(context, rerun, retriggered=retriggered + 1)
+                return self.follow(context, rerun)
         return self.finish(context, summary)
+
+    def failed_runs_of_window(self, context: Any, summary: Mapping[str, Any]) -> int | None:
+        """How many runs of the failed run's window failed since the DAG run started (it included); None if
+        AEP reports no window for it."""
+        start, end = to_epoch_seconds(summary.get("window_start")), to_epoch_seconds(summary.get("window_end"))
+        if start is None or end is None:
+            self.log.warning("AEP reports no window for run %s, so it is not re-triggered", summary.get("run_id"))
+            return None
+        runs = self.hook.find_runs_for_window(self.flow_id, (start, end), created_after_ms=dag_run_start_ms(context))
+        return sum(outcome_of(run_status(run)) is Outcome.FAILED for run in runs)
+
+
+def dag_run_start_ms(context: Any) -> int | None:
+    """When the task's DAG run started (epoch ms, less the clock skew allowed); None outside a DAG run.
+
+    Every try of a task in one DAG run started after it, and so did the runs those tries started."""
+    started = getattr(context.get("dag_run"), "start_date", None)
+    since_ms = to_epoch_ms(started, "dag_run.start_date")
+    return None if since_ms is None else since_ms - CLOCK_SKEW_SECONDS * 1000
 
 
 def refusal(run_id: str, flow_id: str, exc: AEPApiError) -> str:
@@ -211,10 +234,9 @@ class AEPRunFlowOperator(AEPStartedRunOperator):
 
     def earlier_run(self, context: Any, window: tuple[int, int]) -> dict[str, Any] | None:
         """The run an earlier try of this task started for ``window``, unless it failed; None for none."""
-        started = getattr(context.get("dag_run"), "start_date", None)
-        if started is None:
+        since_ms = dag_run_start_ms(context)
+        if since_ms is None:
             return None
-        since_ms = to_epoch_ms(started, "dag_run.start_date") - CLOCK_SKEW_SECONDS * 1000  # type: ignore[operator]
         runs = self.hook.find_runs_for_window(self.flow_id, window, created_after_ms=since_ms)
         if runs and outcome_of(run_status(runs[0])) is not Outcome.FAILED:
             return runs[0]

@@ -180,10 +180,13 @@ def run_summary(run: Mapping[str, Any], flow_id: str | None, org_id: str, sandbo
     completed = _ms(dig(run, "metrics", "durationSummary", "completedAtUTC"))
     records = dig(run, "metrics", "recordSummary") or {}
     files = dig(run, "metrics", "fileSummary") or {}
+    window = run_window(run)
     return {
         "run_id": run_id,
         "flow_id": flow_id,
         "status": run_status(run),
+        "window_start": _iso(window[0] * 1000) if window else None,
+        "window_end": _iso(window[1] * 1000) if window else None,
         "created_at": _iso(_ms(run.get("createdAt"))),
         "started_at": _iso(started),
         "completed_at": _iso(completed),

@@ -19,12 +19,11 @@ from airflow_provider_aep.testing import AEPEmulator, FaultConfig
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.utils.client_core import TOKEN_CACHE
 from tests.conftest import airflow_3
+from tests.integration.conftest import FAST_RETRIES
 
 ODATA_SPEC = "8e6b41a8-d998-4545-ad7d-c6a9fff406c3"
 DATA_LAKE_SPEC = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"
 PROFILE = "https://ns.adobe.com/xdm/context/profile"
-# One emulated minute per real second / 15 minutes: a run is scheduled ~0.1 s, in progress >= 1 s.
-EMULATOR_ARGS = {"time_scale": 60.0, "run_start_delay": 6.0, "run_duration": 60.0, "min_run_seconds": 1.0}
 
 
 # ---------------------------------------------------------------- setup helpers
@@ -123,21 +122,6 @@ def once() -> dict[str, Any]:
 
 def every_15_minutes(first_run_in: int = 0) -> dict[str, Any]:
     return {"startTime": int(time.time()) + first_run_in, "frequency": "minute", "interval": 15}
-
-
-@pytest.fixture
-def emulator(monkeypatch):
-    with AEPEmulator(**EMULATOR_ARGS) as emu:
-        monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
-        yield emu
-
-
-FAST_RETRIES = {"retry_limit": 8, "retry_delay": 0.01, "max_delay": 0.05, "retry_after_cap": 0.05}
-
-
-@pytest.fixture
-def hook(emulator) -> AEPHook:
-    return AEPHook(retry_args=FAST_RETRIES)
 
 
 def platform_calls(emu: AEPEmulator, fragment: str) -> list[Any]:

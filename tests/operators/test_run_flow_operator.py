@@ -331,7 +331,7 @@ async def test_a_gate_failure_reads_as_one_line_with_diagnostics_in_both_modes(
     )
     event = await run_trigger_against(fake, deferred.value.trigger, monkeypatch, clock)
     resumed_ti = RecordingTI()
-    assert outcome(lambda: op.execute_complete({"ti": resumed_ti}, event, **deferred.value.kwargs)) == in_worker
+    assert outcome(lambda: op.execute_complete({"ti": resumed_ti}, event)) == in_worker
     assert resumed_ti.xcom["run_summary"] == pushed
 
 
@@ -364,7 +364,9 @@ def serve_run(requests_mock, run_id: str, *runs: dict):
 
 
 def failed_run(run_id: str = "run-1") -> dict:
-    return make_run("failed", run_id=run_id, errors=[{"code": "CONNECTOR-1001-500", "message": "copy failed"}])
+    run = windowed("failed", run_id=run_id)
+    run["metrics"]["statusSummary"]["errors"] = [{"code": "CONNECTOR-1001-500", "message": "copy failed"}]
+    return run
 
 
 def test_a_failed_run_is_re_triggered_and_the_new_run_followed(ti_context, requests_mock, caplog, capsys):
@@ -386,7 +388,9 @@ def test_re_triggers_stop_at_the_limit_and_fail_with_the_last_runs_errors(ti_con
     create_answer(requests_mock)
     serve_run(requests_mock, "run-1", failed_run())
     serve_run(requests_mock, "run-2", failed_run("run-2"))
-    requests_mock.get(f"{FS}/runs", json={"items": []})
+    # What AEP lists for the window: run-1 failed (counted, then no re-run of it yet), then both failed.
+    both = {"items": [failed_run("run-2"), failed_run()]}
+    requests_mock.get(f"{FS}/runs", [{"json": {"items": [failed_run()]}}] * 2 + [{"json": both}])
     action = requests_mock.post(f"{FS}/runs/run-1/action", json={"id": "run-2"})
     with pytest.raises(
         AEPFlowRunFailedError, match=r"^AEP flow run run-2 of flow flow-1 failed: \[CONNECTOR-1001-500\]"
@@ -395,10 +399,20 @@ def test_re_triggers_stop_at_the_limit_and_fail_with_the_last_runs_errors(ti_con
     assert action.call_count == 1
 
 
+def test_a_failed_run_without_a_window_is_not_re_triggered(ti_context, requests_mock, caplog, capsys):
+    create_answer(requests_mock)
+    serve_run(requests_mock, "run-1", make_run("failed"))
+    action = requests_mock.post(f"{FS}/runs/run-1/action", json={"id": "run-2"})
+    with caplog.at_level("WARNING"), pytest.raises(AEPFlowRunFailedError):
+        operator(retrigger_failed=1).execute(ti_context)
+    assert action.call_count == 0
+    assert "AEP reports no window for run run-1, so it is not re-triggered" in task_log_text(caplog, capsys)
+
+
 def test_a_refused_re_trigger_is_one_line_and_the_failure_stands(ti_context, requests_mock, caplog, capsys):
     create_answer(requests_mock)
     serve_run(requests_mock, "run-1", failed_run())
-    requests_mock.get(f"{FS}/runs", json={"items": []})
+    requests_mock.get(f"{FS}/runs", json={"items": [failed_run()]})
     requests_mock.post(
         f"{FS}/runs/run-1/action",
         status_code=400,
@@ -422,23 +436,20 @@ def test_a_refused_re_trigger_is_one_line_and_the_failure_stands(ti_context, req
 async def test_deferred_re_trigger_defers_again_for_the_new_run(ti_context, requests_mock, monkeypatch, clock):
     create_answer(requests_mock)
     serve_run(requests_mock, "run-1", make_run("scheduled"))
-    op = operator(deferrable=True, retrigger_failed=1)
     with pytest.raises(TaskDeferred) as first:
-        op.execute(ti_context)
-    assert first.value.kwargs == {"retriggered": 0}
+        operator(deferrable=True, retrigger_failed=1).execute(ti_context)
 
     fake = FakeAEP()
     fake.on("GET", "/data/foundation/flowservice/runs/run-1", httpx.Response(200, json={"items": [failed_run()]}))
     failed_event = await run_trigger_against(fake, first.value.trigger, monkeypatch, clock)
 
-    serve_run(requests_mock, "run-1", failed_run())
-    requests_mock.get(f"{FS}/runs", json={"items": [failed_run()]})
+    listed = requests_mock.get(f"{FS}/runs", json={"items": [failed_run()]})
     action = requests_mock.post(f"{FS}/runs/run-1/action", json={"id": "run-2"})
     serve_run(requests_mock, "run-2", make_run("inProgress", run_id="run-2"))
+    resumed = operator(deferrable=True, retrigger_failed=1)  # a new instance, as Airflow resumes with
     with pytest.raises(TaskDeferred) as second:
-        op.execute_complete(ti_context, failed_event, **first.value.kwargs)
-    assert second.value.kwargs == {"retriggered": 1} and second.value.trigger.run_id == "run-2"
-    assert action.call_count == 1
+        resumed.execute_complete(ti_context, failed_event)
+    assert second.value.trigger.run_id == "run-2" and action.call_count == 1
 
     fake.on(
         "GET",
@@ -446,8 +457,10 @@ async def test_deferred_re_trigger_defers_again_for_the_new_run(ti_context, requ
         httpx.Response(200, json={"items": [failed_run("run-2")]}),
     )
     again_failed = await run_trigger_against(fake, second.value.trigger, monkeypatch, clock)
-    with pytest.raises(AEPFlowRunFailedError, match="run-2"):  # the budget is spent: no third run
-        op.execute_complete(ti_context, again_failed, **second.value.kwargs)
+    listed.reset()
+    requests_mock.get(f"{FS}/runs", json={"items": [failed_run("run-2"), failed_run()]})
+    with pytest.raises(AEPFlowRunFailedError, match="run-2"):  # two failed runs of the window: no third
+        operator(deferrable=True, retrigger_failed=1).execute_complete(ti_context, again_failed)
     assert action.call_count == 1
 
 

@@ -130,6 +130,8 @@ def test_summary_has_ids_times_counts_and_links_and_is_json():
         "run_id": "run-1",
         "flow_id": "flow-1",
         "status": "success",
+        "window_start": None,
+        "window_end": None,
         "created_at": "2023-12-31T23:59:55+00:00",
         "started_at": "2024-01-01T00:00:00+00:00",
         "completed_at": "2024-01-01T00:01:30.500000+00:00",
@@ -317,6 +319,11 @@ def test_a_runs_window_comes_from_its_params_or_its_activities():
     assert run_window(scheduled) == (1704067200, 1704068100)
     assert run_window(make_run("scheduled")) is None
     assert run_window({"params": {"windowStartTime": "soon", "windowEndTime": 1}}) is None
+    summary = run_summary(on_demand, "f", ORG, "dev")
+    assert (summary["window_start"], summary["window_end"]) == (
+        "2024-01-01T00:00:00+00:00",
+        "2024-01-01T01:00:00+00:00",
+    )
 
 
 # ---------------------------------------------------------------- the quality gate

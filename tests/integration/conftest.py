@@ -1,0 +1,24 @@
+"""An emulator of AEP, and a hook on it with quick retries, for the integration tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_aep.hooks.aep import AEPHook
+from airflow_provider_aep.testing import AEPEmulator
+
+# One emulated minute per real second / 15 minutes: a run is scheduled ~0.1 s, in progress >= 1 s.
+EMULATOR_ARGS = {"time_scale": 60.0, "run_start_delay": 6.0, "run_duration": 60.0, "min_run_seconds": 1.0}
+FAST_RETRIES = {"retry_limit": 8, "retry_delay": 0.01, "max_delay": 0.05, "retry_after_cap": 0.05}
+
+
+@pytest.fixture
+def emulator(monkeypatch):
+    with AEPEmulator(**EMULATOR_ARGS) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
+        yield emu
+
+
+@pytest.fixture
+def hook(emulator) -> AEPHook:
+    return AEPHook(retry_args=FAST_RETRIES)
