@@ -19,56 +19,18 @@ from airflow_provider_aep.operators.flow_service import AEPCreateFlowOperator, A
 from airflow_provider_aep.testing import FaultConfig
 from tests.conftest import RecordingTI
 from tests.integration.conftest import FAST_RETRIES
-from tests.integration.test_flow_run_emulator import build_flow, dag_test, every_15_minutes, once, states, xcoms
+from tests.integration.test_flow_run_emulator import (
+    RUN_FLOW_DAG,
+    SENSOR_DAG,
+    build_flow,
+    dag_test,
+    every_15_minutes,
+    once,
+    states,
+    xcoms,
+)
 
-RETRY_ARGS = '{"retry_delay": 0.01, "max_delay": 0.05, "retry_after_cap": 0.05}'
 MODES = pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
-
-GATE_SENSOR_DAG = """
-import pendulum
-from airflow_provider_aep.version_compat import dag
-from airflow_provider_aep.sensors.flow_run import AEPFlowRunSensor
-
-@dag(schedule="@hourly", start_date=pendulum.datetime(2024, 1, 1), catchup=False)
-def {name}():
-    AEPFlowRunSensor(
-        task_id="wait_for_run",
-        flow_id="{flow_id}",
-        created_after="{{{{ data_interval_start }}}}",
-        poke_interval=0.2,
-        timeout=60,
-        deferrable={deferrable},
-        max_failed_ratio={max_failed_ratio},
-        diagnostics_rows=3,
-        aep_retry_args={retry_args},
-    )
-
-{name}_dag = {name}()
-"""
-
-RUN_DAG = """
-import pendulum
-from airflow_provider_aep.version_compat import dag
-from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator
-
-@dag(schedule="@hourly", start_date=pendulum.datetime(2024, 1, 1), catchup=False)
-def {name}():
-    AEPRunFlowOperator(
-        task_id="run",
-        flow_id="{flow_id}",
-        window_start="{{{{ data_interval_end - macros.timedelta(hours=1) }}}}",
-        window_end="{{{{ data_interval_end }}}}",
-        delta_column="OrderDate",
-        poll_interval=0.2,
-        timeout=60,
-        deferrable={deferrable},
-        retrigger_failed={retrigger_failed},
-        max_failed_records={max_failed_records},
-        aep_retry_args={retry_args},
-    )
-
-{name}_dag = {name}()
-"""
 
 
 def mode(deferrable: bool) -> str:
@@ -90,8 +52,9 @@ def test_sensor_gate_fails_a_success_with_too_many_rejected_rows(
     flow_id = build_flow(hook, every_15_minutes(first_run_in=3))
     emulator.set_flow_outcome(flow_id, "success", failed_records=0.05)  # AEP still says success
     name = f"aep_gate_{mode(deferrable)}_{task_state}"
-    source = GATE_SENSOR_DAG.format(
-        name=name, flow_id=flow_id, deferrable=deferrable, max_failed_ratio=max_failed_ratio, retry_args=RETRY_ARGS
+    extra = f"max_failed_ratio={max_failed_ratio}, diagnostics_rows=3"
+    source = SENSOR_DAG.format(
+        name=name, flow_id=flow_id, deferrable=deferrable, fail_on_partial_success=False, extra=extra
     )
     dag_run = dag_test(load_dag_file(source, name), name)
     assert states(dag_run) == {"wait_for_run": task_state}
@@ -116,17 +79,13 @@ def test_a_failed_run_is_re_triggered_once_and_its_re_run_succeeds(emulator, hoo
     flow_id = build_flow(hook, once())
     emulator.set_flow_outcome(flow_id, ["failed", "success"])
     name = f"aep_retrigger_{mode(deferrable)}"
-    source = RUN_DAG.format(
-        name=name,
-        flow_id=flow_id,
-        deferrable=deferrable,
-        retrigger_failed=2,
-        max_failed_records=None,
-        retry_args=RETRY_ARGS,
+    source = RUN_FLOW_DAG.format(
+        name=name, flow_id=flow_id, wait=True, deferrable=deferrable, extra="retrigger_failed=2"
     )
     dag_run = dag_test(load_dag_file(source, name), name)
-    assert states(dag_run) == {"run": "success"}
-    pushed = xcoms(dag_run, "run")
+    assert states(dag_run) == {"start_run": "success", "watch_run": "success"}
+    pushed = xcoms(dag_run, "start_run")
+    assert xcoms(dag_run, "watch_run")["return_value"]["run_id"] == pushed["run_id"]  # the sensor saw the re-run
     runs = hook.list_runs(flow_id)
     assert [r["metrics"]["statusSummary"]["status"] for r in runs] == ["success", "failed"]  # newest first
     assert pushed["return_value"]["run_id"] == pushed["run_id"] == runs[0]["id"]
@@ -141,19 +100,14 @@ def test_a_run_that_keeps_failing_fails_the_task_after_the_re_triggers_allowed(
     flow_id = build_flow(hook, once())
     emulator.set_flow_outcome(flow_id, "failed", failed_records=4)  # fails at promotion, with row errors
     name = f"aep_retrigger_spent_{mode(deferrable)}"
-    source = RUN_DAG.format(
-        name=name,
-        flow_id=flow_id,
-        deferrable=deferrable,
-        retrigger_failed=1,
-        max_failed_records=None,
-        retry_args=RETRY_ARGS,
+    source = RUN_FLOW_DAG.format(
+        name=name, flow_id=flow_id, wait=True, deferrable=deferrable, extra="retrigger_failed=1"
     )
     dag_run = dag_test(load_dag_file(source, name), name)
-    assert states(dag_run) == {"run": "failed"}
+    assert states(dag_run) == {"start_run": "failed", "watch_run": "upstream_failed"}
     runs = hook.list_runs(flow_id)
     assert len(runs) == 2 and len(posts(emulator, "/action")) == 1
-    summary = xcoms(dag_run, "run")["run_summary"]
+    summary = xcoms(dag_run, "start_run")["run_summary"]
     assert summary["run_id"] == runs[0]["id"] and summary["status"] == "failed"
     assert len(summary["diagnostics"]["row_errors"]) == 4
     assert summary["diagnostics"]["batches"][0]["status"] == "failed"
