@@ -11,7 +11,7 @@ from airflow_provider_aep.exceptions import (
     AEPResourceNotFoundError,
     AEPValidationError,
 )
-from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID, FLOW_STATE_ACTIONS
+from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID, flow_state_action
 from airflow_provider_aep.links.aep import AEPDataflowLink
 from airflow_provider_aep.links.urls import DATAFLOW_URL_KEY
 from airflow_provider_aep.operators.base import AEPBaseOperator, AEPGetOrCreateOperator, differ
@@ -488,8 +488,7 @@ class AEPSetFlowStateOperator(AEPBaseOperator):
 
     def execute(self, context: Any) -> str:
         flow_id = require_text("flow_id", self.flow_id)
-        if self.state not in FLOW_STATE_ACTIONS:
-            raise invalid("state", self.state, f"must be one of {', '.join(map(repr, FLOW_STATE_ACTIONS))}")
+        flow_state_action(self.state)  # validates before any call
         hook = self.hook
         url = hook.dataflow_url(flow_id)
         context["ti"].xcom_push(key=DATAFLOW_URL_KEY, value=url)

@@ -1,5 +1,6 @@
 """
-Flow runs: the one status table, run summaries, the watch that polls a run, and the judgement of a finished one.
+Flow runs: the one status table, run summaries, the watch that polls a run, and the judgement of a finished one
+(its status, the quality gate, and AEP's diagnostics of what went wrong).
 
 Poke mode, the run operator's wait, the deferrable trigger and ``execute_complete`` all go through this
 module, so a run is watched and judged the same way whichever path watched it (aep-api.md §4.9).
@@ -344,10 +345,10 @@ def diagnostics_text(diagnostics: Mapping[str, Any] | None, *, with_errors: bool
     if not diagnostics:
         return ""
     lines = []
-    run_errors = diagnostics.get("errors") or []
-    if with_errors and run_errors:
-        lines.append("Errors:" + _error_text({"errors": run_errors})[1:])
-    said = {(e.get("code"), e.get("message")) for e in run_errors}
+    errors_of_run = diagnostics.get("errors") or []
+    if with_errors and errors_of_run:
+        lines.append("Errors:" + _error_text({"errors": errors_of_run})[1:])
+    said = {(e.get("code"), e.get("message")) for e in errors_of_run}
     for batch in diagnostics.get("batches") or []:
         records = batch.get("records") or {}
         counts = ", ".join(f"{k} {_fmt(records.get(k))}" for k in ("input", "output", "failed"))
