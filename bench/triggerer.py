@@ -272,7 +272,7 @@ def _statuses(events: dict[str, dict[str, Any]]) -> dict[str, int]:
 def run(
     n: int = 1000,
     poll_interval: float = 10.0,
-    run_seconds: float = 60.0,
+    run_seconds: float = 270.0,
     spread_s: float = 60.0,
     pokes: int = 5,
 ) -> dict[str, Any]:
@@ -345,7 +345,7 @@ def main() -> None:
     parser.add_argument("--poke-child")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=10.0, help="the sensors' poke_interval, seconds")
-    parser.add_argument("--run-seconds", type=float, default=60.0, help="how long each run stays inProgress")
+    parser.add_argument("--run-seconds", type=float, default=270.0, help="how long each run stays inProgress")
     parser.add_argument("--spread", type=float, default=60.0, help="seconds over which the N sensors defer")
     args = parser.parse_args()
     if args.child:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import json
 import logging
@@ -31,13 +32,16 @@ _shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.Asyn
 # Single-run reads (``GET /runs/{id}``) that the triggers of one loop send within RUN_BATCH_WINDOW of each
 # other go out as one list read, ``GET /runs?property=id==a,b,...`` (comma means OR, aep-api.md §4.1): at
 # realistic load, one request per poll costs the triggerer more CPU than all the rest of its work together
-# (bench/RESULTS.md). 100 ids make a ~4 KB query, well under the 8 KB URL limit of common gateways.
-RUN_BATCH_WINDOW = 0.2
+# (bench/RESULTS.md). Triggers wake together for this (triggers/flow_run.py, POLL_SLOT); the window only
+# covers the few loop iterations between their reads. 100 ids make a ~4 KB query, well under the 8 KB URL
+# limit of common gateways.
+RUN_BATCH_WINDOW = 0.005
 RUN_BATCH_SIZE = 100
+_SHARED_HEADERS = ("Authorization", "x-api-key", "x-gw-ims-org-id", "x-sandbox-name", "Accept", "User-Agent")
 _RUN_URL = re.compile(r"^(?P<runs>.+/data/foundation/flowservice/runs)/(?P<run_id>[^/?#]+)$")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _RunRead:
     hook: AEPAsyncHook
     request: core.HttpRequest
@@ -59,8 +63,13 @@ class _RunReads:
 
     def read(self, hook: AEPAsyncHook, request: core.HttpRequest, run_id: str) -> asyncio.Future[core.HttpResponse]:
         loop = asyncio.get_running_loop()
-        shared = {k: v for k, v in request.headers.items() if k.lower() != "x-request-id"}
-        key = (request.url.rsplit("/", 1)[0], tuple(sorted(shared.items())), request.timeout, id(hook.client))
+        headers = request.headers  # all but x-request-id, which is each read's own
+        key = (
+            request.url.rsplit("/", 1)[0],
+            *(headers.get(name) for name in _SHARED_HEADERS),
+            request.timeout,
+            id(hook.client),
+        )
         pending = self._pending.setdefault(key, [])
         pending.append(_RunRead(hook, request, run_id, loop.create_future()))
         if len(pending) == 1:
@@ -105,13 +114,16 @@ class _RunReads:
             for read in reads:
                 _settle(read.answer, response)
             return
-        runs = _runs_by_id(response)
+        runs, answered = _runs_by_id(response), set()
         for read in reads:
             run = runs.get(read.run_id)
             if run is None:
                 _spawn(_answer_alone(read))
-            else:
-                _settle(read.answer, core.HttpResponse(200, response.headers, json.dumps({"items": [run]})))
+                continue
+            if read.run_id in answered:  # two readers of one run: each its own copy
+                run = copy.deepcopy(run)
+            answered.add(read.run_id)
+            _settle(read.answer, core.HttpResponse(200, response.headers, "", body={"items": [run]}))
 
 
 def _runs_by_id(response: core.HttpResponse) -> dict[str, Any]:
@@ -289,7 +301,5 @@ class AEPAsyncHook(AEPOperations, core.AsyncDriver, BaseHook):
             ) from None
         return core.HttpResponse(response.status_code, response.headers, response.text)
 
-    @staticmethod
-    async def sleep(seconds: float) -> None:
-        """Every wait of the hook and its triggers goes through here, so tests can record it."""
-        await asyncio.sleep(seconds)
+    # Every wait of the hook and its triggers goes through here, so tests can record it.
+    sleep = staticmethod(asyncio.sleep)

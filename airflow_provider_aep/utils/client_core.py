@@ -19,7 +19,6 @@ An exception raised while performing an effect is thrown into the flow, which de
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import random
@@ -86,7 +85,7 @@ _REQUEST_ID_PATHS: tuple[tuple[str, ...], ...] = (("report", "request-id"), ("re
 
 
 # ---------------------------------------------------------------------------------------------- effects
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HttpRequest:
     """What a driver sends. Headers and form carry the token and the client secret: kept out of ``repr``."""
 
@@ -103,29 +102,30 @@ class HttpRequest:
         return {"params": self.params, "json": self.json, "data": self.form, "headers": dict(self.headers)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HttpResponse:
     status: int
     headers: Mapping[str, str]  # case-insensitive, as both client libraries give them
     text: str
+    body: Any = field(default=None, repr=False)  # the decoded body, when the driver already has it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Send:
     request: HttpRequest
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sleep:
     seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mask:
     secret: str = field(repr=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Exclusive:
     flow: Flow[Any]
 
@@ -135,6 +135,8 @@ Flow = Generator[Effect, Any, T]
 
 
 class FlowRun(Generic[T]):
+    __slots__ = ("_flow", "effect", "result")
+
     """
     Steps one flow for a driver: :attr:`effect` is what the flow asks for next, None once it has returned
     :attr:`result`. The driver answers each effect through :meth:`perform` (or :meth:`aperform`).
@@ -194,6 +196,8 @@ class AsyncDriver:
 
 class BoundOperation(Generic[P, T]):
     """An operation of one hook; :meth:`flow` is its flow, for ``yield from`` inside another flow."""
+
+    __slots__ = ("_function", "_hook")
 
     def __init__(self, function: Callable[..., Flow[T]], hook: Any) -> None:
         self._function = function
@@ -469,6 +473,8 @@ def decoded_body(response: HttpResponse, request: HttpRequest) -> Any:
         error = decode_error(response, request)
         log.debug("AEP error: %s", error)
         raise error
+    if response.body is not None:
+        return response.body
     if not response.text:
         return None
     try:
@@ -522,6 +528,28 @@ def query_pairs(params: QueryParams) -> list[tuple[str, Any]]:
 
 def _timeout_pair(timeout: Timeout) -> tuple[float, float]:
     return (float(timeout[0]), float(timeout[1])) if isinstance(timeout, tuple) else (float(timeout), float(timeout))
+
+
+@dataclass(slots=True)
+class PlatformCall:
+    """One Platform call in progress: what to send, and whether an ambiguous failure may have committed it."""
+
+    method: str
+    url: str
+    params: list[tuple[str, Any]] | None
+    json: Any
+    accept: str | None
+    headers: Mapping[str, str] | None
+    timeout: tuple[float, float]
+    resendable: bool
+    recover: Callable[[], Flow[Any]] | None
+    may_have_committed: bool = False
+
+    def may_resend(self, exc: AEPApiError) -> bool:
+        return self.resendable or self.recover is not None or surely_not_committed(exc)
+
+    def __str__(self) -> str:
+        return f"AEP {self.method} {urlsplit(self.url).path}"
 
 
 @dataclass(frozen=True)
@@ -603,16 +631,19 @@ class ClientCore:
         return parse_token_response(response, request)
 
     # ------------------------------------------------------------------ requests
-    def retrying(
-        self, what: str, attempt: Callable[[], Flow[T]], *, may_resend: Callable[[AEPApiError], bool] | None = None
-    ) -> Flow[T]:
-        """Run ``attempt()`` until it succeeds, its error is not retryable (or ``may_resend`` says no), or the
-        policy's retries are spent."""
+    def retrying(self, what: Any, attempt: Callable[..., Flow[T]], *args: Any) -> Flow[T]:
+        """
+        Run ``attempt(*args)`` until it succeeds, its error is not retryable, ``what.may_resend(error)`` (when
+        ``what`` has it) says no, or the policy's retries are spent. ``str(what)`` names the call in logs.
+        """
         policy = self.retry_policy
-        for retry in itertools.count(1):
+        may_resend = getattr(what, "may_resend", None)
+        retry = 0
+        while True:
             try:
-                return (yield from attempt())
+                return (yield from attempt(*args))
             except AEPApiError as exc:
+                retry += 1
                 if retry > policy.retry_limit or not is_retryable(exc) or (may_resend and not may_resend(exc)):
                     raise
                 delay = policy.wait_seconds(retry, exc)
@@ -625,7 +656,6 @@ class ClientCore:
                     delay,
                 )
                 yield Sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
 
     @operation
     def request(
@@ -651,80 +681,69 @@ class ClientCore:
         returned wrapped in :class:`FoundAfterLostResponse` instead of sending again.
         """
         method = method.upper()
-        url = platform_url(self.config, service, path)
-        resendable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        query = query_pairs(params) or None
-        may_have_committed = False
-
-        def attempt() -> Flow[Any]:
-            nonlocal may_have_committed
-            if may_have_committed and recover is not None:
-                found = yield from recover()
-                if found is not None:
-                    return FoundAfterLostResponse(found)
-            try:
-                return (yield from self._authorized(method, url, query, json, accept, headers, timeout))
-            except AEPApiError as exc:
-                may_have_committed = may_have_committed or not surely_not_committed(exc)
-                raise
-
-        return (
-            yield from self.retrying(
-                f"AEP {method} {urlsplit(url).path}",
-                attempt,
-                may_resend=lambda exc: resendable or recover is not None or surely_not_committed(exc),
-            )
+        call = PlatformCall(
+            method,
+            platform_url(self.config, service, path),
+            query_pairs(params) or None,
+            json,
+            accept,
+            headers,
+            _timeout_pair(timeout or self.timeout),
+            resendable=method in IDEMPOTENT_METHODS if idempotent is None else idempotent,
+            recover=recover,
         )
+        return (yield from self.retrying(call, self._attempt, call))
 
-    def _authorized(
-        self,
-        method: str,
-        url: str,
-        params: list[tuple[str, Any]] | None,
-        body: Any,
-        accept: str | None,
-        extra_headers: Mapping[str, str] | None,
-        timeout: Timeout | None,
-    ) -> Flow[Any]:
+    def _attempt(self, call: PlatformCall) -> Flow[Any]:
+        if call.may_have_committed and call.recover is not None:
+            found = yield from call.recover()
+            if found is not None:
+                return FoundAfterLostResponse(found)
+        try:
+            return (yield from self._authorized(call))
+        except AEPApiError as exc:
+            call.may_have_committed = call.may_have_committed or not surely_not_committed(exc)
+            raise
+
+    def _authorized(self, call: PlatformCall) -> Flow[Any]:
         """One send with a token; a 401 on a token we can renew drops it, and the call is sent once more."""
-        config = self.config
+        started = time.monotonic()
         token = yield from self.access_token()
-        for renewed in (False, True):
-            headers = {
-                "Authorization": f"Bearer {token}",
-                "x-api-key": config.client_id,
-                "x-gw-ims-org-id": config.org_id,
-                "x-sandbox-name": config.sandbox,
-                "Accept": accept or "application/json",
-                "User-Agent": user_agent(),
-                "x-request-id": str(uuid.uuid4()),
-            }
-            if body is not None:
-                headers["Content-Type"] = "application/json"
-            headers.update(extra_headers or {})
-            request = HttpRequest(
-                method,
-                url,
-                headers=headers,
-                timeout=_timeout_pair(timeout or self.timeout),
-                params=params,
-                json=body,
-            )
-            started = time.monotonic()
-            response = yield Send(request)
-            log.debug(  # one line per call; headers are never logged (they carry the token)
-                "AEP %s %s -> %s in %.0f ms (x-request-id %s)",
-                method,
-                urlsplit(url).path,
-                response.status,
-                (time.monotonic() - started) * 1000,
-                headers["x-request-id"],
-            )
-            if response.status != 401 or renewed or not config.uses_client_credentials:
-                return decoded_body(response, request)
+        request = self._platform_request(call, token)
+        response = yield Send(request)
+        if response.status == 401 and self.config.uses_client_credentials:
             log.info("AEP rejected the access token (HTTP 401); fetching a new one and sending once more")
             token = yield from self.access_token(rejected=token)
-        raise AssertionError("unreachable")  # pragma: no cover - the second pass always returns
+            request = self._platform_request(call, token)
+            response = yield Send(request)
+        if log.isEnabledFor(logging.DEBUG):  # one line per call; headers are never logged (they carry the token)
+            log.debug(
+                "%s -> %s in %.0f ms (x-request-id %s)",
+                call,
+                response.status,
+                (time.monotonic() - started) * 1000,
+                request.headers["x-request-id"],
+            )
+        return decoded_body(response, request)
+
+    def _platform_request(self, call: PlatformCall, token: str) -> HttpRequest:
+        """The request for ``call`` with AEP's header set (aep-api.md §1.3)."""
+        config = self.config
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "x-api-key": config.client_id,
+            "x-gw-ims-org-id": config.org_id,
+            "x-sandbox-name": config.sandbox,
+            "Accept": call.accept or "application/json",
+            "User-Agent": user_agent(),
+            "x-request-id": str(uuid.uuid4()),
+        }
+        if call.json is not None:
+            headers["Content-Type"] = "application/json"
+        headers.update(call.headers or {})
+        return HttpRequest(
+            call.method, call.url, headers=headers, timeout=call.timeout, params=call.params, json=call.json
+        )
 
     # ------------------------------------------------------------------ the four list styles
     @operation

@@ -307,8 +307,13 @@ class FlowRunWatch:
 
     def poll(self, hook: AEPOperations) -> Flow[Outcome]:
         """Read the run once (a flow: drive it with ``hook``), log a progress line, and say what it means."""
+        run: dict[str, Any] | None
         try:
-            run = yield from self._read(hook)
+            if self.run_id is not None:
+                run = yield from hook.get_run.flow(self.run_id)
+            else:
+                runs = yield from hook.list_runs.flow(self.flow_id, created_after_ms=self.created_after_ms)
+                run = runs[0] if runs else None
         except AEPApiError as exc:
             if not is_retryable(exc):
                 raise
@@ -329,12 +334,6 @@ class FlowRunWatch:
             self.log.info("Watching AEP flow run %s (%s)", self.run_id, self.summary["run_url"])
         self.log.info(progress_line(self.summary, time.time()))
         return outcome_of(self.summary["status"], warned=self._warned, logger=self.log)
-
-    def _read(self, hook: AEPOperations) -> Flow[dict[str, Any] | None]:
-        if self.run_id is not None:
-            return (yield from hook.get_run.flow(self.run_id))
-        runs = yield from hook.list_runs.flow(self.flow_id, created_after_ms=self.created_after_ms)
-        return runs[0] if runs else None
 
     def timeout_message(self, deadline: float, dataflow_page: str) -> str:
         summary = self.summary or {}

@@ -31,7 +31,6 @@ def fake(aep_conn, monkeypatch) -> FakeAEP:
         pass
 
     monkeypatch.setattr(AEPAsyncHook, "sleep", staticmethod(no_wait))
-    monkeypatch.setattr(aep_async, "RUN_BATCH_WINDOW", 0.01)
     return FakeAEP()
 
 

@@ -15,7 +15,7 @@ import time_machine
 
 from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
-from airflow_provider_aep.triggers.flow_run import AEPFlowRunEvent, AEPFlowRunTrigger, poll_lead
+from airflow_provider_aep.triggers.flow_run import AEPFlowRunEvent, AEPFlowRunTrigger, next_poll, poll_lead
 from airflow_provider_aep.utils.client_core import RetryPolicy
 from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, task_log_text
 from tests.fake_aep import FakeAEP
@@ -254,6 +254,18 @@ async def test_polls_keep_their_times_however_long_a_read_takes(fake, slept, clo
     (event,) = await events_of(trigger())
     assert event["status"] == "success"
     assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [59.5, 59.5]
+
+
+@pytest.mark.parametrize(
+    ("due", "now", "expected"),
+    [
+        (100.0, 100.1, 109.5),  # one period after the last due time, not after its (slow) read
+        (100.0, 100.0 + 30, 130.0),  # the loop was late: at once, not a burst of catch-up polls
+        (100.1, 100.1, 109.75),  # on the next slot, with every other poll due in it
+    ],
+)
+def test_polls_fall_due_on_shared_slots_one_period_apart(due, now, expected):
+    assert next_poll(due, 9.5, now) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(("interval", "lead"), [(1, 0.1), (5, 0.5), (10, 0.5), (60, 0.5), (600, 0.5)])
