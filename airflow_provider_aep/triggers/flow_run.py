@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_aep.exceptions import AEPApiError
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.utils.client_core import RetryPolicy
 from airflow_provider_aep.utils.flow_runs import EventStatus, FlowRunWatch, Outcome
@@ -102,6 +103,16 @@ class AEPFlowRunTrigger(BaseTrigger):
             self.log.warning("Closing the AEP client failed: %s", exc)
         yield AEPFlowRunEvent(payload=event)
 
+    @staticmethod
+    async def _poll(hook: AEPAsyncHook, watch: FlowRunWatch) -> Outcome:
+        if watch.run_id is None:  # still looking for the newest run: a list read of its own
+            return await hook.drive(watch.poll(hook))
+        try:
+            run = await hook.read_run(watch.run_id)  # shared with the loop's other triggers
+        except AEPApiError as exc:
+            return watch.read_failed(exc)
+        return watch.observe(run, hook.config)
+
     def _make_hook(self) -> AEPAsyncHook:
         return AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args)
 
@@ -115,7 +126,7 @@ class AEPFlowRunTrigger(BaseTrigger):
             # Deadline before status, so a run that keeps us waiting can't outlive it by more than one poll.
             if time.time() >= self.end_time:
                 break
-            outcome = await hook.drive(watch.poll(hook))
+            outcome = await self._poll(hook, watch)
             if outcome is not Outcome.WAIT:
                 return watch.event(EventStatus.of(outcome), f"run finished {watch.summary['status']}")  # type: ignore[index]
             due = next_poll(due, period, time.time())  # however long this poll's read took

@@ -107,7 +107,6 @@ class HttpResponse:
     status: int
     headers: Mapping[str, str]  # case-insensitive, as both client libraries give them
     text: str
-    body: Any = field(default=None, repr=False)  # the decoded body, when the driver already has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,8 +472,6 @@ def decoded_body(response: HttpResponse, request: HttpRequest) -> Any:
         error = decode_error(response, request)
         log.debug("AEP error: %s", error)
         raise error
-    if response.body is not None:
-        return response.body
     if not response.text:
         return None
     try:

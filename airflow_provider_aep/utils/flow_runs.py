@@ -21,6 +21,7 @@ from airflow_provider_aep.utils.client_core import Flow, dig, is_retryable
 
 if TYPE_CHECKING:
     from airflow_provider_aep.hooks.operations import AEPOperations
+    from airflow_provider_aep.utils.connection import AEPConnectionConfig
 
 log = logging.getLogger(__name__)
 
@@ -315,10 +316,18 @@ class FlowRunWatch:
                 runs = yield from hook.list_runs.flow(self.flow_id, created_after_ms=self.created_after_ms)
                 run = runs[0] if runs else None
         except AEPApiError as exc:
-            if not is_retryable(exc):
-                raise
-            self.log.warning("Reading AEP flow run status failed after retries (%s); polling on", exc)
-            return Outcome.WAIT
+            return self.read_failed(exc)
+        return self.observe(run, hook.config)
+
+    def read_failed(self, exc: AEPApiError) -> Outcome:
+        """A read that failed after its retries: still waiting if it may succeed later, else the error."""
+        if not is_retryable(exc):
+            raise exc
+        self.log.warning("Reading AEP flow run status failed after retries (%s); polling on", exc)
+        return Outcome.WAIT
+
+    def observe(self, run: dict[str, Any] | None, config: AEPConnectionConfig) -> Outcome:
+        """What a read of the run means: a progress line, and the outcome from the status table."""
         if run is None:
             after = (
                 ""
@@ -327,7 +336,6 @@ class FlowRunWatch:
             )
             self.log.info("No run of AEP flow %s%s yet", self.flow_id, after)
             return Outcome.WAIT
-        config = hook.config
         self.summary = run_summary(run, self.flow_id, config.org_id, config.sandbox)
         if self.run_id is None:  # follow this run to its end, even if a newer one starts meanwhile
             self.run_id = self.summary["run_id"]
