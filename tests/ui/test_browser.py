@@ -42,7 +42,7 @@ from airflow_provider_aep.testing.standalone import USER, airflow_cli, standalon
 pytestmark = [pytest.mark.ui, pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")]
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "airflow.py"
+SCRIPT = ROOT / "scripts" / "local_airflow.py"
 DAGS_FOLDER = ROOT / "example_dags"
 ARTIFACTS = Path(os.environ.get("AEP_UI_ARTIFACTS") or ROOT / "build" / "test-ui")
 CHROMIUM = os.environ.get("AEP_UI_CHROMIUM", "/usr/bin/chromium")
@@ -133,7 +133,7 @@ class MakeAirflow:
         """Last resort after a failure: whatever is left of what this test started."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        for p in self.processes():
+        for p in self.processes() + _children():
             with contextlib.suppress(psutil.Error):
                 p.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -165,6 +165,16 @@ class Steps:
     def _shot(self, filename: str) -> None:
         with contextlib.suppress(Exception):  # a screenshot must not hide the step's own error
             self.page.screenshot(path=str(ARTIFACTS / filename), full_page=True)
+
+
+def _children() -> list[psutil.Process]:
+    """What this test process still runs: nothing once the browser, its driver and the script are gone."""
+    alive = []
+    for p in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+    return alive
 
 
 def _label(container: Any, text: str) -> Any:
@@ -199,7 +209,9 @@ def test_a_new_user_tries_the_examples_in_a_browser(tmp_path, monkeypatch):
     airflow = MakeAirflow(home, password)
     passed = False
     try:
+        started = time.monotonic()
         base_url = airflow.wait_for("Airflow is up:", START_TIMEOUT).split(":", 1)[1].strip()
+        print(f"[ui] make airflow was up in {time.monotonic() - started:.1f} s", flush=True)
         assert f"{USER} / {password}" in airflow.wait_for("Log in as:", 1), airflow.output
         emulator_url = re.search(r"AEP emulator on (\S+);", airflow.output).group(1)
         api = httpx.Client(base_url=base_url, timeout=30.0)
@@ -228,7 +240,7 @@ def test_a_new_user_tries_the_examples_in_a_browser(tmp_path, monkeypatch):
         passed = True
     finally:
         code = airflow.interrupt(STOP_TIMEOUT)
-        left = [" ".join(p.cmdline())[:120] for p in airflow.processes()]
+        left = [" ".join(p.cmdline())[:120] for p in airflow.processes() + _children()]
         if code is None or left:
             airflow.kill()
         if not passed:
