@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             except (RuntimeError, TimeoutError, httpx.HTTPError) as err:
                 print(f"Airflow did not start: {err}", file=sys.stderr)
             finally:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+                for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the clean-up short
+                    signal.signal(sig, signal.SIG_IGN)
                 _, survivors = airflow.stop()
                 if survivors:
                     print(f"Processes that survived SIGKILL: {survivors}", file=sys.stderr)
