@@ -265,7 +265,7 @@ def _walk_through(step, page, expect, api, base_url, emulator_url, home, passwor
         page.locator("input[name=password]").fill(password)
         page.locator("button[type=submit]").click()
         expect(page).to_have_url(f"{base_url}/")
-        expect(page.get_by_role("link", name="Dags")).to_be_visible()
+        expect(page.get_by_role("link", name="Dags", exact=True).first).to_be_visible()
 
     with step("open the connection form for an aep connection"):
         page.goto(f"{base_url}/connections")
