@@ -37,6 +37,24 @@ PROFILE_FIELD_GROUPS = (
     "https://ns.adobe.com/xdm/context/profile-personal-details",
 )
 
+# JSON Schemas of build_protocols_pipeline's structured arguments, for the Params of a DAG's trigger form.
+# Airflow 3's form edits an array as a JSON document only when its items are typed as objects (untyped, it
+# is a list of text lines); the values are checked against the schemas before a run is created.
+SOURCE_FIELDS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": {"type": "string", "minLength": 1},
+}
+MAPPING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        name: {"type": "string", "minLength": 1}
+        for name in ("source", "destination", "sourceType", "sourceAttribute", "destinationXdmPath")
+    },
+    "anyOf": [{"required": ["source", "destination"]}, {"required": ["sourceAttribute", "destinationXdmPath"]}],
+}
+MAPPINGS_SCHEMA: dict[str, Any] = {"type": "array", "minItems": 1, "items": MAPPING_SCHEMA}
+
 
 RESOURCE_SUFFIXES = {
     "adhoc_schema": "ad hoc schema",

@@ -17,12 +17,6 @@ Bounded in time (one overall deadline); every process started is stopped, even o
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -31,19 +25,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from airflow_provider_aep.testing import AEPEmulator
+from airflow_provider_aep.testing.standalone import (
+    STOP_GRACE_SECONDS,
+    Standalone,
+    airflow_cli,
+    api_token,
+    free_port,
+    standalone_env,
+)
 
 DAG_ID = "aep_protocols_ingestion"
 SENSOR = "wait_for_first_run"
 TRIGGER_CLASSPATH = "airflow_provider_aep.triggers.flow_run.AEPFlowRunTrigger"
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "example_dags"
-VENV_BIN = Path(sys.executable).parent
 
 DEADLINE_SECONDS = 240.0  # the whole test: Airflow start-up, parsing, the DAG run, the checks
-STOP_GRACE_SECONDS = 20.0
 
 # time_scale=60: one emulated minute per real second. A run would start 1 emulated hour (60 s real) after
 # it is due; the test jumps the clock past that once the sensor is deferred, so the run finishes then.
@@ -69,152 +68,14 @@ class HeldClock:
             self.offset += seconds
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _airflow_env(home: Path, port: int, emu: AEPEmulator) -> dict[str, str]:
-    # Nothing Airflow- or pytest-specific leaks in from this process (its AIRFLOW_HOME, unit-test mode, ...).
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW", "PYTEST_", "_AIRFLOW")) and k != "PYTEST_VERSION"
-    }
-    base_url = f"http://127.0.0.1:{port}"
-    env.update(
-        {
-            "PATH": os.pathsep.join([str(VENV_BIN), env.get("PATH", "")]),
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor forks this many workers; 2 cores here
-            # Other example DAGs share the folder (and the emulator): only ours is unpaused, by the test.
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__BASE_URL": base_url,
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
-            "AIRFLOW_CONN_AEP_DEFAULT": emu.connection_json(),
-            "NO_COLOR": "1",
-        }
+    return standalone_env(
+        home,
+        port,
+        DAGS_FOLDER,
+        connection_json=emu.connection_json(),
+        overrides={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"},
     )
-    return env
-
-
-def _tail(path: Path, lines: int = 80) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"<no log: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class Standalone:
-    """``airflow standalone`` in its own session; :meth:`stop` ends the whole process group."""
-
-    def __init__(self, cli: Path, env: dict[str, str], cwd: Path, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [str(cli), "standalone"],
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pgid = self.proc.pid  # session and group leader
-
-    def tail(self, lines: int = 80) -> str:
-        self._log.flush()
-        return _tail(self.log_path, lines)
-
-    def _members(self) -> list[Any]:
-        members = []
-        for p in psutil.process_iter(["pid", "status"]):
-            try:
-                if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == self.pgid:
-                    members.append(p)
-            except (ProcessLookupError, psutil.Error, OSError):
-                continue
-        return members
-
-    def _descendants(self) -> list[Any]:
-        try:
-            return psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            return []
-
-    def stop(self) -> tuple[list[str], list[str]]:
-        """
-        SIGTERM to the group (and to any descendant that left it), up to STOP_GRACE_SECONDS, then SIGKILL.
-
-        Returns the command lines that needed SIGKILL, and those still alive after it (should be none).
-        """
-        tracked = {p.pid: p for p in self._descendants()}
-        try:
-            os.killpg(self.pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        for p in tracked.values():
-            try:
-                p.terminate()
-            except psutil.Error:
-                pass
-
-        def remaining() -> list[Any]:
-            found = {p.pid: p for p in self._members()}
-            found.update({p.pid: p for p in tracked.values() if _alive(p)})
-            return list(found.values())
-
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while time.monotonic() < deadline and (self.proc.poll() is None or remaining()):
-            time.sleep(0.2)
-        killed = []
-        for p in remaining():
-            try:
-                killed.append(" ".join(p.cmdline())[:150])
-                p.kill()
-            except psutil.Error:
-                pass
-        try:
-            os.killpg(self.pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        self._log.close()
-        survivors = []
-        for p in remaining():
-            try:
-                p.wait(timeout=5)
-            except psutil.TimeoutExpired:
-                survivors.append(" ".join(p.cmdline())[:150])
-            except psutil.Error:
-                pass
-        return killed, survivors
-
-
-def _alive(p: Any) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 class Api:
@@ -254,11 +115,8 @@ class Api:
         self.fail(f"timed out after {DEADLINE_SECONDS:.0f} s waiting for {what} (last: {last!r})")
 
     def login(self) -> None:
-        def token():
-            response = self.client.get("/auth/token")
-            return response.json()["access_token"] if response.status_code in (200, 201) else None
-
-        self.client.headers["Authorization"] = f"Bearer {self.wait_until('the api-server', token)}"
+        token = self.wait_until("the api-server", lambda: api_token(self.airflow.base_url))
+        self.client.headers["Authorization"] = f"Bearer {token}"
 
     def get(self, path: str, **params: Any) -> httpx.Response:
         return self.client.get(f"/api/v2{path}", params=params or None)
@@ -275,7 +133,7 @@ def _ti_path(run_id: str, task_id: str = SENSOR) -> str:
 
 
 def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
-    cli = VENV_BIN / "airflow"
+    cli = airflow_cli()
     if not cli.exists():
         pytest.skip(f"airflow standalone is not available (no {cli})")
 
@@ -284,7 +142,7 @@ def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
     deadline = time.monotonic() + DEADLINE_SECONDS
     home = tmp_path / "airflow_home"
     home.mkdir()
-    port = _free_port()
+    port = free_port()
     name = f"Full stack {uuid.uuid4().hex[:8]}"
     conf = {"name": name, "source_table": "Orders", "interval": 15}
     clock = HeldClock()
@@ -292,7 +150,7 @@ def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
     with AEPEmulator(
         time_scale=TIME_SCALE, run_start_delay=RUN_START_DELAY, run_duration=RUN_DURATION, clock=clock
     ) as emu:
-        airflow = Standalone(cli, _airflow_env(home, port, emu), tmp_path, tmp_path / "standalone.log")
+        airflow = Standalone(_airflow_env(home, port, emu), tmp_path, tmp_path / "standalone.log")
         api = Api(f"http://127.0.0.1:{port}", deadline, airflow)
         try:
             _run_and_check(api, emu, clock, home, name, conf)
