@@ -115,7 +115,7 @@ class HoldingEmulator(AEPEmulator):
             if not isinstance(sys.exc_info()[1], ConnectionError):
                 report(request, client_address)
 
-        server.handle_error = handle_error  # type: ignore[method-assign]
+        server.handle_error = handle_error
         return self
 
     def hold_creates(self, hold: bool) -> None:
@@ -123,7 +123,7 @@ class HoldingEmulator(AEPEmulator):
             self._holding = hold
             self._hold.notify_all()
 
-    def _handle(self, method: str, target: str, headers: Any, body: bytes):  # type: ignore[override]
+    def _handle(self, method: str, target: str, headers: Any, body: bytes):
         response = super()._handle(method, target, headers, body)
         if method == "POST" and response is not None and 200 <= response.status < 300 and not target.startswith("/ims"):
             with self._hold:
@@ -146,7 +146,7 @@ class Figures:
     phases: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def print(self, wall: float) -> None:
+    def report(self, wall: float) -> None:
         runs = collections.Counter(self.dag_runs)
         rows = {
             "DAG runs": f"{len(self.dag_runs)}: " + ", ".join(f"{d} {s} x{n}" for (d, s), n in runs.items()),
@@ -593,4 +593,4 @@ def test_distributed_celery_ha() -> None:
     assert not survivors, f"processes survived SIGKILL: {survivors}"
     if killed:
         figures.notes.append(f"ignored SIGTERM and were SIGKILLed at the end: {killed}")
-    figures.print(time.monotonic() - started)
+    figures.report(time.monotonic() - started)
