@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint test-compat test-ui demo airflow bench install clean
+.PHONY: test lint test-compat test-ui test-distributed demo airflow bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,24 @@ $(COMPAT_STAMP): setup.cfg pyproject.toml $(COMPAT_CONSTRAINTS)
 test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest -q --ignore=tests/integration/test_full_stack.py \
 		--ignore=tests/test_packaging.py --ignore=tests/bench
+
+# The provider on a distributed Airflow 3: CeleryExecutor on PostgreSQL and Redis (Debian packages, installed
+# when missing), two Celery workers, two triggerers, processes SIGKILLed mid-run (tests/distributed/). Its own
+# venv; `timeout` sends SIGINT, so a hung run still stops every process it started.
+DIST_VENV ?= .venv-distributed
+DIST_AIRFLOW ?= 3.3.*
+DIST_STAMP := $(DIST_VENV)/.installed
+
+$(DIST_STAMP): setup.cfg pyproject.toml ci/constraints-distributed.txt
+	$(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_VENV)/bin/pip install --quiet --upgrade pip
+	$(DIST_VENV)/bin/pip install --quiet -e '.[test]' 'apache-airflow==$(DIST_AIRFLOW)' \
+		apache-airflow-providers-celery psycopg2-binary asyncpg -c ci/constraints-distributed.txt
+	touch $(DIST_STAMP)
+
+test-distributed: $(DIST_STAMP)
+	timeout -s INT -k 60 1200 $(DIST_VENV)/bin/python -m pytest -q -s -p no:cacheprovider \
+		tests/distributed/celery_ha_scenario.py
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

@@ -17,25 +17,16 @@ Bounded in time (one overall deadline); every process started is stopped, even o
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from airflow_provider_aep.testing import AEPEmulator
-from airflow_provider_aep.testing.standalone import (
-    STOP_GRACE_SECONDS,
-    Standalone,
-    airflow_cli,
-    api_token,
-    free_port,
-    standalone_env,
-)
+from airflow_provider_aep.testing.standalone import airflow_cli
+from tests.airflow_stack import STOP_GRACE_SECONDS, AirflowApi, HeldClock, ProcessGroup, airflow_env, free_port
 
 DAG_ID = "aep_protocols_ingestion"
 SENSOR = "wait_for_first_run"
@@ -50,82 +41,6 @@ TIME_SCALE = 60.0
 RUN_START_DELAY = 3600.0  # emulated seconds
 RUN_DURATION = 120.0  # emulated seconds: 2 s real once started
 CLOCK_JUMP = RUN_START_DELAY / TIME_SCALE + 1.0
-
-
-class HeldClock:
-    """Real time plus an offset the test moves forward: the emulator's runs progress only when released."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return time.time() + self.offset
-
-    def jump(self, seconds: float) -> None:
-        with self._lock:
-            self.offset += seconds
-
-
-def _airflow_env(home: Path, port: int, emu: AEPEmulator) -> dict[str, str]:
-    return standalone_env(
-        home,
-        port,
-        DAGS_FOLDER,
-        connection_json=emu.connection_json(),
-        overrides={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"},
-    )
-
-
-class Api:
-    """The Airflow REST API (v2), with a token from the simple auth manager."""
-
-    def __init__(self, base_url: str, deadline: float, airflow: Standalone) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=15.0)
-        self.deadline = deadline
-        self.airflow = airflow
-        self.started = time.monotonic()
-
-    def mark(self, phase: str) -> None:
-        """Phase timings, in the captured output (shown on failure, or with ``-s``)."""
-        print(f"[full stack] {time.monotonic() - self.started:6.1f} s  {phase}", flush=True)
-
-    def fail(self, message: str) -> None:
-        pytest.fail(f"{message}\n--- airflow standalone log (tail) ---\n{self.airflow.tail()}", pytrace=False)
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def wait_until(self, what: str, probe, interval: float = 1.0):
-        """Call ``probe()`` until it returns something truthy, within the overall deadline."""
-        last: Any = None
-        while self.remaining() > 0:
-            if self.airflow.proc.poll() is not None:
-                self.fail(f"airflow standalone exited ({self.airflow.proc.returncode}) while waiting for {what}")
-            try:
-                result = probe()
-            except httpx.TransportError as exc:  # api-server not listening yet / restarting
-                last = exc
-            else:
-                if result:
-                    return result
-                last = result
-            time.sleep(interval)
-        self.fail(f"timed out after {DEADLINE_SECONDS:.0f} s waiting for {what} (last: {last!r})")
-
-    def login(self) -> None:
-        token = self.wait_until("the api-server", lambda: api_token(self.airflow.base_url))
-        self.client.headers["Authorization"] = f"Bearer {token}"
-
-    def get(self, path: str, **params: Any) -> httpx.Response:
-        return self.client.get(f"/api/v2{path}", params=params or None)
-
-    def get_json(self, path: str, **params: Any) -> Any:
-        response = self.get(path, **params)
-        if response.status_code != 200:
-            self.fail(f"GET {path} -> {response.status_code}: {response.text[:500]}")
-        return response.json()
 
 
 def _ti_path(run_id: str, task_id: str = SENSOR) -> str:
@@ -150,8 +65,24 @@ def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
     with AEPEmulator(
         time_scale=TIME_SCALE, run_start_delay=RUN_START_DELAY, run_duration=RUN_DURATION, clock=clock
     ) as emu:
-        airflow = Standalone(_airflow_env(home, port, emu), tmp_path, tmp_path / "standalone.log")
-        api = Api(f"http://127.0.0.1:{port}", deadline, airflow)
+        env = airflow_env(
+            home=home,
+            dags_folder=DAGS_FOLDER,
+            port=port,
+            emu=emu,
+            venv_bin=cli.parent,
+            AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+            AIRFLOW__CORE__PARALLELISM="4",  # LocalExecutor forks this many workers; 2 cores here
+        )
+        airflow = ProcessGroup(
+            "airflow standalone", [str(cli), "standalone"], env, tmp_path, tmp_path / "standalone.log"
+        )
+        api = AirflowApi(
+            f"http://127.0.0.1:{port}",
+            deadline,
+            check=airflow.died,
+            context=lambda: f"--- airflow standalone log (tail) ---\n{airflow.tail()}",
+        )
         try:
             _run_and_check(api, emu, clock, home, name, conf)
         except AssertionError as exc:
@@ -167,26 +98,12 @@ def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
         )
 
 
-def _run_and_check(api: Api, emu: AEPEmulator, clock: HeldClock, home: Path, name: str, conf: dict) -> None:
+def _run_and_check(api: AirflowApi, emu: AEPEmulator, clock: HeldClock, home: Path, name: str, conf: dict) -> None:
     api.login()
     api.mark("api-server up")
 
     # 1. The DAG is parsed; only it is unpaused (the folder's other example DAGs would use the emulator too).
-    def dag_ready():
-        response = api.get(f"/dags/{DAG_ID}")
-        if response.status_code == 200:
-            return response.json()
-        errors = api.get("/importErrors").json().get("import_errors") if response.status_code == 404 else None
-        errors = [e for e in errors or () if Path(e.get("filename") or "").stem == DAG_ID]
-        if errors:
-            api.fail(f"{DAG_ID} has import errors: {json.dumps(errors, indent=1)[:3000]}")
-        return None
-
-    if api.wait_until(f"DAG {DAG_ID} to be parsed", dag_ready)["is_paused"]:
-        response = api.client.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
-        if response.status_code != 200:
-            api.fail(f"unpausing {DAG_ID} failed: {response.status_code} {response.text[:500]}")
-
+    api.wait_for_dag(DAG_ID)
     api.mark("DAG parsed and unpaused")
 
     # 2. Trigger it as the UI trigger form does: a conf overriding some params, no logical date.
