@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from airflow_provider_aep.testing import AEPEmulator
-from airflow_provider_aep.testing.standalone import USER, Standalone, free_port, set_password, standalone_env
+from airflow_provider_aep.testing.standalone import USER, Standalone, airflow_env, free_port, set_password
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = ROOT / "example_dags"
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 1  # until a Ctrl-C ends a good run
     try:
         with AEPEmulator(time_scale=60) as emulator:
-            env = standalone_env(
+            env = airflow_env(
                 home, port, DAGS_FOLDER, login=True, overrides={"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}
             )
             set_password(home, password)

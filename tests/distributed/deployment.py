@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 
 from airflow_provider_aep.testing import AEPEmulator
-from tests.airflow_stack import ProcessGroup, airflow_env, free_port, stop_all
+from airflow_provider_aep.testing.standalone import ProcessGroup, airflow_cli, airflow_env, free_port, stop_all
 from tests.distributed.services import PostgreSQL, Redis
 
-VENV_BIN = Path(sys.executable).parent
 WORKER_CONCURRENCY = 8  # task processes per worker
 MIGRATE_TIMEOUT = 240.0
 
@@ -63,27 +61,29 @@ class CeleryDeployment:
         self.postgres = PostgreSQL(self.root)
         self.redis = Redis(self.root)
         self.env = airflow_env(
-            home=self.home,
-            dags_folder=self.dags_folder,
-            port=self.port,
-            emu=self.emu,
-            venv_bin=VENV_BIN,
-            AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
-            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=self.postgres.url,
-            AIRFLOW__CELERY__BROKER_URL=self.redis.url,
-            AIRFLOW__CELERY__RESULT_BACKEND=f"db+{self.postgres.url}",
-            AIRFLOW__CELERY__WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),
-            AIRFLOW__CORE__FERNET_KEY=self.fernet_key,  # trigger kwargs are encrypted: one key for all
-            AIRFLOW__CORE__PARALLELISM="32",
-            AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG="64",
-            **RECOVERY_SETTINGS,
+            self.home,
+            self.port,
+            self.dags_folder,
+            connection_json=self.emu.connection_json(),
+            overrides={
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres.url,
+                "AIRFLOW__CELERY__BROKER_URL": self.redis.url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.postgres.url}",
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+                "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,  # trigger kwargs are encrypted: one key for all
+                "AIRFLOW__CORE__PARALLELISM": "32",
+                "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "64",
+                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+                **RECOVERY_SETTINGS,
+            },
         )
 
     def migrate(self) -> None:
         log = self.root / "db-migrate.log"
         with log.open("wb") as out:
             result = subprocess.run(
-                [str(VENV_BIN / "airflow"), "db", "migrate"],
+                [str(airflow_cli()), "db", "migrate"],
                 env=self.env,
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,
@@ -103,7 +103,7 @@ class CeleryDeployment:
         attempt = sum(1 for p in self.retired if p.name == name) + 1
         process = ProcessGroup(
             name,
-            [str(VENV_BIN / "airflow"), *args],
+            [str(airflow_cli()), *args],
             {**self.env, **env},
             self.root,
             logs / f"{name}.{attempt}.log",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg2
 
-from tests.airflow_stack import ProcessGroup, free_port
+from airflow_provider_aep.testing.standalone import ProcessGroup, free_port
 
 DEBIAN_PACKAGES = ("postgresql", "redis-server")
 POLICY_RC = Path("/usr/sbin/policy-rc.d")

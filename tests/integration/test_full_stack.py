@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_aep.testing import AEPEmulator
-from airflow_provider_aep.testing.standalone import airflow_cli
-from tests.airflow_stack import STOP_GRACE_SECONDS, AirflowApi, HeldClock, ProcessGroup, airflow_env, free_port
+from airflow_provider_aep.testing.standalone import STOP_GRACE_SECONDS, Standalone, airflow_cli, airflow_env, free_port
+from tests.airflow_stack import AirflowApi, HeldClock
 
 DAG_ID = "aep_protocols_ingestion"
 SENSOR = "wait_for_first_run"
@@ -66,19 +66,15 @@ def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
         time_scale=TIME_SCALE, run_start_delay=RUN_START_DELAY, run_duration=RUN_DURATION, clock=clock
     ) as emu:
         env = airflow_env(
-            home=home,
-            dags_folder=DAGS_FOLDER,
-            port=port,
-            emu=emu,
-            venv_bin=cli.parent,
-            AIRFLOW__CORE__EXECUTOR="LocalExecutor",
-            AIRFLOW__CORE__PARALLELISM="4",  # LocalExecutor forks this many workers; 2 cores here
+            home,
+            port,
+            DAGS_FOLDER,
+            connection_json=emu.connection_json(),
+            overrides={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"},
         )
-        airflow = ProcessGroup(
-            "airflow standalone", [str(cli), "standalone"], env, tmp_path, tmp_path / "standalone.log"
-        )
+        airflow = Standalone(env, tmp_path, tmp_path / "standalone.log")
         api = AirflowApi(
-            f"http://127.0.0.1:{port}",
+            airflow.base_url,
             deadline,
             check=airflow.died,
             context=lambda: f"--- airflow standalone log (tail) ---\n{airflow.tail()}",

@@ -36,7 +36,7 @@ import pytest
 
 from airflow_provider_aep import get_provider_info
 from airflow_provider_aep.testing import AEPEmulator
-from airflow_provider_aep.testing.standalone import USER, airflow_cli, standalone_env
+from airflow_provider_aep.testing.standalone import USER, airflow_cli, airflow_env
 
 # Importing Airflow's API routes (the Test probe below) warns about Starlette's test client, unused here.
 pytestmark = [pytest.mark.ui, pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")]
@@ -329,7 +329,7 @@ def _walk_through(step, page, expect, api, base_url, emulator_url, home, passwor
             assert "host or port to test differs from the stored connection" in response.json()["detail"]
             expect(page.get_by_text("Test Connection Failed").first).to_be_visible()
         port = int(base_url.rsplit(":", 1)[1])
-        cli_env = standalone_env(home, port, DAGS_FOLDER, overrides={"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"})
+        cli_env = airflow_env(home, port, DAGS_FOLDER, overrides={"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"})
         cli = subprocess.run(
             [str(airflow_cli()), "connections", "test", "aep_form"],
             env=cli_env,
