@@ -77,6 +77,9 @@ ONE_LEGACY_PIPELINE = {
     "mappingSets": 1,
     "flows": 1,
 }
+# The current variant has no ad hoc schema (nor its class) and no dataset base connection.
+ONE_CURRENT_PIPELINE = {**ONE_LEGACY_PIPELINE, "classes": 0, "schemas": 1, "connections": 1}
+LEGACY_ONLY_TASKS = ("adhoc_schema", "dataset_base_connection")
 
 
 def pipeline_resource_counts(emulator, sandbox: str = "prod") -> dict[str, int]:

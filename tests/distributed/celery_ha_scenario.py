@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,7 +45,7 @@ from cryptography.fernet import Fernet
 from airflow_provider_aep.pipelines import pipeline_resource_names
 from airflow_provider_aep.testing import AEPEmulator
 from tests.airflow_stack import AirflowApi, HeldClock
-from tests.conftest import PIPELINE_KINDS
+from tests.conftest import LEGACY_ONLY_TASKS, ONE_CURRENT_PIPELINE, PIPELINE_KINDS
 from tests.distributed.dags import aep_distributed_deadline as deadline_dag
 from tests.distributed.deployment import CeleryDeployment
 from tests.distributed.services import ensure_debian_packages
@@ -460,6 +459,9 @@ class Scenario:
         self.figures.tries += sum(t["try_number"] for t in tis)
         bad = [t for t in tis if t["state"] not in ("success", "skipped")]
         assert not bad, self.states(bad)
+        legacy_only = [t for t in tis if t["task_id"].split(".")[-1] in LEGACY_ONLY_TASKS]
+        assert len(legacy_only) == PIPELINES * len(LEGACY_ONLY_TASKS), self.states(legacy_only)
+        assert all(t["state"] == "skipped" for t in legacy_only), self.states(legacy_only)
         self.check_resources()
         self.check_events(MULTI, run_id, tis)
         tries = sum(t["try_number"] for t in tis if t["state"] != "skipped")
@@ -484,17 +486,9 @@ class Scenario:
                 name = wanted[task_id.split(".")[-1]]
                 assert names[kind][name] == 1, f"{kind} {name!r}: {names[kind][name]} in the emulator"
         self.figures.resources = {kind: len(state[kind]) for kind in PIPELINE_KINDS}
-        # Beyond the current variant's own resources: the legacy-only tasks of each mapped pipeline ran.
-        extra = {k: n - PIPELINES * list(CREATE_TASKS.values()).count(k) for k, n in self.figures.resources.items()}
-        extra = {kind: n for kind, n in extra.items() if n}
-        if extra and not any("legacy-variant" in note for note in self.figures.notes):
-            message = (
-                f"beyond the current variant's resources, the emulator holds {extra}: the legacy-variant tasks "
-                "(adhoc_schema, dataset_base_connection) ran in every mapped pipeline, the short circuit "
-                "is_legacy_variant=False skipping nothing inside the mapped task group"
-            )
-            self.figures.notes.append(message)
-            warnings.warn(message, stacklevel=1)
+        # The current variant in every mapped pipeline: no ad hoc schema or class, no dataset base connection.
+        expected = {kind: PIPELINES * n for kind, n in ONE_CURRENT_PIPELINE.items()}
+        assert self.figures.resources == expected, f"AEP resources {self.figures.resources}, expected {expected}"
 
     def check_events(self, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> None:
         """Each trigger fired one event, counted over every triggerer that ran it."""

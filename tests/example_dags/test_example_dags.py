@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig
-from tests.conftest import ONE_LEGACY_PIPELINE, PIPELINE_KINDS, airflow_3, pipeline_resource_counts
+from tests.conftest import (
+    LEGACY_ONLY_TASKS,
+    ONE_CURRENT_PIPELINE,
+    ONE_LEGACY_PIPELINE,
+    PIPELINE_KINDS,
+    airflow_3,
+    pipeline_resource_counts,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 DAG_IDS = {"aep_protocols_ingestion", "aep_scheduled_ingestion", "aep_multi_source_ingestion", "aep_teardown"}
@@ -175,7 +182,8 @@ def test_protocols_dag_current_variant(example, emulator):
     run = dag.test(run_conf={"name": "Current Orders", "variant": "current"})
     assert run.state == "success", _states(run)
     states = _states(run)
-    assert states["adhoc_schema"] == states["dataset_base_connection"] == "skipped"
+    assert [states[task_id] for task_id in LEGACY_ONLY_TASKS] == ["skipped", "skipped"]
+    assert pipeline_resource_counts(emulator) == ONE_CURRENT_PIPELINE
     source = next(iter(emulator.snapshot()["prod"]["sourceConnections"].values()))
     assert source["data"]["format"] == "tabular" and source["params"]["tableName"] == "Orders"
 
@@ -251,6 +259,11 @@ def test_multi_source_dag_maps_one_pipeline_per_table(example, emulator):
     sensors = [ti for ti in run.get_task_instances() if ti.task_id.endswith("wait_for_first_run")]
     assert sorted(ti.map_index for ti in sensors) == [0, 1, 2]
     assert all(ti.state == "success" for ti in sensors)
+    # Each mapped pipeline is of the current variant: its legacy-only tasks are skipped and create nothing.
+    states = _states(run)
+    legacy_only = {key: state for key, state in states.items() if key.split(".")[-1].split("[")[0] in LEGACY_ONLY_TASKS}
+    assert legacy_only == {f"ingest_source.{t}[{i}]": "skipped" for t in LEGACY_ONLY_TASKS for i in range(3)}
+    assert pipeline_resource_counts(emulator) == {kind: 3 * n for kind, n in ONE_CURRENT_PIPELINE.items()}
 
 
 def test_teardown_dag_removes_what_a_run_created(example, emulator):
