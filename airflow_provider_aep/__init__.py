@@ -111,4 +111,31 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_provider_aep.links.aep.AEPDataflowLink",
             "airflow_provider_aep.links.aep.AEPFlowRunLink",
         ],
+        "config": {
+            "aep": {
+                "description": "Settings of the Adobe Experience Platform provider.",
+                "options": {
+                    "token_cache_on_disk": {
+                        "description": "Share IMS access tokens between the processes of a host (task processes, "
+                        "triggerers) through files only this user can read, so that a host asks IMS for a token "
+                        "once per token lifetime instead of once per task process. Each file holds a token, its "
+                        "expiry and its IMS URL, client id and scopes, never the client secret. False: every "
+                        "process fetches its own token. See docs/running-at-scale.md, 'IMS tokens'.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
+                    "token_cache_dir": {
+                        "description": "Directory of those files, created with mode 0700; a directory that other "
+                        "users can enter, or that another user owns, is not used. Empty: "
+                        "$XDG_CACHE_HOME/airflow-provider-aep/tokens (~/.cache/airflow-provider-aep/tokens).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/var/cache/airflow/aep-tokens",
+                        "default": "",
+                    },
+                },
+            }
+        },
     }

@@ -101,9 +101,11 @@ class RecordingTI:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_token_cache():
+def _fresh_token_cache(tmp_path_factory, monkeypatch):
+    """No token from another test: an empty process cache, and a token cache directory of this test's own."""
     from airflow_provider_aep.utils.client_core import TOKEN_CACHE
 
+    monkeypatch.setenv("AIRFLOW__AEP__TOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("aep-tokens")))
     TOKEN_CACHE.clear()
     yield
     TOKEN_CACHE.clear()
