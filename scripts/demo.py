@@ -72,7 +72,8 @@ def resource_lines(emulator: AEPEmulator) -> list[str]:
 
 
 def run_lines(emulator: AEPEmulator, env: dict[str, str]) -> tuple[list[str], bool]:
-    os.environ["AIRFLOW_CONN_AEP_DEFAULT"] = env["AIRFLOW_CONN_AEP_DEFAULT"]
+    for name in ("AIRFLOW_CONN_AEP_DEFAULT", "AIRFLOW__AEP__TOKEN_CACHE_DIR"):
+        os.environ[name] = env[name]
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "ERROR"  # this summary is for a person, not a log
     from airflow_provider_aep.hooks.aep import AEPHook
     from airflow_provider_aep.utils.flow_runs import run_summary
@@ -112,6 +113,7 @@ def main() -> int:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW_CONN_AEP_DEFAULT": emulator.connection_json(),
+                "AIRFLOW__AEP__TOKEN_CACHE_DIR": str(home / "aep-tokens"),  # not the user's cache: thrown away
             }
             print(f"AEP emulator on {emulator.base_url}; Airflow home {home} (SQLite)")
             if airflow(["db", "migrate"], env, log, timeout=300) != 0:

@@ -90,6 +90,8 @@ def airflow_env(
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": str(not login),
+            # The processes of this Airflow share their IMS tokens in its home, not in the user's cache.
+            "AIRFLOW__AEP__TOKEN_CACHE_DIR": str(home / "aep-tokens"),
             "NO_COLOR": "1",
         }
     )
