@@ -66,9 +66,6 @@ class FileTokenStore:
         self.lock_wait = lock_wait
         self._warned: set[str] = set()
 
-    def __repr__(self) -> str:
-        return f"FileTokenStore({str(self.directory)!r})"
-
     # ------------------------------------------------------------------ the three effects
     def load(self, key: TokenKey) -> StoredToken | None:
         path = self._path(key, ".json")
@@ -82,7 +79,7 @@ class FileTokenStore:
             self._warn("read", "cannot read %s (%s); fetching tokens from IMS", path, _reason(exc))
             return None
         try:
-            _check_private(os.fstat(fd), path, stat.S_ISREG)
+            _check_private(os.fstat(fd), path, "regular file")
             return _decode(os.read(fd, MAX_FILE_BYTES), key)
         except (OSError, ValueError) as exc:
             self._warn("read", "ignoring the token file %s: %s; fetching tokens from IMS", path, _reason(exc))
@@ -157,7 +154,7 @@ class FileTokenStore:
         """Where ``key``'s file is, once the directory is there and private; None when it cannot be used."""
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _check_private(os.lstat(self.directory), self.directory, stat.S_ISDIR)
+            _check_private(os.lstat(self.directory), self.directory, "directory")
         except OSError as exc:
             self._warn("directory", "not using the AEP token cache %s: %s", self.directory, _reason(exc))
             return None
@@ -177,9 +174,12 @@ def release(lock: IO[bytes] | None) -> None:
         lock.close()
 
 
-def _check_private(info: os.stat_result, path: Path, is_kind: Any) -> None:
-    if not is_kind(info.st_mode):
-        raise OSError(errno.EINVAL, f"{path} is not a {'directory' if is_kind is stat.S_ISDIR else 'regular file'}")
+_KINDS = {"directory": stat.S_ISDIR, "regular file": stat.S_ISREG}
+
+
+def _check_private(info: os.stat_result, path: Path, kind: str) -> None:
+    if not _KINDS[kind](info.st_mode):
+        raise OSError(errno.EINVAL, f"{path} is not a {kind}")
     if info.st_uid != os.geteuid():
         raise OSError(errno.EPERM, f"owned by uid {info.st_uid}, not this user ({os.geteuid()})")
     if info.st_mode & PRIVATE_BITS:

@@ -275,6 +275,7 @@ class Scenario:
             started = time.monotonic()
             step()
             self.figures.phases[phase] = time.monotonic() - started
+        self.check_tokens()
         return self.figures
 
     def start(self) -> None:
@@ -489,6 +490,15 @@ class Scenario:
         # The current variant in every mapped pipeline: no ad hoc schema or class, no dataset base connection.
         expected = {kind: PIPELINES * n for kind, n in ONE_CURRENT_PIPELINE.items()}
         assert self.figures.resources == expected, f"AEP resources {self.figures.resources}, expected {expected}"
+
+    def check_tokens(self) -> None:
+        """One host, well within one token lifetime: its processes share one token through the token files."""
+        fetched = sum(1 for r in self.emu.request_log if r.service == "ims")
+        assert fetched == 1, f"{fetched} IMS token requests from one host within one token lifetime"
+        self.figures.notes.append(
+            "IMS tokens: one request in all; every task process, retry and resume, and both triggerers, used the "
+            "token the first one fetched, from the host's token cache"
+        )
 
     def check_events(self, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> None:
         """Each trigger fired one event, counted over every triggerer that ran it."""
