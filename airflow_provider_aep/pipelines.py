@@ -37,6 +37,24 @@ PROFILE_FIELD_GROUPS = (
     "https://ns.adobe.com/xdm/context/profile-personal-details",
 )
 
+# JSON Schemas of build_protocols_pipeline's structured arguments, for the Params of a DAG's trigger form.
+# Airflow 3's form edits an array as a JSON document only when its items are typed as objects (untyped, it
+# is a list of text lines); the values are checked against the schemas before a run is created.
+SOURCE_FIELDS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": {"type": "string", "minLength": 1},
+}
+MAPPING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        name: {"type": "string", "minLength": 1}
+        for name in ("source", "destination", "sourceType", "sourceAttribute", "destinationXdmPath")
+    },
+    "anyOf": [{"required": ["source", "destination"]}, {"required": ["sourceAttribute", "destinationXdmPath"]}],
+}
+MAPPINGS_SCHEMA: dict[str, Any] = {"type": "array", "minItems": 1, "items": MAPPING_SCHEMA}
+
 
 RESOURCE_SUFFIXES = {
     "adhoc_schema": "ad hoc schema",
@@ -143,16 +161,21 @@ def build_protocols_pipeline(
         ad hoc schema, ``parquet_xdm`` source, dataset base connection on the target); may be a template.
     :param operator_kwargs: passed to every operator (``aep_retry_limit``, ``if_exists``, ``pool`` …).
     """
-    from airflow_provider_aep.version_compat import task
+    from airflow_provider_aep.version_compat import AirflowSkipException, task
 
     common = {"aep_conn_id": aep_conn_id, **operator_kwargs}
     lookup = {key: value for key, value in common.items() if key != "if_exists"}  # the flow spec is only looked up
 
-    @task.short_circuit(task_id="is_legacy_variant", ignore_downstream_trigger_rules=False)
-    def is_legacy_variant(value: Any) -> bool:
+    # Not @task.short_circuit: inside a mapped task group its skip reaches no downstream task (each mapped
+    # pipeline would create the legacy resources). A skipped task is skipped everywhere, and the scheduler's
+    # trigger rules skip its direct downstream, the legacy-only tasks, in each pipeline on its own.
+    @task(task_id="is_legacy_variant")
+    def is_legacy_variant(value: Any) -> None:
+        """Succeeds for the legacy variant, is skipped (and so are the legacy-only tasks) for the current one."""
         if value not in ("current", "legacy"):
             raise ValueError(f"variant={value!r}: must be 'current' or 'legacy'")
-        return value == "legacy"
+        if value == "current":
+            raise AirflowSkipException("variant='current': no ad hoc schema, no dataset base connection")
 
     @task(task_id="source_spec", multiple_outputs=True, trigger_rule="none_failed")
     def source_spec(value: Any, table: Any, fields: Any, adhoc_schema_id: Any) -> dict[str, Any]:

@@ -77,6 +77,9 @@ ONE_LEGACY_PIPELINE = {
     "mappingSets": 1,
     "flows": 1,
 }
+# The current variant has no ad hoc schema (nor its class) and no dataset base connection.
+ONE_CURRENT_PIPELINE = {**ONE_LEGACY_PIPELINE, "classes": 0, "schemas": 1, "connections": 1}
+LEGACY_ONLY_TASKS = ("adhoc_schema", "dataset_base_connection")
 
 
 def pipeline_resource_counts(emulator, sandbox: str = "prod") -> dict[str, int]:
@@ -98,9 +101,11 @@ class RecordingTI:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_token_cache():
+def _fresh_token_cache(tmp_path_factory, monkeypatch):
+    """No token from another test: an empty process cache, and a token cache directory of this test's own."""
     from airflow_provider_aep.utils.client_core import TOKEN_CACHE
 
+    monkeypatch.setenv("AIRFLOW__AEP__TOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("aep-tokens")))
     TOKEN_CACHE.clear()
     yield
     TOKEN_CACHE.clear()

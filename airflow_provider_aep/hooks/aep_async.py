@@ -12,6 +12,7 @@ import httpx
 
 from airflow_provider_aep.hooks.operations import AEPOperations
 from airflow_provider_aep.utils import client_core as core
+from airflow_provider_aep.utils import token_store
 from airflow_provider_aep.utils.connection import AEPConnectionConfig
 from airflow_provider_aep.version_compat import BaseHook, mask_secret
 
@@ -253,9 +254,16 @@ class AEPAsyncHook(AEPOperations, core.AsyncDriver, BaseHook):
                 return await self.sleep(seconds)
             case core.Mask(secret):
                 return await amask_secret(secret)
-            case core.Exclusive(flow):
+            case core.Exclusive(flow, key):
                 async with _token_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
-                    return await self.drive(flow)
+                    # The host lock's wait and the token files are disk I/O: in a thread, off the loop.
+                    lock = await asyncio.to_thread(token_store.acquire_host_lock, key)
+                    try:
+                        return await self.drive(flow)
+                    finally:
+                        token_store.release(lock)  # closing a file descriptor
+            case core.LoadToken() | core.SaveToken() | core.DropToken():
+                return await asyncio.to_thread(token_store.perform, effect)
 
     async def _send(self, request: core.HttpRequest) -> core.HttpResponse:
         connect, read = request.timeout

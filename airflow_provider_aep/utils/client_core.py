@@ -11,8 +11,12 @@ The effects, and what a driver answers:
   into the flow as :class:`~airflow_provider_aep.exceptions.AEPTransportError`;
 - :class:`Sleep`: None, after the wait;
 - :class:`Mask` a secret: None, once Airflow's secret masker knows it;
-- :class:`Exclusive` a flow: that flow's result, driven while holding the process's token lock, so that
-  many callers finding the token cache empty make one IMS call.
+- :class:`Exclusive` a flow: that flow's result, driven while holding the process's token lock and, where
+  the token store can have one, the host's lock for that token, so that many callers (threads, event
+  loops, task processes) finding the token cache empty make one IMS call;
+- :class:`LoadToken`, :class:`SaveToken`, :class:`DropToken`: the on-disk token store's answer (a
+  :class:`StoredToken` or None; None), which the drivers read and write with
+  :mod:`~airflow_provider_aep.utils.token_store`.
 
 An exception raised while performing an effect is thrown into the flow, which decides what it means.
 """
@@ -124,12 +128,44 @@ class Mask:
     secret: str = field(repr=False)
 
 
+TokenKey = tuple[str, str, str]  # (ims_url, client id, scopes)
+
+
 @dataclass(frozen=True, slots=True)
 class Exclusive:
     flow: Flow[Any]
+    key: TokenKey
 
 
-Effect = Send | Sleep | Mask | Exclusive
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    """A token as the token store keeps it, with when it expires (epoch seconds)."""
+
+    token: str = field(repr=False)
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoadToken:
+    key: TokenKey
+
+
+@dataclass(frozen=True, slots=True)
+class SaveToken:
+    key: TokenKey
+    stored: StoredToken
+
+
+@dataclass(frozen=True, slots=True)
+class DropToken:
+    """Drop the stored token of ``key`` if it is still ``token`` (AEP rejected it)."""
+
+    key: TokenKey
+    token: str = field(repr=False)
+
+
+TokenEffect = LoadToken | SaveToken | DropToken
+Effect = Send | Sleep | Mask | Exclusive | LoadToken | SaveToken | DropToken
 Flow = Generator[Effect, Any, T]
 
 
@@ -316,27 +352,35 @@ def surely_not_committed(exc: BaseException) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- tokens
-TokenKey = tuple[str, str, str]
-
-
 class TokenCache:
-    """Process-wide IMS tokens keyed by (ims_url, client id, scopes), refreshed ahead of expiry."""
+    """
+    Process-wide IMS tokens keyed by (ims_url, client id, scopes), refreshed ahead of expiry. The flows
+    back it with the host's token store (:mod:`~airflow_provider_aep.utils.token_store`) through effects.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._tokens: dict[TokenKey, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self.clock = clock
 
+    def fresh(self, expires_at: float) -> bool:
+        """Whether a token expiring at ``expires_at`` is still worth using (outside the refresh lead)."""
+        return self.clock() < expires_at - TOKEN_REFRESH_LEAD_SECONDS
+
     def get(self, key: TokenKey) -> str | None:
         with self._lock:
             entry = self._tokens.get(key)
-        if entry and self.clock() < entry[1] - TOKEN_REFRESH_LEAD_SECONDS:
-            return entry[0]
-        return None
+        return entry[0] if entry and self.fresh(entry[1]) else None
 
-    def put(self, key: TokenKey, token: str, expires_in: float) -> None:
+    def put(self, key: TokenKey, token: str, expires_in: float) -> StoredToken:
+        """Keep a token IMS just issued, valid for ``expires_in`` seconds; returns it as the store keeps it."""
+        stored = StoredToken(token, self.clock() + expires_in)
+        self.adopt(key, stored)
+        return stored
+
+    def adopt(self, key: TokenKey, stored: StoredToken) -> None:
         with self._lock:
-            self._tokens[key] = (token, self.clock() + expires_in)
+            self._tokens[key] = (stored.token, stored.expires_at)
 
     def invalidate(self, key: TokenKey, token: str | None = None) -> None:
         """Drop the cached token, unless another caller already replaced the one we saw fail."""
@@ -602,17 +646,28 @@ class ClientCore:
             self.token_cache.invalidate(key, rejected)
         token = self.token_cache.get(key)
         if token is None:
-            token = yield Exclusive(self._token_while_exclusive())
+            token = yield Exclusive(self._token_while_exclusive(key, rejected), key)
         return token
 
-    def _token_while_exclusive(self) -> Flow[str]:
-        key = self.config.token_cache_key
-        token = self.token_cache.get(key)  # another caller may have fetched it while this one waited
+    def _token_while_exclusive(self, key: TokenKey, rejected: str | None) -> Flow[str]:
+        """The token of another caller that fetched it while this one waited, the host's, or a new one."""
+        token = self.token_cache.get(key)
         if token is not None:
             return token
+        stored: StoredToken | None = yield LoadToken(key)
+        if stored is not None and stored.token == rejected:
+            yield DropToken(key, rejected)
+        elif stored is not None and self.token_cache.fresh(stored.expires_at):
+            yield Mask(stored.token)
+            self.token_cache.adopt(key, stored)
+            log.info(
+                "Reusing the AEP access token of this host's token cache, valid for %d s more",
+                stored.expires_at - self.token_cache.clock(),
+            )
+            return stored.token
         token, expires_in = yield from self.retrying("IMS token request", self._fetch_token)
         yield Mask(token)
-        self.token_cache.put(key, token, expires_in)
+        yield SaveToken(key, self.token_cache.put(key, token, expires_in))
         log.info("Obtained an AEP access token from IMS, valid for %d s", expires_in)
         return token
 

@@ -45,7 +45,9 @@ async def read_all(fake: FakeAEP, run_ids: list[str]) -> list:
     client = hooks[0].client
     for h in hooks[1:]:
         h._own_client = client
-    results = await asyncio.gather(*(h.read_run(r) for h, r in zip(hooks, run_ids, strict=True)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(h.read_run(r) for h, r in zip(hooks, run_ids, strict=True)), return_exceptions=True
+    )
     await hooks[0].aclose()
     return results
 

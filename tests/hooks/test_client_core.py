@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 
@@ -20,7 +24,11 @@ import time_machine
 from airflow_provider_aep.exceptions import AEPApiError, AEPDuplicateResourceError, AEPTransportError
 from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, ORG_ID, SECRET_MASKER, TOKEN, conn_json
+from airflow_provider_aep.utils import token_store
+from airflow_provider_aep.utils.client_core import TOKEN_CACHE, StoredToken
+from airflow_provider_aep.utils.connection import DEFAULT_SCOPES
+from airflow_provider_aep.utils.token_store import FileTokenStore
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, IMS, ORG_ID, SECRET_MASKER, TOKEN, conn_json
 from tests.fake_aep import FakeAEP
 
 FS = "/data/foundation/flowservice"
@@ -227,6 +235,111 @@ async def test_an_ims_answer_without_a_token_is_an_error(driver, hook):
     driver.fake.ims_answer = httpx.Response(200, json={"token_type": "bearer"})
     with pytest.raises(AEPApiError, match="without an access_token"):
         await driver.call(hook, "get_flow", "f1")
+
+
+# ---------------------------------------------------------------- the host's token cache on disk
+KEY = (IMS, CLIENT_ID, DEFAULT_SCOPES)
+
+
+def disk_store() -> FileTokenStore:
+    """The store the hooks use in this test (conftest gives each test a directory of its own)."""
+    store = token_store.configured_store()
+    assert store is not None
+    return store
+
+
+def another_process_starts() -> None:
+    """What a new task process has: the host's token files, no token in memory."""
+    TOKEN_CACHE.clear()
+
+
+async def test_a_new_process_reuses_the_token_on_disk_without_ims(driver, hook):
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
+    await driver.call(hook, "get_flow", "f1")
+    stored = disk_store().load(KEY)
+    assert stored is not None and stored.token == f"{TOKEN}-1"
+    driver.masked.clear()
+
+    another_process_starts()
+    await driver.call(driver.hook(), "get_flow", "f1")
+    assert driver.fake.tokens_issued == 1
+    assert platform(driver)[-1].headers["Authorization"] == f"Bearer {TOKEN}-1"
+    assert f"{TOKEN}-1" in driver.masked  # this process's logs redact it too
+
+
+async def test_a_stored_token_near_its_expiry_is_replaced(driver, hook):
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
+    disk_store().save(KEY, StoredToken("old-token", time.time() + 60))  # inside the refresh lead
+    await driver.call(hook, "get_flow", "f1")
+    assert driver.fake.tokens_issued == 1
+    assert disk_store().load(KEY).token == f"{TOKEN}-1"
+
+
+async def test_a_rejected_token_is_dropped_from_disk_and_the_new_one_stored(driver, hook):
+    driver.fake.on(
+        "GET",
+        f"{FS}/flows/f1",
+        httpx.Response(200, json=FLOW),
+        httpx.Response(401, json={"error_code": "401013", "message": "Oauth token is not valid"}),
+        httpx.Response(200, json=FLOW),
+    )
+    await driver.call(hook, "get_flow", "f1")
+    another_process_starts()  # it finds token 1 on disk, and AEP now refuses it
+    await driver.call(driver.hook(), "get_flow", "f1")
+    assert [r.headers["Authorization"] for r in platform(driver)] == [
+        f"Bearer {TOKEN}-1",
+        f"Bearer {TOKEN}-1",
+        f"Bearer {TOKEN}-2",
+    ]
+    assert disk_store().load(KEY).token == f"{TOKEN}-2"
+
+
+async def test_a_rejected_token_that_cannot_be_replaced_does_not_stay_on_disk(driver, hook):
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(401, json={"error_code": "401013", "message": "no"}))
+    disk_store().save(KEY, StoredToken("revoked-token", time.time() + 3600))
+    driver.fake.ims_answer = httpx.Response(503, json={"error": "temporarily_unavailable"})
+    with pytest.raises(AEPApiError):
+        await driver.call(driver.hook(retry_limit=0), "get_flow", "f1")
+    assert disk_store().load(KEY) is None
+
+
+async def test_a_corrupt_token_file_means_a_fetch_and_is_overwritten(driver, hook, caplog):
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
+    disk_store().save(KEY, StoredToken("t", time.time() + 3600))
+    (path,) = disk_store().directory.glob("*.json")
+    path.write_text('{"access_token": "trunc')
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_aep.utils.token_store"):
+        assert (await driver.call(hook, "get_flow", "f1"))["id"] == "f1"
+    assert driver.fake.tokens_issued == 1
+    assert "corrupt or truncated" in caplog.text
+    assert disk_store().load(KEY).token == f"{TOKEN}-1"
+
+
+async def test_the_disk_cache_can_be_turned_off(driver, hook, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__AEP__TOKEN_CACHE_ON_DISK", "False")
+    directory = disk_store_directory()
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
+    await driver.call(hook, "get_flow", "f1")
+    another_process_starts()
+    await driver.call(driver.hook(), "get_flow", "f1")
+    assert driver.fake.tokens_issued == 2
+    assert list(directory.iterdir()) == []
+
+
+def disk_store_directory() -> Path:
+    return Path(os.environ["AIRFLOW__AEP__TOKEN_CACHE_DIR"])
+
+
+async def test_no_secret_on_disk_and_only_this_user_can_read_it(driver, hook):
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
+    await driver.call(hook, "get_flow", "f1")
+    directory = disk_store_directory()
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    files = sorted(directory.iterdir())
+    assert [p.suffix for p in files] == [".json", ".lock"]
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert CLIENT_SECRET not in path.read_text()
 
 
 # ---------------------------------------------------------------- retries
