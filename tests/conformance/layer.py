@@ -53,7 +53,8 @@ def _operation_name(service: str, verdict: Verdict, record: RequestRecord) -> st
         return f"{service} {verdict.operation_id or '?'} ({verdict.operation})"
     emulator_service = next(s for s in SERVICES if s.name == service)
     relative = record.path[len(emulator_service.prefix) :] or "/"
-    route = next((r for r in emulator_service.routes if r.pattern.match(relative)), None)
+    matching = [r for r in emulator_service.routes if r.pattern.match(relative)]
+    route = next((r for r in matching if r.method == record.method), matching[0] if matching else None)
     template = route.template if route is not None else relative
     return f"{service} ({record.method} {template}: not in the spec)"
 
@@ -69,7 +70,7 @@ def judge(specs: AdobeSpecs, record: RequestRecord, *, strict: bool = True) -> J
         ok = record.status == 404
         return Judgement("(no AEP service)", "conforming" if ok else "mismatch", reasons=[] if ok else ["not a 404"])
     if service not in SPEC_FILES:
-        return Judgement(f"{service} {record.method} {record.path}", "outside")
+        return Judgement(f"{service} {record.method} {record.path} (Adobe publishes no spec)", "outside")
     request = specs.check_request(service, record.method, record.path, record.query, record.headers, record.body)
     judgement = Judgement(_operation_name(service, request, record), "conforming", set(request.excused))
     from_provider = record.headers.get("User-Agent", "").startswith(PROVIDER_AGENT)
@@ -155,7 +156,7 @@ class ConformanceLayer:
                 (
                     operation,
                     str(tally.seen),
-                    str(tally.outcomes["conforming"] + tally.outcomes["outside"]),
+                    "n/a" if tally.outcomes["outside"] else str(tally.outcomes["conforming"]),
                     str(tally.outcomes["excused"]),
                     str(tally.outcomes["mismatch"]),
                     defects,
