@@ -98,7 +98,7 @@ DEFECTS: tuple[Defect, ...] = (
         spec_says="type: integer",
         aep_does="also accepts digit strings, as the guides send them",
         evidence='protocols tutorial\'s POST /flows ("startTime": "1567411548"); on-demand ingestion guide\'s POST '
-        '/runs ("startTime": "<epoch s>")',
+        '/runs ("startTime": "<epoch s>"); shared/aep-api.md §4.7, §4.9',
         service="flowservice",
         part="body",
         rule="type",
@@ -142,8 +142,8 @@ DEFECTS: tuple[Defect, ...] = (
         where="flow-service PATCH /connections/{BASE_CONNECTION_ID}/ request body",
         spec_says="one PatchInstruction object",
         aep_does="a JSON Patch array, as the source and target connection PATCHes of the same spec take",
-        evidence="the spec's own patchSourceConnection/patchTargetConnection (arrays); RFC 6902; Sources 'Update "
-        "connections' guide",
+        evidence="the same spec's patchSourceConnection and patchTargetConnection take arrays; JSON Patch (RFC 6902) "
+        "bodies are arrays",
         service="flowservice",
         part="body",
         rule="type",
@@ -155,7 +155,8 @@ DEFECTS: tuple[Defect, ...] = (
         where="flow-service POST /flows/{FLOW_ID}/action query parameters",
         spec_says="op: enum ENABLE, DISABLE, ...; subOp required",
         aep_does="?op=enable / ?op=disable, lowercase, without subOp",
-        evidence="'Update destination dataflows' guide (POST /flows/{FLOW_ID}/action?op=enable); aepp flowservice.py",
+        evidence="'Update destination dataflows' guide (POST /flows/{FLOW_ID}/action?op=enable, no subOp); aepp "
+        "flowservice.py (shared/aep-api.md §4.8)",
         service="flowservice",
         part="query",
         field="op|subOp",
@@ -218,7 +219,7 @@ DEFECTS: tuple[Defect, ...] = (
         where="schema-registry list responses _links.next",
         spec_says="type: string",
         aep_does='null on the last page, else {"href": ...}',
-        evidence="'List schemas' guide response (_links.next, _links.global_schemas.href)",
+        evidence="'List schemas' guide response: _links.next null or {href} (shared/aep-api.md §2.6)",
         service="schemaregistry",
         part="response",
         rule="type",
@@ -251,7 +252,7 @@ DEFECTS: tuple[Defect, ...] = (
         where="data-prep POST /mappingSets/validate answer, validationResponse[].errors",
         spec_says="a non-nullable array",
         aep_does="null for a mapping that validates",
-        evidence='\'Mapping sets\' guide\'s validate example ({"status": "SUCCESS", "errors": null})',
+        evidence='\'Mapping sets\' guide\'s validate example ({"status": "SUCCESS", "errors": null}); shared/aep-api.md §5',
         service="conversion",
         part="response",
         rule="type",
@@ -263,11 +264,12 @@ DEFECTS: tuple[Defect, ...] = (
         where="data-prep MappingSet request fields (id, identityGroup, namespaceCode, ...)",
         spec_says="non-nullable strings",
         aep_does="accepts null, as the legacy protocols tutorial sends",
-        evidence='legacy protocols tutorial\'s POST /mappingSets ("id": null, "identityGroup": null)',
+        evidence='legacy protocols tutorial\'s POST /mappingSets ("id": null, "identityGroup": null, '
+        '"namespaceCode": null); shared/aep-api.md §5',
         service="conversion",
         part="body",
         rule="type|nullable",
-        field=r"(.*\.)?(id|identityGroup|namespaceCode|description|name)",
+        field=r"(mappings\[\d+\]\.)?(id|identityGroup|namespaceCode)",
     ),
     Defect(
         id="CAT-INVALID-SPEC",
@@ -295,8 +297,8 @@ DEFECTS: tuple[Defect, ...] = (
         spec_says="a few statuses per operation",
         aep_does="400, 401, 403, 404, 406, 412, 429 and 500-504 on any Platform API: 401/403/429/502 from Adobe I/O's "
         "gateway (token, API key, org, throttling) before the service, the rest from the service",
-        evidence="Platform API troubleshooting guide (general status codes; gateway codes 401013, 403010, 403000, "
-        "429050)",
+        evidence="Platform API troubleshooting guide: the general status codes and the gateway's 401013, 403010, "
+        "403000 (shared/aep-api.md §1.3, §6.3); 429 with Retry-After: the data-lifecycle best practices (§6.4)",
         service=ALL_SERVICES,
         part="status",
         rule="undocumented",
