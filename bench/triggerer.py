@@ -217,7 +217,8 @@ def _make_flow(hook: Any) -> str:
 
 def _start_run(hook: Any, flow_id: str) -> str:
     now = int(time.time())
-    return hook.create_run(flow_id, {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now})
+    window = {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now}
+    return hook.create_run(flow_id, {**window, "deltaColumn": {"name": "OrderDate"}})
 
 
 def _feed(child: subprocess.Popen[str], n: int, spread_s: float, item: Any) -> None:

@@ -6,8 +6,12 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+# Every emulator call of the run is judged against Adobe's OpenAPI specs (tests/conformance).
+pytest_plugins = ["tests.conformance.plugin"]
 
 # A throwaway Airflow home (SQLite) for the whole run, set before anything imports Airflow.
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="aep-tests-airflow-"))
@@ -86,6 +90,24 @@ def pipeline_resource_counts(emulator, sandbox: str = "prod") -> dict[str, int]:
     """How many resources of each pipeline kind the emulator holds."""
     state = emulator.snapshot()[sandbox]
     return {kind: len(state[kind]) for kind in PIPELINE_KINDS}
+
+
+def xcoms(dag_run, task_id: str) -> dict[str, Any]:
+    """The XComs a task of a finished ``dag.test()`` run pushed, by key."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        if airflow_3():
+            from airflow.models.xcom import XComModel
+
+            rows = session.scalars(
+                XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id)
+            ).all()
+            return {row.key: XComModel.deserialize_value(row) for row in rows}
+        from airflow.models.xcom import XCom
+
+        rows = XCom.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, session=session).all()
+        return {row.key: row.value for row in rows}  # Airflow 2 deserializes on load
 
 
 class RecordingTI:

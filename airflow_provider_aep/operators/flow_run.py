@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_aep.exceptions import AEPValidationError
@@ -30,7 +30,8 @@ class AEPRunFlowOperator(AEPFlowRunWaitOperator):
         milliseconds; templated, e.g. ``"{{ data_interval_start }}"``. Sent as epoch seconds.
     :param window_end: end of the window, same forms, e.g. ``"{{ data_interval_end }}"``.
     :param delta_column: column AEP uses for incremental reads, sent as ``deltaColumn.name``; AEP needs it
-        only on a flow's first run and rejects a change later.
+        on a flow's first run and rejects a change later. When None, the flow's Copy transformation's
+        ``deltaColumn`` is sent (one GET of the flow).
     :param wait_for_completion: wait until the run finishes (default) or return right after creating it.
     :param poll_interval: seconds between status reads.
     :param timeout: seconds to wait for the run (default one day); then ``AirflowSensorTimeout`` is raised,
@@ -96,6 +97,11 @@ class AEPRunFlowOperator(AEPFlowRunWaitOperator):
         params = self.run_params()  # validates before any call
         ti = context["ti"]
         ti.xcom_push(key=DATAFLOW_URL_KEY, value=self.hook.dataflow_url(self.flow_id))
+        if "deltaColumn" not in params:
+            delta = copy_delta_column(self.hook.get_flow(self.flow_id))
+            if delta is not None:
+                params["deltaColumn"] = delta
+                self.log.info("Sending deltaColumn %s, from the Copy transformation of flow %s", delta, self.flow_id)
         run_id = self.hook.create_run(self.flow_id, params)
         run_url = self.hook.dataflow_url(self.flow_id, run_id)
         ti.xcom_push(key=RUN_ID_KEY, value=run_id)
@@ -121,6 +127,17 @@ class AEPRunFlowOperator(AEPFlowRunWaitOperator):
             if self.deferrable:  # checked once first: a run that is already over never defers
                 self.defer_watch(watch, deadline)
             time.sleep(max(0.0, min(self.poll_interval, deadline - time.time())))
+
+
+def copy_delta_column(flow: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``deltaColumn`` of the flow's Copy transformation, which AEP needs on the flow's first on-demand run."""
+    for transformation in flow.get("transformations") or []:
+        delta = (
+            (transformation.get("params") or {}).get("deltaColumn") if transformation.get("name") == "Copy" else None
+        )
+        if isinstance(delta, Mapping) and delta.get("name"):
+            return dict(delta)
+    return None
 
 
 def _window_seconds(name: str, value: Any) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -21,6 +22,15 @@ class Response:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.body is not None:
+            self.headers.setdefault("Content-Type", "application/json")
+
+    @functools.cached_property
+    def payload(self) -> bytes:
+        """The body as sent."""
+        return b"" if self.body is None else json.dumps(self.body).encode("utf-8")
 
 
 @dataclass
@@ -76,15 +86,20 @@ Handler = Callable[..., Response]
 @dataclass(frozen=True)
 class Route:
     method: str
+    template: str  # e.g. ``/flows/{id}``: the key of the route's request rule (testing/validation.py)
     pattern: re.Pattern[str]
     handler: Handler
     creates: bool = False  # a POST that commits a new resource (eligible for drop_after_commit)
 
 
-def route(method: str, pattern: str, handler: Handler, *, creates: bool = False) -> Route:
-    """``pattern`` uses ``{name}`` for one path segment, e.g. ``/flows/{id}``."""
-    regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "/?$"
-    return Route(method, re.compile(regex), handler, creates)
+def route(method: str, template: str, handler: Handler, *, creates: bool = False) -> Route:
+    """``template`` uses ``{name}`` for one path segment, e.g. ``/flows/{id}``."""
+    regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?$"
+    return Route(method, template, re.compile(regex), handler, creates)
+
+
+def _bad_request(req: Request, message: str) -> APIError:
+    return placeholder_error(400, "BadRequestError", message)
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,8 @@ class Service:
     requires_sandbox_header: bool = False
     platform: bool = True  # gateway checks and fault injection apply
     not_found: Callable[[Request], APIError] | None = None
+    bad_request: Callable[[Request, str], APIError] = _bad_request  # a 400 in the service's error shape
+    missing_header: Callable[[Request, str], APIError] | None = None  # default: bad_request naming it
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         """Return (route, decoded path params, path_matched_other_method)."""

@@ -16,6 +16,7 @@ from tests.conftest import (
     PIPELINE_KINDS,
     airflow_3,
     pipeline_resource_counts,
+    xcoms,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
@@ -273,6 +274,10 @@ def test_teardown_dag_removes_what_a_run_created(example, emulator):
 
     run = example("aep_teardown").test(run_conf={"name": "Doomed Orders"})
     assert run.state == "success", _states(run)
-    assert pipeline_resource_counts(emulator) == dict.fromkeys(PIPELINE_KINDS, 0)
+    # Adobe documents no mapping-set delete; the strict emulator refuses it (405), so the mapping set stays.
+    assert pipeline_resource_counts(emulator) == {**dict.fromkeys(PIPELINE_KINDS, 0), "mappingSets": 1}
+    (left,) = emulator.snapshot()["prod"]["mappingSets"]
+    assert xcoms(run, "delete_resources")["return_value"]["left_in_place"] == {"mapping_sets": [left]}
     again = example("aep_teardown").test(run_conf={"name": "Doomed Orders"})
     assert again.state == "success", _states(again)
+    assert xcoms(again, "delete_resources")["return_value"]["left_in_place"] == {"mapping_sets": [left]}

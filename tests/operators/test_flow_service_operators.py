@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from airflow_provider_aep.exceptions import (
+    AEPApiError,
     AEPDuplicateResourceError,
     AEPResourceConflictError,
     AEPResourceNotFoundError,
@@ -20,7 +21,7 @@ from airflow_provider_aep.operators.flow_service import (
     AEPGetFlowSpecOperator,
 )
 from airflow_provider_aep.operators.teardown import AEPDeleteResourcesOperator
-from tests.conftest import ORG_ID
+from tests.conftest import ORG_ID, task_log_text
 from tests.operators.conftest import CAT, CONV, FS, SR, posts
 
 ODATA = "8e6b41a8-d998-4545-ad7d-c6a9fff406c3"
@@ -478,6 +479,7 @@ def test_delete_resources_in_dependency_order_treating_gone_as_done(context, req
     requests_mock.delete(f"{FS}/targetConnections/tc1", json=record(404))
     requests_mock.delete(f"{FS}/connections/bc1", json=record(204))
     requests_mock.delete(f"{CONV}/mappingSets/ms1", json=record(204))
+    requests_mock.get(f"{CONV}/mappingSets/ms1", status_code=404, json={"title": "NotFoundError"})
     requests_mock.delete(f"{CAT}/dataSets/ds1", json=record(200))
     requests_mock.delete(f"{SR}/tenant/schemas/https%3A%2F%2Fns.adobe.com%2Facme%2Fschemas%2Ftarget", json=record(204))
     op = AEPDeleteResourcesOperator(
@@ -511,4 +513,38 @@ def test_delete_resources_in_dependency_order_treating_gone_as_done(context, req
             "schemas": [SCHEMA_ID],
         },
         "already_gone": {"target_connections": ["tc1"]},
+        "left_in_place": {},
     }
+
+
+@pytest.mark.parametrize(
+    ("delete_status", "get_status", "outcome"),
+    [
+        (204, 404, "deleted"),
+        (405, 200, "left_in_place"),
+        (404, 200, "left_in_place"),  # no such route: the mapping set is still there, not "already gone"
+        (405, 404, "already_gone"),
+        (404, 404, "already_gone"),
+        (204, 200, "left_in_place"),  # a success that did nothing
+    ],
+)
+def test_mapping_set_delete_is_best_effort_and_a_get_decides(
+    context, requests_mock, caplog, capsys, delete_status, get_status, outcome
+):
+    requests_mock.delete(f"{CONV}/mappingSets/ms1", status_code=delete_status, json={"title": "MethodNotAllowed"})
+    requests_mock.get(f"{CONV}/mappingSets/ms1", status_code=get_status, json={"id": "ms1", "version": 0})
+    result = AEPDeleteResourcesOperator(task_id="t", mapping_set_ids=["ms1"]).execute(context)
+    assert result == {
+        "deleted": {},
+        "already_gone": {},
+        "left_in_place": {},
+        outcome: {"mapping_sets": ["ms1"]},
+    }
+    assert [r.method for r in requests_mock.request_history if "/ims/" not in r.url] == ["DELETE", "GET"]
+    assert ("Mapping set ms1 is still in AEP" in task_log_text(caplog, capsys)) == (outcome == "left_in_place")
+
+
+def test_mapping_set_delete_fails_on_other_errors(context, requests_mock):
+    requests_mock.delete(f"{CONV}/mappingSets/ms1", status_code=403, json={"error_code": "403027", "message": "no"})
+    with pytest.raises(AEPApiError, match="403"):
+        AEPDeleteResourcesOperator(task_id="t", mapping_set_ids=["ms1"]).execute(context)
