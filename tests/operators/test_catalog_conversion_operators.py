@@ -7,6 +7,7 @@ import pytest
 from airflow_provider_aep.exceptions import AEPResourceConflictError, AEPValidationError
 from airflow_provider_aep.operators.catalog import AEPCreateDatasetOperator
 from airflow_provider_aep.operators.conversion import AEPCreateMappingSetOperator
+from tests.conftest import task_log_text
 from tests.operators.conftest import CAT, CONV, posts
 
 SCHEMA_ID = "https://ns.adobe.com/acme/schemas/target"
@@ -47,10 +48,19 @@ def test_dataset_if_exists_fail(context, requests_mock):
         AEPCreateDatasetOperator(task_id="t", name="D", schema_id=SCHEMA_ID, if_exists="fail").execute(context)
 
 
-def test_two_datasets_with_the_name_are_ambiguous(context, requests_mock):
-    requests_mock.get(f"{CAT}/dataSets", json={"a": {"name": "D"}, "b": {"name": "D"}})
-    with pytest.raises(AEPResourceConflictError, match="2 datasets named 'D' exist"):
-        AEPCreateDatasetOperator(task_id="t", name="D", schema_id=SCHEMA_ID).execute(context)
+def test_of_two_datasets_with_the_name_the_oldest_is_used_and_the_other_logged_as_an_orphan(
+    context, requests_mock, caplog, capsys
+):
+    ref = {"schemaRef": {"id": SCHEMA_ID}}
+    requests_mock.get(
+        f"{CAT}/dataSets",
+        json={"newer": {"name": "D", "created": 2000, **ref}, "older": {"name": "D", "created": 1000, **ref}},
+    )
+    assert AEPCreateDatasetOperator(task_id="t", name="D", schema_id=SCHEMA_ID).execute(context) == "older"
+    assert posts(requests_mock) == []
+    logs = task_log_text(caplog, capsys)
+    assert "2 datasets named 'D' exist (older, newer); using the oldest, older" in logs
+    assert "orphans to clean up" in logs and "newer" in logs
 
 
 def test_dataset_needs_a_name_and_a_schema(context, requests_mock):
