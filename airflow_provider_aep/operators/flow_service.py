@@ -12,6 +12,7 @@ from airflow_provider_aep.links.urls import DATAFLOW_URL_KEY
 from airflow_provider_aep.operators.base import AEPBaseOperator, AEPGetOrCreateOperator, differ
 from airflow_provider_aep.utils.validation import (
     SOURCE_FORMAT_REQUIREMENTS,
+    check_columns,
     invalid,
     normalize_schedule,
     normalize_transformations,
@@ -212,12 +213,8 @@ class AEPCreateSourceConnectionOperator(AEPGetOrCreateOperator):
                 raise invalid(path, value, f"is required when data.format is {fmt!r}")
         if fmt == "parquet_xdm":
             data["schema"] = {"version": "application/vnd.adobe.xed-full-notext+json; version=1", **data["schema"]}
-        columns = params.get("columns")
-        if columns is not None and (
-            not isinstance(columns, list)
-            or not all(isinstance(c, Mapping) and c.get("name") and c.get("type") for c in columns)
-        ):
-            raise invalid("params.columns", columns, "must be a list of {name, type} mappings")
+        if params.get("columns") is not None:
+            check_columns(params["columns"])
         return data, params
 
 

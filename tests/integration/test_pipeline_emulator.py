@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from airflow_provider_aep.testing import AEPEmulator, FaultConfig
+from airflow_provider_aep.testing import FaultConfig
 from tests.conftest import ONE_LEGACY_PIPELINE, pipeline_resource_counts
 
 DAG_SOURCE = """
@@ -45,13 +45,6 @@ EXPECTED_COUNTS = {
         "flows": 1,
     },
 }
-
-
-@pytest.fixture
-def emulator(monkeypatch):
-    with AEPEmulator(time_scale=3600, seed=11) as emu:
-        monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
-        yield emu
 
 
 def _states(run):

@@ -191,7 +191,21 @@ def test_legacy_parquet_xdm_source_connection_pins_the_schema_version(context, r
             {"path": "x"},
             "data.schema.id=None: is required when data.format is 'parquet_xdm'",
         ),
-        ({"format": "tabular"}, {"tableName": "T", "columns": [{"name": "a"}]}, "params.columns="),
+        (
+            {"format": "tabular"},
+            {"tableName": "T", "columns": [{"name": "a"}]},
+            "params.columns['a']=None: must be an XDM",
+        ),
+        (
+            {"format": "tabular"},
+            {"tableName": "T", "columns": [{"name": "a", "type": "varchar"}]},
+            "params.columns['a']='varchar': must be an XDM type",
+        ),
+        (
+            {"format": "tabular"},
+            {"tableName": "T", "columns": [{"name": "Order ID", "type": "string"}]},
+            "params.columns['Order ID']='Order ID': column names must start with a letter",
+        ),
         ("tabular", {}, "data='tabular': must be a mapping"),
     ],
 )
