@@ -48,8 +48,9 @@ MAPPING_KEYS = (
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # An XDM path: dot-separated field names, each optionally indexed (``identityMap.Email[0].id``).
 _XDM_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?)*$")
-# The last part of a field whose value is never shown: auth.params.password, clientSecret, sasKey, token ...
-_SECRET_FIELD = re.compile(r"(password|passwd|secret|token|credential|key)\W*$", re.IGNORECASE)
+# The last part of a field whose value is never shown: auth.params.password, clientSecret, sasKey, token,
+# credentials, and a connection's whole auth.
+_SECRET_FIELD = re.compile(r"(password|passwd|secret|token|credentials?|key|auth)\W*$", re.IGNORECASE)
 
 
 def is_secret_field(field: str) -> bool:
@@ -70,6 +71,33 @@ def require_variant(value: Any) -> str:
     if value not in VARIANTS:
         raise invalid("variant", value, "must be 'current' or 'legacy'")
     return value
+
+
+def shield_secrets(field: str, value: Any) -> tuple[Any, list[str], list[str]]:
+    """
+    ``value`` with every secret-like field that is not a string replaced by ``"***"``, the string secrets
+    (to register with the masker) and the paths of the replaced ones (to refuse by name). A ``field`` that is
+    not a mapping at all is replaced whole: nothing in it can be told apart from a secret.
+    """
+    if value is None or isinstance(value, Mapping):
+        strings: list[str] = []
+        refused: list[str] = []
+        return _shield(field, value, strings, refused), strings, refused
+    return "***", [str(value)], [field]
+
+
+def _shield(path: str, value: Any, strings: list[str], refused: list[str], top: bool = True) -> Any:
+    if (top or not is_secret_field(path)) and isinstance(value, Mapping):
+        return {key: _shield(f"{path}.{key}", item, strings, refused, False) for key, item in value.items()}
+    if not is_secret_field(path) and isinstance(value, list):
+        return [_shield(f"{path}[{i}]", item, strings, refused, False) for i, item in enumerate(value)]
+    if not is_secret_field(path) or value is None:
+        return value
+    if isinstance(value, str):
+        strings.append(value)
+        return value
+    refused.append(path)
+    return "***"
 
 
 def require_url(field: str, value: Any) -> str:
