@@ -113,6 +113,22 @@ class _Outcome:
         return self.queue.popleft() if len(self.queue) > 1 else self.queue[0]
 
 
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_LINE = 65_537  # http.server's own limit for a request or header line
+
+
+class _Unreadable(Exception):
+    """A request whose body cannot be framed (a bad Content-Length or chunk size)."""
+
+
+def _whole_number(raw: bytes, base: int) -> int | None:
+    digits = "0123456789abcdef"[:base]
+    text = raw.decode("latin-1").lower()
+    if not text or len(text) > 16 or any(c not in digits for c in text):
+        return None
+    return int(text, base)
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # keep-alive handler threads must not block stop()
@@ -143,23 +159,54 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the request log replaces stderr access logs
 
+    def parse_request(self) -> bool:
+        raw: bytes = self.raw_requestline  # type: ignore[attr-defined]  # http.server internals
+        self.requestline = str(raw, "iso-8859-1").rstrip("\r\n")
+        if len(self.requestline.split()) == 2:  # HTTP/0.9: no version, no headers; nothing AEP's gateway serves
+            self.command, self.request_version = "", "HTTP/1.0"  # so that the refusal has a status line
+            self._refuse("HTTP/0.9 requests are not supported; send HTTP/1.1.")
+            return False
+        return super().parse_request()
+
     def _read_body(self) -> bytes:
+        """The request body, or :class:`_Unreadable` when the framing cannot be trusted to find its end."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks, total = [], 0
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                size = _whole_number(self.rfile.readline(MAX_LINE).split(b";")[0].strip() or b"0", 16)
+                if size is None or total + size > MAX_BODY_BYTES:
+                    raise _Unreadable("The chunk size is not a hexadecimal number of bytes within the body limit.")
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    while self.rfile.readline(MAX_LINE) not in (b"\r\n", b"\n", b""):
                         pass
                     break
                 chunks.append(self.rfile.read(size))
-                self.rfile.readline()
+                total += size
+                self.rfile.readline(MAX_LINE)
             return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.headers.get("Content-Length") or "0"
+        length = _whole_number(raw.strip().encode("utf-8", "replace"), 10)
+        if length is None or length > MAX_BODY_BYTES:
+            raise _Unreadable(f"Content-Length must be a number of bytes up to {MAX_BODY_BYTES}, got {raw[:40]!r}.")
         return self.rfile.read(length) if length > 0 else b""
 
+    def _refuse(self, message: str) -> None:
+        """A 400 in AEP's shape, then the connection closes: the rest of the stream cannot be read reliably."""
+        self.close_connection = True
+        body = json.dumps(placeholder_error(400, "BadRequestError", message).body).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
     def _dispatch(self) -> None:
-        body = self._read_body()
+        try:
+            body = self._read_body()
+        except _Unreadable as exc:
+            self._refuse(str(exc))
+            return
         response = self.server.emulator._handle(self.command, self.path, self.headers, body)
         if response is None:  # drop_after_commit: committed, but no answer at all
             self.close_connection = True

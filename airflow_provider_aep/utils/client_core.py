@@ -33,11 +33,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 from urllib.parse import parse_qsl, urlsplit
 
 from airflow_provider_aep import __version__
-from airflow_provider_aep.exceptions import AEPApiError, AEPDuplicateResourceError, AEPTransportError
+from airflow_provider_aep.exceptions import AEPApiError, AEPTransportError
 from airflow_provider_aep.utils.connection import AEPConnectionConfig
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ CONNECT_FAILED = "CONNECT_FAILED"  # the request never left: a create may be re-
 READ_TIMEOUT = "READ_TIMEOUT"
 CONNECTION_ERROR = "CONNECTION_ERROR"
 
-# Refresh this long before IMS says the token expires (aepp uses 500 s; Databricks 120 s).
+# Refresh this long before IMS says the token expires (aepp uses 500 s; Databricks 120 s), or at half its
+# lifetime when that is shorter: a token living under 600 s would otherwise be fetched for every call.
 TOKEN_REFRESH_LEAD_SECONDS = 300.0
 DEFAULT_TIMEOUT = (10.0, 60.0)
 TOKEN_TIMEOUT = (10.0, 30.0)
@@ -86,6 +88,24 @@ _MESSAGE_PATHS: tuple[tuple[str, ...], ...] = (
 )
 _CODE_PATHS: tuple[tuple[str, ...], ...] = (("type",), ("error_code",), ("code",), ("error",))
 _REQUEST_ID_PATHS: tuple[tuple[str, ...], ...] = (("report", "request-id"), ("report", "registryRequestId"))
+# What an error without a JSON body (a gateway's or proxy's HTML page) says, by status; others use the
+# HTTP reason phrase. The page itself is never the message.
+STATUS_REASONS: Mapping[int, str] = {
+    400: "bad request",
+    401: "unauthorized: the access token was refused",
+    403: "forbidden: the credentials lack a permission or product profile",
+    404: "not found",
+    405: "method not allowed",
+    408: "request timeout",
+    413: "request body too large",
+    414: "request URI too long — the name is too long",
+    429: "too many requests",
+    431: "request headers too large",
+    500: "internal server error",
+    502: "bad gateway",
+    503: "service unavailable",
+    504: "gateway timeout",
+}
 
 
 # ---------------------------------------------------------------------------------------------- effects
@@ -139,10 +159,11 @@ class Exclusive:
 
 @dataclass(frozen=True, slots=True)
 class StoredToken:
-    """A token as the token store keeps it, with when it expires (epoch seconds)."""
+    """A token as the token store keeps it, with when it expires and when to renew it (epoch seconds)."""
 
     token: str = field(repr=False)
     expires_at: float
+    refresh_at: float  # when to fetch the next one: refresh_lead() before it expires
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,24 +384,25 @@ class TokenCache:
         self._lock = threading.Lock()
         self.clock = clock
 
-    def fresh(self, expires_at: float) -> bool:
-        """Whether a token expiring at ``expires_at`` is still worth using (outside the refresh lead)."""
-        return self.clock() < expires_at - TOKEN_REFRESH_LEAD_SECONDS
+    def fresh(self, stored: StoredToken) -> bool:
+        """Whether a stored token is still worth using (its refresh time has not come)."""
+        return self.clock() < stored.refresh_at
 
     def get(self, key: TokenKey) -> str | None:
         with self._lock:
             entry = self._tokens.get(key)
-        return entry[0] if entry and self.fresh(entry[1]) else None
+        return entry[0] if entry and self.clock() < entry[1] else None
 
     def put(self, key: TokenKey, token: str, expires_in: float) -> StoredToken:
         """Keep a token IMS just issued, valid for ``expires_in`` seconds; returns it as the store keeps it."""
-        stored = StoredToken(token, self.clock() + expires_in)
+        now = self.clock()
+        stored = StoredToken(token, now + expires_in, now + expires_in - refresh_lead(expires_in))
         self.adopt(key, stored)
         return stored
 
     def adopt(self, key: TokenKey, stored: StoredToken) -> None:
         with self._lock:
-            self._tokens[key] = (stored.token, stored.expires_at)
+            self._tokens[key] = (stored.token, stored.refresh_at)
 
     def invalidate(self, key: TokenKey, token: str | None = None) -> None:
         """Drop the cached token, unless another caller already replaced the one we saw fail."""
@@ -395,6 +417,11 @@ class TokenCache:
 
 
 TOKEN_CACHE = TokenCache()
+
+
+def refresh_lead(lifetime: float) -> float:
+    """How long before a token of ``lifetime`` seconds expires to fetch the next one."""
+    return min(TOKEN_REFRESH_LEAD_SECONDS, max(0.0, lifetime) / 2)
 
 
 def token_form(config: AEPConnectionConfig) -> dict[str, str]:
@@ -478,6 +505,16 @@ def _first_text(body: Any, paths: tuple[tuple[str, ...], ...]) -> str | None:
     return None
 
 
+def status_reason(status: int) -> str:
+    """A short reason for an HTTP status, for answers whose body says nothing readable."""
+    if status in STATUS_REASONS:
+        return STATUS_REASONS[status]
+    try:
+        return HTTPStatus(status).phrase.lower()
+    except ValueError:
+        return "unexpected status"
+
+
 def decode_error(response: HttpResponse, request: HttpRequest) -> AEPApiError:
     """Turn any AEP error response (gateway, XDM, FLOW, Catalog, IMS, or not JSON at all) into one AEPApiError."""
     text = response.text
@@ -492,8 +529,7 @@ def decode_error(response: HttpResponse, request: HttpRequest) -> AEPApiError:
         code = code.rstrip("/").rsplit("/", 1)[-1]
     message = _first_text(body, _MESSAGE_PATHS)
     if message is None:
-        snippet = " ".join(text.split())[:300] if text else ""
-        message = snippet or "empty response body"
+        message = status_reason(response.status) + ("" if text.strip() else " (empty response body)")
     title = dig(body, "title")
     return AEPApiError(
         message,
@@ -555,11 +591,47 @@ def created_id(resource: Any) -> str:
     raise AEPApiError(f"AEP answered a create without an id: {resource!r}")
 
 
-def only_match(matches: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any] | None:
-    """The one resource a lookup by name found, None for none; several raise :class:`AEPDuplicateResourceError`."""
-    if len(matches) > 1:
-        raise AEPDuplicateResourceError(kind, name, [str(m.get("id") or m.get("$id")) for m in matches])
-    return matches[0] if matches else None
+def resource_id(resource: Mapping[str, Any]) -> str:
+    return str(resource.get("id") or resource.get("$id"))
+
+
+# Where each service puts a resource's creation time (epoch ms): Flow Service, Catalog, Data Prep, XDM.
+_CREATED_KEYS = ("createdAt", "created", "createdDate", "repo:createdDate", "meta:createdDate")
+
+
+def _age_key(resource: Mapping[str, Any]) -> tuple[float, str]:
+    created = next((resource[k] for k in _CREATED_KEYS if isinstance(resource.get(k), int | float)), None)
+    return (float("inf") if created is None else float(created), resource_id(resource))
+
+
+def oldest_first(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Resources by creation time, unknown ages last and ties by id: the same order on every run."""
+    return sorted(resources, key=_age_key)
+
+
+def oldest_match(
+    matches: list[dict[str, Any]], kind: str, name: Any, logger: logging.Logger | Any = None
+) -> dict[str, Any] | None:
+    """
+    The resource to use among those a lookup by name found: None for none; of several, the oldest (ties and
+    unknown ages by id, so every run picks the same one), after a warning naming every id and the others as
+    orphans to clean up.
+    """
+    if len(matches) <= 1:
+        return matches[0] if matches else None
+    ordered = oldest_first(matches)
+    kept, orphans = resource_id(ordered[0]), [resource_id(m) for m in ordered[1:]]
+    (logger or log).warning(
+        "%d %ss named %r exist (%s); using the oldest, %s. The others are orphans to clean up "
+        "(the pipeline's teardown deletes them all): %s",
+        len(ordered),
+        kind,
+        name,
+        ", ".join([kept, *orphans]),
+        kept,
+        ", ".join(orphans),
+    )
+    return ordered[0]
 
 
 def query_pairs(params: QueryParams) -> list[tuple[str, Any]]:
@@ -657,7 +729,7 @@ class ClientCore:
         stored: StoredToken | None = yield LoadToken(key)
         if stored is not None and stored.token == rejected:
             yield DropToken(key, rejected)
-        elif stored is not None and self.token_cache.fresh(stored.expires_at):
+        elif stored is not None and self.token_cache.fresh(stored):
             yield Mask(stored.token)
             self.token_cache.adopt(key, stored)
             log.info(

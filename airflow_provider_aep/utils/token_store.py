@@ -97,6 +97,7 @@ class FileTokenStore:
             "scopes": key[2],
             "access_token": stored.token,
             "expires_at": stored.expires_at,
+            "refresh_at": stored.refresh_at,
         }
         temporary = None
         try:
@@ -189,13 +190,14 @@ def _check_private(info: os.stat_result, path: Path, kind: str) -> None:
 def _decode(content: bytes, key: TokenKey) -> StoredToken:
     try:
         document = json.loads(content)
-        token, expires_at = document["access_token"], document["expires_at"]
+        token, expires_at, refresh_at = document["access_token"], document["expires_at"], document["refresh_at"]
         stored_key = (document["ims_url"], document["client_id"], document["scopes"])
     except (ValueError, KeyError, TypeError):
         raise ValueError("not a token file (corrupt or truncated)") from None
-    if stored_key != key or not isinstance(token, str) or not token or not isinstance(expires_at, (int, float)):
+    times_ok = all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in (expires_at, refresh_at))
+    if stored_key != key or not isinstance(token, str) or not token or not times_ok:
         raise ValueError("not a token file for this key")
-    return StoredToken(token, float(expires_at))
+    return StoredToken(token, float(expires_at), float(refresh_at))
 
 
 def _reason(exc: OSError | ValueError) -> str:

@@ -208,8 +208,8 @@ def test_protocols_dag_warns_on_a_partial_success(example, emulator, caplog, cap
 
 
 def test_protocols_dag_survives_faults_and_leaks_no_secret(example, monkeypatch, caplog, capfd):
-    # Tokens live 30 s: the DAG run outlives its first token, so the hooks must refresh mid-run.
-    with AEPEmulator(time_scale=600, min_run_seconds=0.3, token_ttl=30, seed=3) as emu:
+    # Tokens live 1 s: the DAG run outlives its first tokens, so the hooks must refresh mid-run.
+    with AEPEmulator(time_scale=600, min_run_seconds=0.3, token_ttl=1, seed=3) as emu:
         monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
         emu.faults = FaultConfig(rate=0.3, drop_after_commit_rate=0.3, retry_after=0, seed=21)
         dag = example("aep_protocols_ingestion")
@@ -217,8 +217,7 @@ def test_protocols_dag_survives_faults_and_leaks_no_secret(example, monkeypatch,
             if hasattr(task, "aep_retry_delay"):
                 task.aep_retry_delay = 0.01
                 task.aep_retry_limit = 10
-        # Refresh-ahead starts 5 minutes before expiry: with a 30 s TTL every call fetches a new token,
-        # which is the harshest expiry case.
+        # Refresh-ahead starts at half a short lifetime: a new token every half second (and on any 401).
         run = dag.test(run_conf={"name": "Faulty Orders"})
         assert run.state == "success", _states(run)
         assert pipeline_resource_counts(emu) == ONE_LEGACY_PIPELINE

@@ -47,13 +47,6 @@ EXPECTED_COUNTS = {
 }
 
 
-@pytest.fixture
-def emulator(monkeypatch):
-    with AEPEmulator(time_scale=3600, seed=11) as emu:
-        monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
-        yield emu
-
-
 def _states(run):
     return {ti.task_id: ti.state for ti in run.get_task_instances()}
 

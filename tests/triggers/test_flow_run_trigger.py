@@ -55,6 +55,7 @@ def slept(monkeypatch, clock) -> list[float]:
 @pytest.fixture
 def fake(aep_conn, slept, monkeypatch) -> FakeAEP:
     fake = FakeAEP()
+    fake.on("GET", "/data/foundation/flowservice/flows/flow-1", httpx.Response(200, json={"items": [{"id": "flow-1"}]}))
 
     def make_hook(self):
         return AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args, transport=fake.transport)
@@ -287,8 +288,8 @@ async def test_a_token_that_expires_mid_wait_is_renewed(fake, aep_conn):
 
     def ims(request: httpx.Request) -> httpx.Response:
         issued.append(f"short-token-{len(issued) + 1}")
-        # Valid for 400 s: with the 300 s refresh lead the cache renews it after 100 s.
-        return httpx.Response(200, json={"access_token": issued[-1], "token_type": "bearer", "expires_in": 400})
+        # Valid for 200 s: refreshed at half its lifetime (shorter than the 300 s lead), after 100 s.
+        return httpx.Response(200, json={"access_token": issued[-1], "token_type": "bearer", "expires_in": 200})
 
     original = fake.handle
 

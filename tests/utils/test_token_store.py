@@ -24,15 +24,15 @@ def store(tmp_path) -> FileTokenStore:
 
 
 def saved(store: FileTokenStore, token: str = "tok-1") -> Path:
-    store.save(KEY, StoredToken(token, time.time() + 3600))
+    store.save(KEY, StoredToken(token, time.time() + 3600, time.time() + 3300))
     (path,) = store.directory.glob("*.json")
     return path
 
 
 def test_a_saved_token_loads_back_for_its_key_only(store):
     expires_at = time.time() + 3600
-    store.save(KEY, StoredToken("tok-1", expires_at))
-    assert store.load(KEY) == StoredToken("tok-1", expires_at)
+    store.save(KEY, StoredToken("tok-1", expires_at, expires_at - 300))
+    assert store.load(KEY) == StoredToken("tok-1", expires_at, expires_at - 300)
     assert store.load((KEY[0], "another-client", KEY[2])) is None
     assert store.load((KEY[0], KEY[1], "openid")) is None
 
@@ -92,7 +92,7 @@ def test_a_directory_others_can_enter_is_not_used(tmp_path, caplog):
     directory.chmod(0o755)
     store = FileTokenStore(directory)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        store.save(KEY, StoredToken("tok-1", time.time() + 3600))
+        store.save(KEY, StoredToken("tok-1", time.time() + 3600, time.time() + 3300))
         assert store.load(KEY) is None
         assert store.acquire(KEY) is None
     assert list(directory.iterdir()) == []  # nothing written where others could read it
@@ -105,7 +105,7 @@ def test_a_directory_of_another_user_is_not_used(tmp_path, caplog):
     directory.mkdir(mode=0o700)
     os.chown(directory, 65534, 65534)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        FileTokenStore(directory).save(KEY, StoredToken("tok-1", time.time() + 3600))
+        FileTokenStore(directory).save(KEY, StoredToken("tok-1", time.time() + 3600, time.time() + 3300))
     assert list(directory.iterdir()) == []
     assert "owned by uid 65534" in caplog.text
 
@@ -114,7 +114,7 @@ def test_a_store_that_cannot_be_created_answers_nothing_stored(tmp_path, caplog)
     (tmp_path / "file").write_text("")
     store = FileTokenStore(tmp_path / "file" / "tokens")
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        store.save(KEY, StoredToken("tok-1", time.time() + 3600))
+        store.save(KEY, StoredToken("tok-1", time.time() + 3600, time.time() + 3300))
         assert store.load(KEY) is None
         store.drop(KEY, "tok-1")
         assert store.acquire(KEY) is None

@@ -17,6 +17,7 @@ import copy
 from typing import Any
 
 from airflow_provider_aep.testing.errors import APIError, method_not_allowed, placeholder_error
+from airflow_provider_aep.testing.query import whole_number
 from airflow_provider_aep.testing.routing import Request, Response, Service, route
 from airflow_provider_aep.testing.state import new_hex
 
@@ -164,9 +165,9 @@ def list_mapping_sets(req: Request) -> Response:
     start_raw, limit_raw = req.q("start"), req.q("limit")
     if start_raw is None or limit_raw is None:
         raise _bad("Both 'start' and 'limit' query parameters are required.")
-    if not start_raw.isdigit() or not limit_raw.isdigit() or int(limit_raw) < 1:
+    start, limit = whole_number(start_raw), whole_number(limit_raw)
+    if start is None or not limit:
         raise _bad("'start' must be >= 0 and 'limit' >= 1.")
-    start, limit = int(start_raw), int(limit_raw)
     items = [v[-1] for v in req.sb.mappingSets.values()]
     name = req.q("name")
     if name is not None:

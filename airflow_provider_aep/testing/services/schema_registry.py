@@ -26,7 +26,7 @@ from urllib.parse import quote
 from airflow_provider_aep.testing import specs
 from airflow_provider_aep.testing.errors import APIError, xdm_error
 from airflow_provider_aep.testing.jsonpatch import PatchError, apply_patch
-from airflow_provider_aep.testing.query import matches, order, resolve, xdm_filters
+from airflow_provider_aep.testing.query import matches, order, resolve, whole_number, xdm_filters
 from airflow_provider_aep.testing.routing import Request, Response, Service, route
 from airflow_provider_aep.testing.state import SandboxState, new_hex
 
@@ -402,9 +402,10 @@ def list_resources(req: Request, container: str, kind: str) -> Response:
     limit_raw = req.q("limit")
     limit = _MAX_RESULTS
     if limit_raw is not None:
-        if not limit_raw.isdigit() or not 0 < int(limit_raw) <= 500:
+        number = whole_number(limit_raw)
+        if number is None or not 0 < number <= 500:
             raise _bad(req, f"limit must be an integer between 1 and 500, got {limit_raw}.")
-        limit = min(int(limit_raw), _MAX_RESULTS)
+        limit = min(number, _MAX_RESULTS)
     page, rest = items[:limit], items[limit:]
     nxt = None
     if rest:
