@@ -117,11 +117,15 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
         from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
         from airflow_provider_aep.utils.flow_runs import FlowRunWatch
 
-        real_poll, real_send = FlowRunWatch.poll, AEPAsyncHook.send_now
+        real_observe, real_failed, real_send = FlowRunWatch.observe, FlowRunWatch.read_failed, AEPAsyncHook._send
 
-        def counting_poll(self: Any, hook: Any) -> Any:
+        def counting_observe(self: Any, run: Any, config: Any) -> Any:
             counts["polls"] += 1
-            return real_poll(self, hook)
+            return real_observe(self, run, config)
+
+        def counting_failed(self: Any, exc: Any) -> Any:
+            counts["polls"] += 1
+            return real_failed(self, exc)
 
         async def counting_send(self: Any, request: Any) -> Any:
             path = request.url.split("/flowservice", 1)[-1]
@@ -129,8 +133,9 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
             counts[kind if kind != "other" else "other_requests"] += 1
             return await real_send(self, request)
 
-        FlowRunWatch.poll = counting_poll  # type: ignore[method-assign]
-        AEPAsyncHook.send_now = counting_send  # type: ignore[method-assign]
+        FlowRunWatch.observe = counting_observe  # type: ignore[method-assign]
+        FlowRunWatch.read_failed = counting_failed  # type: ignore[method-assign]
+        AEPAsyncHook._send = counting_send  # type: ignore[method-assign]
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
