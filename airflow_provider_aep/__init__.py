@@ -7,10 +7,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 _INTEGRATION = "Adobe Experience Platform"
+# What the connection form's schema allows (the hook itself checks the @AdobeOrg suffix when it reads the
+# connection): Airflow 3.3's form does not enforce a pattern yet, a later form or tool reading the schema may.
+ORG_ID_PATTERN = r"^[^@\s]+@AdobeOrg$"
 
 
 def get_provider_info() -> dict[str, Any]:
     """What Airflow's ProvidersManager reads through the ``apache_airflow_provider`` entry point."""
+    from airflow_provider_aep.utils.defaults import (
+        DEFAULT_IMS_URL,
+        DEFAULT_PLATFORM_URL,
+        DEFAULT_SANDBOX,
+        DEFAULT_SCOPES,
+    )
+
     return {
         "package-name": "airflow-provider-aep",
         "name": "Adobe Experience Platform",
@@ -58,42 +68,40 @@ def get_provider_info() -> dict[str, Any]:
                         "password": "OAuth Server-to-Server client secret",
                     },
                 },
+                # Airflow 3's form renders these as Param widgets: "default" would be a value the user must
+                # delete, so defaults are offered as "examples" (a list to pick from) and named in the
+                # description; an empty field means the default. A non-null "type" makes a field required.
                 "conn-fields": {
                     "org_id": {
                         "label": "IMS Org ID",
-                        "description": "Your IMS organization id, ending in @AdobeOrg (required).",
-                        "schema": {"type": ["string", "null"], "pattern": "^.+@AdobeOrg$"},
+                        "description": "Required. Your IMS organization id, e.g. ABCDEF1234567890@AdobeOrg.",
+                        "schema": {"type": "string", "pattern": ORG_ID_PATTERN},
                     },
                     "sandbox": {
                         "label": "Sandbox name",
-                        "description": "Sandbox name in lowercase.",
-                        "schema": {"type": ["string", "null"], "default": "prod"},
+                        "description": f"Sandbox name in lowercase. When empty: {DEFAULT_SANDBOX}.",
+                        "schema": {"type": ["string", "null"], "examples": [DEFAULT_SANDBOX]},
                     },
                     "scopes": {
                         "label": "Scopes",
-                        "description": "Comma-separated OAuth scopes, as shown in Adobe Developer Console.",
-                        "schema": {
-                            "type": ["string", "null"],
-                            "default": "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session",
-                        },
+                        "description": "Comma-separated OAuth scopes, as shown in Adobe Developer Console. "
+                        f"When empty: {DEFAULT_SCOPES}.",
+                        "schema": {"type": ["string", "null"], "examples": [DEFAULT_SCOPES]},
                     },
                     "ims_url": {
                         "label": "IMS URL",
-                        "description": "Adobe IMS base URL.",
-                        "schema": {
-                            "type": ["string", "null"],
-                            "default": "https://ims-na1.adobelogin.com",
-                            "format": "url",
-                        },
+                        "description": f"Adobe IMS base URL. When empty: {DEFAULT_IMS_URL}.",
+                        "schema": {"type": ["string", "null"], "examples": [DEFAULT_IMS_URL]},
                     },
                     "platform_url": {
                         "label": "Platform URL",
-                        "description": "AEP Platform gateway base URL.",
-                        "schema": {"type": ["string", "null"], "default": "https://platform.adobe.io", "format": "url"},
+                        "description": f"AEP Platform gateway base URL. When empty: {DEFAULT_PLATFORM_URL}.",
+                        "schema": {"type": ["string", "null"], "examples": [DEFAULT_PLATFORM_URL]},
                     },
                     "access_token": {
                         "label": "Access token (optional)",
-                        "description": "A pre-issued bearer token used instead of client credentials.",
+                        "description": "A pre-issued bearer token, used instead of the client secret. "
+                        "When empty: tokens come from IMS for the client ID and secret.",
                         "schema": {"type": ["string", "null"], "format": "password"},
                     },
                 },
@@ -103,4 +111,31 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_provider_aep.links.aep.AEPDataflowLink",
             "airflow_provider_aep.links.aep.AEPFlowRunLink",
         ],
+        "config": {
+            "aep": {
+                "description": "Settings of the Adobe Experience Platform provider.",
+                "options": {
+                    "token_cache_on_disk": {
+                        "description": "Share IMS access tokens between the processes of a host (task processes, "
+                        "triggerers) through files only this user can read, so that a host asks IMS for a token "
+                        "once per token lifetime instead of once per task process. Each file holds a token, its "
+                        "expiry and its IMS URL, client id and scopes, never the client secret. False: every "
+                        "process fetches its own token. See docs/running-at-scale.md, 'IMS tokens'.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
+                    "token_cache_dir": {
+                        "description": "Directory of those files, created with mode 0700; a directory that other "
+                        "users can enter, or that another user owns, is not used. Empty: "
+                        "$XDG_CACHE_HOME/airflow-provider-aep/tokens (~/.cache/airflow-provider-aep/tokens).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/var/cache/airflow/aep-tokens",
+                        "default": "",
+                    },
+                },
+            }
+        },
     }

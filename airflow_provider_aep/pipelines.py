@@ -1,22 +1,23 @@
 """
 A reusable building block: the whole protocols-source ingestion pipeline as Airflow tasks.
 
-``build_protocols_pipeline`` adds one task per AEP resource of the tutorial (every one get-or-create,
-so the DAG is safe to re-run) and returns the XComArgs of their ids, ready for a sensor, a run
-operator or a teardown. Every argument may be a literal, a Jinja template or an XComArg, so the same
-function serves a DAG with a parameter form, a scheduled DAG and a mapped task group.
+``build_protocols_pipeline`` adds a first task checking every input, then one task per AEP resource of the
+tutorial (every one get-or-create, so the DAG is safe to re-run), and returns the XComArgs of their ids,
+ready for a sensor, a run operator or a teardown. Every argument may be a literal, a Jinja template or an
+XComArg, so the same function serves a DAG with a parameter form, a scheduled DAG and a mapped task group.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_aep.exceptions import AEPValidationError
 from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID
+from airflow_provider_aep.operators.base import AEPBaseOperator
 from airflow_provider_aep.operators.catalog import AEPCreateDatasetOperator
-from airflow_provider_aep.operators.conversion import AEPCreateMappingSetOperator
+from airflow_provider_aep.operators.conversion import XED_FULL_ACCEPT, AEPCreateMappingSetOperator, check_destinations
 from airflow_provider_aep.operators.flow_service import (
     AEPCreateBaseConnectionOperator,
     AEPCreateFlowOperator,
@@ -25,17 +26,37 @@ from airflow_provider_aep.operators.flow_service import (
     AEPGetFlowSpecOperator,
 )
 from airflow_provider_aep.operators.schema_registry import (
+    PROFILE_CLASS_ID,
     AEPCreateAdHocSchemaOperator,
     AEPCreateSchemaOperator,
     adhoc_class_title,
 )
 from airflow_provider_aep.operators.teardown import AEPDeleteResourcesOperator
+from airflow_provider_aep.utils.validation import require_text, require_variant, validate_pipeline_inputs
 
 GENERIC_ODATA_CONNECTION_SPEC_ID = "8e6b41a8-d998-4545-ad7d-c6a9fff406c3"
 PROFILE_FIELD_GROUPS = (
     "https://ns.adobe.com/xdm/context/profile-person-details",
     "https://ns.adobe.com/xdm/context/profile-personal-details",
 )
+
+# JSON Schemas of build_protocols_pipeline's structured arguments, for the Params of a DAG's trigger form.
+# Airflow 3's form edits an array as a JSON document only when its items are typed as objects (untyped, it
+# is a list of text lines); the values are checked against the schemas before a run is created.
+SOURCE_FIELDS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": {"type": "string", "minLength": 1},
+}
+MAPPING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        name: {"type": "string", "minLength": 1}
+        for name in ("source", "destination", "sourceType", "sourceAttribute", "destinationXdmPath")
+    },
+    "anyOf": [{"required": ["source", "destination"]}, {"required": ["sourceAttribute", "destinationXdmPath"]}],
+}
+MAPPINGS_SCHEMA: dict[str, Any] = {"type": "array", "minItems": 1, "items": MAPPING_SCHEMA}
 
 
 RESOURCE_SUFFIXES = {
@@ -53,9 +74,8 @@ RESOURCE_SUFFIXES = {
 
 def pipeline_resource_names(name: str) -> dict[str, str]:
     """The name (or title) of each resource of the pipeline called ``name``."""
-    if not isinstance(name, str) or not name.strip():
-        raise AEPValidationError(f"name={name!r}: must be a non-empty string")
-    return {key: f"{name.strip()} {suffix}" for key, suffix in RESOURCE_SUFFIXES.items()}
+    prefix = require_text("name", name)
+    return {key: f"{prefix} {suffix}" for key, suffix in RESOURCE_SUFFIXES.items()}
 
 
 def find_pipeline_resources(hook: AEPHook, name: str) -> dict[str, list[str]]:
@@ -80,6 +100,90 @@ def find_pipeline_resources(hook: AEPHook, name: str) -> dict[str, list[str]]:
         "schema_ids": [schema["$id"] for schema in schemas],
         "class_ids": [xdm_class["$id"] for xdm_class in classes],
     }
+
+
+class AEPValidatePipelineOperator(AEPBaseOperator):
+    """
+    Check every input of a protocols pipeline before anything is created: the rules each operator applies
+    to its own inputs, all at once (one line per problem), then the mappings' destinations against the
+    target schema's class and field groups (read, never created).
+
+    Takes the arguments of :func:`build_protocols_pipeline` that describe the pipeline.
+
+    :return: the resource names (:func:`pipeline_resource_names`), each also pushed as an XCom of its key.
+    """
+
+    template_fields: Sequence[str] = (
+        *AEPBaseOperator.template_fields,
+        "name",
+        "variant",
+        "source_table",
+        "source_fields",
+        "mappings",
+        "schedule_params",
+        "odata_url",
+        "delta_column",
+        "field_group_ids",
+        "flow_spec_name",
+    )
+    template_fields_renderers = {"source_fields": "json", "mappings": "json", "schedule_params": "json"}
+
+    def __init__(
+        self,
+        *,
+        name: Any,
+        source_table: Any,
+        source_fields: Any,
+        mappings: Any,
+        schedule_params: Any,
+        odata_url: Any,
+        delta_column: Any = None,
+        variant: Any = "current",
+        field_group_ids: Any = PROFILE_FIELD_GROUPS,
+        flow_spec_name: Any = "CRMToAEP",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.source_table = source_table
+        self.source_fields = source_fields
+        self.mappings = mappings
+        self.schedule_params = schedule_params
+        self.odata_url = odata_url
+        self.delta_column = delta_column
+        self.variant = variant
+        self.field_group_ids = field_group_ids
+        self.flow_spec_name = flow_spec_name
+
+    def execute(self, context: Any) -> dict[str, str]:
+        mappings = validate_pipeline_inputs(
+            name=self.name,
+            variant=self.variant,
+            source_table=self.source_table,
+            source_fields=self.source_fields,
+            mappings=self.mappings,
+            schedule_params=self.schedule_params,
+            odata_url=self.odata_url,
+            delta_column=self.delta_column,
+            field_group_ids=self.field_group_ids,
+            flow_spec_name=self.flow_spec_name,
+        )
+        groups = [self.field_group_ids] if isinstance(self.field_group_ids, str) else list(self.field_group_ids or ())
+        hook = self.hook
+        documents = [
+            hook.get_class(PROFILE_CLASS_ID, accept=XED_FULL_ACCEPT),
+            *(hook.get_xdm_resource("fieldgroups", g, container=_container(g), accept=XED_FULL_ACCEPT) for g in groups),
+        ]
+        check_destinations(mappings, documents, "the target schema (its class and field groups)")
+        names = pipeline_resource_names(self.name)
+        for key, value in names.items():
+            context["ti"].xcom_push(key=key, value=value)
+        self.log.info("The pipeline's inputs are valid; its resources are named %r ...", names["dataflow"])
+        return names
+
+
+def _container(xdm_id: str) -> str:
+    return "global" if xdm_id.startswith("https://ns.adobe.com/xdm/") else "tenant"
 
 
 @dataclass
@@ -133,7 +237,8 @@ def build_protocols_pipeline(
     **operator_kwargs: Any,
 ) -> ProtocolsPipeline:
     """
-    Add the provisioning tasks of the protocols tutorial to the current DAG or task group.
+    Add the provisioning tasks of the protocols tutorial to the current DAG or task group, after a
+    ``validate_inputs`` task (:class:`AEPValidatePipelineOperator`) that checks them all before any create.
 
     :param name: prefix of every resource name (``"<name> source connection"`` …; see
         :func:`pipeline_resource_names`); make it unique per pipeline. May be an XComArg or a mapped argument.
@@ -143,16 +248,19 @@ def build_protocols_pipeline(
         ad hoc schema, ``parquet_xdm`` source, dataset base connection on the target); may be a template.
     :param operator_kwargs: passed to every operator (``aep_retry_limit``, ``if_exists``, ``pool`` …).
     """
-    from airflow_provider_aep.version_compat import task
+    from airflow_provider_aep.version_compat import AirflowSkipException, task
 
     common = {"aep_conn_id": aep_conn_id, **operator_kwargs}
-    lookup = {key: value for key, value in common.items() if key != "if_exists"}  # the flow spec is only looked up
+    lookup = {key: value for key, value in common.items() if key != "if_exists"}  # tasks that create nothing
 
-    @task.short_circuit(task_id="is_legacy_variant", ignore_downstream_trigger_rules=False)
-    def is_legacy_variant(value: Any) -> bool:
-        if value not in ("current", "legacy"):
-            raise ValueError(f"variant={value!r}: must be 'current' or 'legacy'")
-        return value == "legacy"
+    # Not @task.short_circuit: inside a mapped task group its skip reaches no downstream task (each mapped
+    # pipeline would create the legacy resources). A skipped task is skipped everywhere, and the scheduler's
+    # trigger rules skip its direct downstream, the legacy-only tasks, in each pipeline on its own.
+    @task(task_id="is_legacy_variant")
+    def is_legacy_variant(value: Any) -> None:
+        """Succeeds for the legacy variant, is skipped (and so are the legacy-only tasks) for the current one."""
+        if require_variant(value) == "current":
+            raise AirflowSkipException("variant='current': no ad hoc schema, no dataset base connection")
 
     @task(task_id="source_spec", multiple_outputs=True, trigger_rule="none_failed")
     def source_spec(value: Any, table: Any, fields: Any, adhoc_schema_id: Any) -> dict[str, Any]:
@@ -162,13 +270,25 @@ def build_protocols_pipeline(
         columns = [{"name": column, "type": xdm_type} for column, xdm_type in dict(fields).items()]
         return {"data": {"format": "tabular"}, "params": {"tableName": table, "columns": columns}}
 
-    @task(task_id="resource_names", multiple_outputs=True)
-    def resource_names(value: Any) -> dict[str, str]:
-        """Names are computed at run time, so ``name`` may come from a template, an XCom or a mapping."""
-        return pipeline_resource_names(value)
-
-    names = resource_names(name)
+    # First, before anything is created: every input, and the names computed at run time, so that
+    # ``name`` may come from a template, an XCom or a mapping.
+    validate = AEPValidatePipelineOperator(
+        task_id="validate_inputs",
+        name=name,
+        variant=variant,
+        source_table=source_table,
+        source_fields=source_fields,
+        mappings=mappings,
+        schedule_params=schedule_params,
+        odata_url=odata_url,
+        delta_column=delta_column,
+        field_group_ids=field_group_ids,
+        flow_spec_name=flow_spec_name,
+        **lookup,
+    )
+    names = validate.output
     legacy = is_legacy_variant(variant)
+    validate >> legacy
     adhoc = AEPCreateAdHocSchemaOperator(
         task_id="adhoc_schema", title=names["adhoc_schema"], fields=source_fields, **common
     )
@@ -217,6 +337,7 @@ def build_protocols_pipeline(
         task_id="mapping_set", name=names["mapping_set"], schema_id=target_schema.output, mappings=mappings, **common
     )
     flow_spec = AEPGetFlowSpecOperator(task_id="flow_spec", name=flow_spec_name, **lookup)
+    validate >> [flow_spec, spec.operator]
     copy_params = {"deltaColumn": {"name": delta_column}} if delta_column is not None else {}
     flow = AEPCreateFlowOperator(
         task_id="dataflow",

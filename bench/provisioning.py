@@ -270,7 +270,7 @@ def _flow_body(prefix: str, spec_id: str, source_id: str, target_id: str, mappin
         "targetConnectionIds": [target_id],
         "transformations": [
             {"name": "Copy", "params": {"deltaColumn": {"name": "OrderDate"}}},
-            {"name": "Mapping", "params": {"mappingId": mapping_id, "mappingVersion": 0}},
+            {"name": "Mapping", "params": {"mappingId": mapping_id, "mappingVersion": "0"}},
         ],
         "scheduleParams": {"startTime": int(time.time()), "frequency": "minute", "interval": 15},
     }

@@ -117,11 +117,15 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
         from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
         from airflow_provider_aep.utils.flow_runs import FlowRunWatch
 
-        real_poll, real_send = FlowRunWatch.poll, AEPAsyncHook.send_now
+        real_observe, real_failed, real_send = FlowRunWatch.observe, FlowRunWatch.read_failed, AEPAsyncHook._send
 
-        def counting_poll(self: Any, hook: Any) -> Any:
+        def counting_observe(self: Any, run: Any, config: Any) -> Any:
             counts["polls"] += 1
-            return real_poll(self, hook)
+            return real_observe(self, run, config)
+
+        def counting_failed(self: Any, exc: Any) -> Any:
+            counts["polls"] += 1
+            return real_failed(self, exc)
 
         async def counting_send(self: Any, request: Any) -> Any:
             path = request.url.split("/flowservice", 1)[-1]
@@ -129,8 +133,9 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
             counts[kind if kind != "other" else "other_requests"] += 1
             return await real_send(self, request)
 
-        FlowRunWatch.poll = counting_poll  # type: ignore[method-assign]
-        AEPAsyncHook.send_now = counting_send  # type: ignore[method-assign]
+        FlowRunWatch.observe = counting_observe  # type: ignore[method-assign]
+        FlowRunWatch.read_failed = counting_failed  # type: ignore[method-assign]
+        AEPAsyncHook._send = counting_send  # type: ignore[method-assign]
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
@@ -217,7 +222,8 @@ def _make_flow(hook: Any) -> str:
 
 def _start_run(hook: Any, flow_id: str) -> str:
     now = int(time.time())
-    return hook.create_run(flow_id, {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now})
+    window = {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now}
+    return hook.create_run(flow_id, {**window, "deltaColumn": {"name": "OrderDate"}})
 
 
 def _feed(child: subprocess.Popen[str], n: int, spread_s: float, item: Any) -> None:
@@ -272,7 +278,7 @@ def _statuses(events: dict[str, dict[str, Any]]) -> dict[str, int]:
 def run(
     n: int = 1000,
     poll_interval: float = 10.0,
-    run_seconds: float = 60.0,
+    run_seconds: float = 270.0,
     spread_s: float = 60.0,
     pokes: int = 5,
 ) -> dict[str, Any]:
@@ -345,7 +351,7 @@ def main() -> None:
     parser.add_argument("--poke-child")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=10.0, help="the sensors' poke_interval, seconds")
-    parser.add_argument("--run-seconds", type=float, default=60.0, help="how long each run stays inProgress")
+    parser.add_argument("--run-seconds", type=float, default=270.0, help="how long each run stays inProgress")
     parser.add_argument("--spread", type=float, default=60.0, help="seconds over which the N sensors defer")
     args = parser.parse_args()
     if args.child:

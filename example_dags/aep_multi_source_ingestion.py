@@ -13,7 +13,7 @@ from typing import Any
 
 import pendulum
 
-from airflow_provider_aep.pipelines import build_protocols_pipeline
+from airflow_provider_aep.pipelines import MAPPINGS_SCHEMA, SOURCE_FIELDS_SCHEMA, build_protocols_pipeline
 from airflow_provider_aep.sensors.flow_run import AEPFlowRunSensor
 
 try:
@@ -57,9 +57,27 @@ with DAG(
             DEFAULT_SOURCES,
             type="array",
             minItems=1,
-            description="One entry per table: table, fields, mappings, delta_column.",
+            items={
+                "type": "object",
+                "properties": {
+                    "table": {"type": "string", "minLength": 1},
+                    "fields": SOURCE_FIELDS_SCHEMA,
+                    "mappings": MAPPINGS_SCHEMA,
+                    "delta_column": {"type": ["string", "null"]},
+                },
+                "required": ["table", "fields", "mappings"],
+            },
+            title="Sources",
+            description="One object per table: table, fields (column → XDM type), mappings "
+            "({source, destination} objects) and delta_column. Each becomes a pipeline of its own.",
         ),
-        "odata_url": Param("https://services.odata.org/V4/Northwind/Northwind.svc", type="string"),
+        "odata_url": Param(
+            "https://services.odata.org/V4/Northwind/Northwind.svc",
+            type="string",
+            minLength=1,
+            title="OData service URL",
+            description="URL of the Generic OData service every base connection reads.",
+        ),
     },
 ) as dag:
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pendulum
 
-from airflow_provider_aep.pipelines import build_protocols_pipeline
+from airflow_provider_aep.pipelines import MAPPINGS_SCHEMA, SOURCE_FIELDS_SCHEMA, build_protocols_pipeline
 from airflow_provider_aep.sensors.flow_run import AEPFlowRunSensor
 
 try:
@@ -39,34 +39,67 @@ with DAG(
     tags=["aep", "example"],
     render_template_as_native_obj=True,
     params={
-        "name": Param("Protocols Orders", type="string", minLength=1, description="Prefix of every AEP resource name."),
+        "name": Param(
+            "Protocols Orders",
+            type="string",
+            minLength=1,
+            title="Pipeline name",
+            description="Prefix of every AEP resource name; triggering again with the same name reuses them.",
+        ),
         "variant": Param(
-            "legacy", enum=["legacy", "current"], description="Which version of the AEP tutorial to follow."
+            "legacy",
+            type="string",
+            enum=["legacy", "current"],
+            title="Tutorial variant",
+            description="legacy: the original tutorial (ad hoc schema, parquet_xdm source); current: today's docs.",
         ),
         "source_table": Param(
-            "Orders", type="string", minLength=1, description="Source table (current) or path (legacy)."
+            "Orders",
+            type="string",
+            minLength=1,
+            title="Source table",
+            description="Source table (current) or path (legacy).",
         ),
         "odata_url": Param(
             "https://services.odata.org/V4/Northwind/Northwind.svc",
             type="string",
+            minLength=1,
+            title="OData service URL",
             description="URL of the Generic OData service the base connection reads.",
         ),
         "source_fields": Param(
             {"OrderID": "string", "CustomerID": "string", "EmployeeID": "string", "OrderDate": "date-time"},
-            type="object",
+            title="Source fields",
             description="Source columns and their XDM types (string, integer, number, boolean, date, date-time, long …).",
+            **SOURCE_FIELDS_SCHEMA,
         ),
         "mappings": Param(
             [{"source": "OrderID", "destination": "_id"}, {"source": "OrderDate", "destination": "createdByBatchID"}],
-            type="array",
-            description="Source column → target XDM path. The tutorial's sourceAttribute/destinationXdmPath form works too.",
+            title="Mappings",
+            description="Source column → target XDM path, one {source, destination} object each. "
+            "The tutorial's {sourceAttribute, destinationXdmPath} form works too.",
+            **MAPPINGS_SCHEMA,
         ),
-        "delta_column": Param("OrderDate", type="string", description="Column whose value tells new rows apart."),
+        "delta_column": Param(
+            "OrderDate",
+            type="string",
+            minLength=1,
+            title="Delta column",
+            description="Column whose value tells new rows apart.",
+        ),
         "frequency": Param(
-            "minute", enum=["minute", "hour", "day", "week"], description="How often AEP runs the dataflow."
+            "minute",
+            type="string",
+            enum=["minute", "hour", "day", "week"],
+            title="Frequency",
+            description="How often AEP runs the dataflow.",
         ),
         "interval": Param(
-            15, type="integer", minimum=1, description="Runs every `interval` units (at least 15 for minute)."
+            15,
+            type="integer",
+            minimum=1,
+            title="Interval",
+            description="Runs every `interval` units (at least 15 for minute).",
         ),
     },
 ) as dag:

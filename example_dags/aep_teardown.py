@@ -32,7 +32,15 @@ with DAG(
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     tags=["aep", "example"],
-    params={"name": Param("Protocols Orders", type="string", minLength=1, description="The pipeline name to remove.")},
+    params={
+        "name": Param(
+            "Protocols Orders",
+            type="string",
+            minLength=1,
+            title="Pipeline name",
+            description="The name the pipeline was created with (the `name` of aep_protocols_ingestion).",
+        )
+    },
 ) as dag:
 
     @task(multiple_outputs=True)

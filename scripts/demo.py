@@ -53,6 +53,14 @@ def airflow(args: list[str], env: dict[str, str], log: Path, timeout: float) -> 
             return 124
 
 
+def keep_log(log: Path) -> Path:
+    """A copy of the log outside the Airflow home, which is removed on exit."""
+    fd, kept = tempfile.mkstemp(prefix="aep-demo-", suffix=".log")
+    with os.fdopen(fd, "wb") as out:
+        out.write(log.read_bytes())
+    return Path(kept)
+
+
 def resource_lines(emulator: AEPEmulator) -> list[str]:
     state = emulator.snapshot()["prod"]
     lines = []
@@ -64,7 +72,8 @@ def resource_lines(emulator: AEPEmulator) -> list[str]:
 
 
 def run_lines(emulator: AEPEmulator, env: dict[str, str]) -> tuple[list[str], bool]:
-    os.environ["AIRFLOW_CONN_AEP_DEFAULT"] = env["AIRFLOW_CONN_AEP_DEFAULT"]
+    for name in ("AIRFLOW_CONN_AEP_DEFAULT", "AIRFLOW__AEP__TOKEN_CACHE_DIR"):
+        os.environ[name] = env[name]
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "ERROR"  # this summary is for a person, not a log
     from airflow_provider_aep.hooks.aep import AEPHook
     from airflow_provider_aep.utils.flow_runs import run_summary
@@ -74,22 +83,26 @@ def run_lines(emulator: AEPEmulator, env: dict[str, str]) -> tuple[list[str], bo
     if not flows:
         return ["  no dataflow was created"], False
     flow = flows[0]
-    runs = hook.list_runs(flow["id"])
+    runs = hook.list_runs(flow["id"])  # newest first; AEP goes on running the flow on its schedule
     if not runs:
         return [f"  dataflow {flow['id']} has no run yet", f"  AEP link: {hook.dataflow_url(flow['id'])}"], False
-    summary = run_summary(runs[0], flow["id"], hook.config.org_id, hook.config.sandbox)
+    summary = run_summary(runs[-1], flow["id"], hook.config.org_id, hook.config.sandbox)
     records, files = summary["records"], summary["files"]
-    return [
-        f"  run {summary['run_id']}: {summary['status']} in {summary['duration_seconds']} s",
+    took = f" in {summary['duration_seconds']} s" if summary["duration_seconds"] is not None else ""
+    lines = [
+        f"  run {summary['run_id']}: {summary['status']}{took}",
         f"  records: {records['input']} read, {records['output']} written, {records['failed']} failed; "
         f"files: {files['input']} read",
+        *(f"  error: [{e.get('code')}] {e.get('message')}" for e in summary["errors"]),
         f"  AEP link: {summary['run_url']}",
-    ], summary["status"] in ("success", "partialSuccess")
+    ]
+    return lines, summary["status"] in ("success", "partialSuccess")
 
 
 def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="aep-demo-airflow-"))
     log = home / "demo.log"
+    keep_home = os.environ.get("AEP_DEMO_KEEP_HOME") == "1"
     started = time.monotonic()
     try:
         # AEP_DEMO_OUTCOME=failed|partialSuccess shows what a failing dataflow run looks like.
@@ -100,6 +113,7 @@ def main() -> int:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW_CONN_AEP_DEFAULT": emulator.connection_json(),
+                "AIRFLOW__AEP__TOKEN_CACHE_DIR": str(home / "aep-tokens"),  # not the user's cache: thrown away
             }
             print(f"AEP emulator on {emulator.base_url}; Airflow home {home} (SQLite)")
             if airflow(["db", "migrate"], env, log, timeout=300) != 0:
@@ -115,12 +129,20 @@ def main() -> int:
         if code != 0 or not run_ok:
             tail = log.read_text().splitlines()[-40:]
             print("\nThe demo FAILED. Last lines of the Airflow log:\n" + "\n".join(tail), file=sys.stderr)
-            print(f"Full log: {log}", file=sys.stderr)
+            print(f"Full log: {log if keep_home else keep_log(log)}", file=sys.stderr)
+            if not keep_home:
+                print(
+                    "To keep the whole Airflow home (its database and task logs) as well, run it again with "
+                    "AEP_DEMO_KEEP_HOME=1 make demo",
+                    file=sys.stderr,
+                )
             return 1
         print("\nDemo succeeded. Run it again against a real AEP org: see README, 'Configure a real AEP org'.")
         return 0
     finally:
-        if os.environ.get("AEP_DEMO_KEEP_HOME") != "1":
+        if keep_home:
+            print(f"Airflow home kept (AEP_DEMO_KEEP_HOME=1): {home}", file=sys.stderr)
+        else:
             shutil.rmtree(home, ignore_errors=True)
 
 

@@ -6,8 +6,12 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+# Every emulator call of the run is judged against Adobe's OpenAPI specs (tests/conformance).
+pytest_plugins = ["tests.conformance.plugin"]
 
 # A throwaway Airflow home (SQLite) for the whole run, set before anything imports Airflow.
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="aep-tests-airflow-"))
@@ -77,12 +81,33 @@ ONE_LEGACY_PIPELINE = {
     "mappingSets": 1,
     "flows": 1,
 }
+# The current variant has no ad hoc schema (nor its class) and no dataset base connection.
+ONE_CURRENT_PIPELINE = {**ONE_LEGACY_PIPELINE, "classes": 0, "schemas": 1, "connections": 1}
+LEGACY_ONLY_TASKS = ("adhoc_schema", "dataset_base_connection")
 
 
 def pipeline_resource_counts(emulator, sandbox: str = "prod") -> dict[str, int]:
     """How many resources of each pipeline kind the emulator holds."""
     state = emulator.snapshot()[sandbox]
     return {kind: len(state[kind]) for kind in PIPELINE_KINDS}
+
+
+def xcoms(dag_run, task_id: str) -> dict[str, Any]:
+    """The XComs a task of a finished ``dag.test()`` run pushed, by key."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        if airflow_3():
+            from airflow.models.xcom import XComModel
+
+            rows = session.scalars(
+                XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id)
+            ).all()
+            return {row.key: XComModel.deserialize_value(row) for row in rows}
+        from airflow.models.xcom import XCom
+
+        rows = XCom.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, session=session).all()
+        return {row.key: row.value for row in rows}  # Airflow 2 deserializes on load
 
 
 class RecordingTI:
@@ -98,9 +123,11 @@ class RecordingTI:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_token_cache():
+def _fresh_token_cache(tmp_path_factory, monkeypatch):
+    """No token from another test: an empty process cache, and a token cache directory of this test's own."""
     from airflow_provider_aep.utils.client_core import TOKEN_CACHE
 
+    monkeypatch.setenv("AIRFLOW__AEP__TOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("aep-tokens")))
     TOKEN_CACHE.clear()
     yield
     TOKEN_CACHE.clear()

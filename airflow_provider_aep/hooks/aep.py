@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_aep.hooks.operations import AEPOperations
 from airflow_provider_aep.utils import client_core as core
+from airflow_provider_aep.utils import token_store
 from airflow_provider_aep.utils.connection import (
     DEFAULT_IMS_URL,
     DEFAULT_PLATFORM_URL,
@@ -23,7 +24,8 @@ if TYPE_CHECKING:  # requests is imported where it is used: off every DAG parse 
 
 T = TypeVar("T")
 
-# One IMS call per process even when many threads find the token cache empty together.
+# One IMS call per process even when many threads find the token cache empty together (and the host lock
+# of the token store makes it one per host).
 _TOKEN_LOCK = threading.Lock()
 
 
@@ -147,9 +149,11 @@ class AEPHook(AEPOperations, core.SyncDriver, BaseHook):
                 return self.sleep(seconds)
             case core.Mask(secret):
                 return mask_secret(secret)
-            case core.Exclusive(flow):
-                with _TOKEN_LOCK:
+            case core.Exclusive(flow, key):
+                with _TOKEN_LOCK, token_store.host_lock(key):
                     return self.drive(flow)
+            case core.LoadToken() | core.SaveToken() | core.DropToken():
+                return token_store.perform(effect)
 
     def _send(self, request: core.HttpRequest) -> core.HttpResponse:
         import requests

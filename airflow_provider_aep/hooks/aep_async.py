@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
+import copy
 import logging
-import re
-import uuid
 import weakref
 from typing import Any, TypeVar
 
@@ -15,6 +12,7 @@ import httpx
 
 from airflow_provider_aep.hooks.operations import AEPOperations
 from airflow_provider_aep.utils import client_core as core
+from airflow_provider_aep.utils import token_store
 from airflow_provider_aep.utils.connection import AEPConnectionConfig
 from airflow_provider_aep.version_compat import BaseHook, mask_secret
 
@@ -28,123 +26,92 @@ _token_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
 _shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 
-# Single-run reads (``GET /runs/{id}``) that the triggers of one loop send within RUN_BATCH_WINDOW of each
-# other go out as one list read, ``GET /runs?property=id==a,b,...`` (comma means OR, aep-api.md §4.1): at
-# realistic load, one request per poll costs the triggerer more CPU than all the rest of its work together
-# (bench/RESULTS.md). 100 ids make a ~4 KB query, well under the 8 KB URL limit of common gateways.
-RUN_BATCH_WINDOW = 0.2
+# Reads of single runs (``read_run``) that the triggers of one loop make within RUN_BATCH_WINDOW of each other
+# go out as one list read, ``GET /runs?property=id==a,b,...`` (comma means OR, aep-api.md §4.1): at realistic
+# load, one request per poll costs the triggerer more CPU than all the rest of its work together, and a waiting
+# read holds only a future, not a request in flight (bench/RESULTS.md). Triggers wake together for this
+# (triggers/flow_run.py, POLL_SLOT); the window covers the few loop iterations between their reads. 100 ids
+# make a ~4 KB query, well under the 8 KB URL limit of common gateways.
+RUN_BATCH_WINDOW = 0.005
 RUN_BATCH_SIZE = 100
-_RUN_URL = re.compile(r"^(?P<runs>.+/data/foundation/flowservice/runs)/(?P<run_id>[^/?#]+)$")
-
-
-@dataclasses.dataclass
-class _RunRead:
-    hook: AEPAsyncHook
-    request: core.HttpRequest
-    run_id: str
-    answer: asyncio.Future[core.HttpResponse]
 
 
 class _RunReads:
     """
-    The single-run reads of one loop waiting to share a list read, grouped by what they share (the URL,
-    the token and account headers, the timeout, the client). Every waiter still gets an answer to its own
-    request: its run, cut out of the list's answer; the list's own answer if it is retryable (429, 5xx) or
-    a network failure, so that each waiter's retries apply; and its own request, sent as it is, for a run
-    the list lacks or any other answer (a 400 on a list read never fails a read that alone would succeed).
+    The ``read_run`` calls of one loop waiting to share a list read, grouped by what makes hooks equivalent
+    (connection settings, retry policy, timeout, token cache, client). Every waiter still gets the answer it
+    would have got alone: its run cut out of the list; a retryable failure that outlasted the retries, raised
+    to each; and for a run the list lacks or any other failure, its own ``get_run`` (so a 400 on a list read
+    never fails a read that alone would succeed, and a real 404 reaches only its reader).
     """
 
     def __init__(self) -> None:
-        self._pending: dict[tuple[Any, ...], list[_RunRead]] = {}
+        self._pending: dict[tuple[Any, ...], list[tuple[AEPAsyncHook, str, asyncio.Future[Any]]]] = {}
 
-    def read(self, hook: AEPAsyncHook, request: core.HttpRequest, run_id: str) -> asyncio.Future[core.HttpResponse]:
+    def read(self, hook: AEPAsyncHook, run_id: str) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
-        shared = {k: v for k, v in request.headers.items() if k.lower() != "x-request-id"}
-        key = (request.url.rsplit("/", 1)[0], tuple(sorted(shared.items())), request.timeout, id(hook.client))
+        key = hook.sharing_key()
         pending = self._pending.setdefault(key, [])
-        pending.append(_RunRead(hook, request, run_id, loop.create_future()))
+        pending.append((hook, run_id, loop.create_future()))
         if len(pending) == 1:
             loop.call_later(RUN_BATCH_WINDOW, self._flush, key)
         elif len(pending) >= RUN_BATCH_SIZE:
             self._flush(key)
-        return pending[-1].answer
+        return pending[-1][2]
 
     def _flush(self, key: tuple[Any, ...]) -> None:
-        reads = self._pending.pop(key, [])
-        for start in range(0, len(reads), RUN_BATCH_SIZE):
-            _spawn(self._read_together(reads[start : start + RUN_BATCH_SIZE]))
-
-    @staticmethod
-    async def _read_together(reads: list[_RunRead]) -> None:
-        try:
-            await _RunReads._answer(reads)
-        except Exception as exc:  # whatever went wrong, no waiter may wait forever
-            for read in reads:
-                _settle(read.answer, error=exc)
-
-    @staticmethod
-    async def _answer(reads: list[_RunRead]) -> None:
-        if len(reads) == 1:
-            await _answer_alone(reads[0])
-            return
-        first = reads[0].request
-        ids = list(dict.fromkeys(r.run_id for r in reads))
-        listing = dataclasses.replace(
-            first,
-            url=_RUN_URL.match(first.url)["runs"],  # type: ignore[index]
-            params=[("property", "id==" + ",".join(ids)), ("limit", str(len(ids)))],
-            headers={**first.headers, "x-request-id": str(uuid.uuid4())},
-        )
-        try:
-            response = await reads[0].hook.send_now(listing)
-        except core.AEPTransportError as exc:
-            for read in reads:
-                _settle(read.answer, error=exc)
-            return
-        if response.status in core.RETRYABLE_STATUSES:
-            for read in reads:
-                _settle(read.answer, response)
-            return
-        runs = _runs_by_id(response)
-        for read in reads:
-            run = runs.get(read.run_id)
-            if run is None:
-                _spawn(_answer_alone(read))
-            else:
-                _settle(read.answer, core.HttpResponse(200, response.headers, json.dumps({"items": [run]})))
+        waiters = self._pending.pop(key, [])
+        for start in range(0, len(waiters), RUN_BATCH_SIZE):
+            _spawn(_read_together(waiters[start : start + RUN_BATCH_SIZE]))
 
 
-def _runs_by_id(response: core.HttpResponse) -> dict[str, Any]:
-    """The runs of a list read's 200 answer by id; nothing for any other answer."""
-    if response.status != 200:
-        return {}
+async def _read_together(waiters: list[tuple[AEPAsyncHook, str, asyncio.Future[Any]]]) -> None:
     try:
-        items = json.loads(response.text).get("items") or []
-    except (ValueError, AttributeError):
-        return {}
-    return {item["id"]: item for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)}
+        await _share_read(waiters)
+    except Exception as exc:  # whatever went wrong, no reader may wait forever
+        for _, _, answer in waiters:
+            _settle(answer, error=exc)
 
 
-async def _answer_alone(read: _RunRead) -> None:
+async def _share_read(waiters: list[tuple[AEPAsyncHook, str, asyncio.Future[Any]]]) -> None:
+    hook = waiters[0][0]
+    ids = list(dict.fromkeys(run_id for _, run_id, _ in waiters))
+    runs: dict[str, Any] = {}
+    if len(waiters) > 1:
+        try:
+            query = [("property", "id==" + ",".join(ids)), ("limit", str(len(ids)))]
+            listed = await hook.drive(hook.request.flow("GET", "flowservice", "/runs", params=query))
+            items = listed.get("items") if isinstance(listed, dict) else None
+            runs = {r["id"]: r for r in items or [] if isinstance(r, dict) and isinstance(r.get("id"), str)}
+        except core.AEPApiError as exc:
+            if core.is_retryable(exc):  # each reader alone would have got the same after its retries
+                for _, _, answer in waiters:
+                    _settle(answer, error=exc)
+                return
+    answered: set[str] = set()
+    for reader, run_id, answer in waiters:
+        run = runs.get(run_id)
+        if run is None:
+            _spawn(_read_alone(reader, run_id, answer))
+            continue
+        _settle(answer, copy.deepcopy(run) if run_id in answered else run)  # two readers of one run: a copy each
+        answered.add(run_id)
+
+
+async def _read_alone(hook: AEPAsyncHook, run_id: str, answer: asyncio.Future[Any]) -> None:
     try:
-        response = await read.hook.send_now(read.request)
+        _settle(answer, await hook.get_run(run_id))
     except Exception as exc:
-        _settle(read.answer, error=exc)
-    else:
-        _settle(read.answer, response)
+        _settle(answer, error=exc)
 
 
-def _settle(
-    answer: asyncio.Future[core.HttpResponse],
-    response: core.HttpResponse | None = None,
-    error: BaseException | None = None,
-) -> None:
+def _settle(answer: asyncio.Future[Any], value: Any = None, error: BaseException | None = None) -> None:
     if answer.done():  # its caller was cancelled meanwhile
         return
     if error is not None:
         answer.set_exception(error)
     else:
-        answer.set_result(response)  # type: ignore[arg-type]
+        answer.set_result(value)
 
 
 _tasks: set[asyncio.Task[None]] = set()
@@ -245,6 +212,31 @@ class AEPAsyncHook(AEPOperations, core.AsyncDriver, BaseHook):
             raise RuntimeError("AEPAsyncHook.config is read before `await hook.get_config()`")
         return self._config
 
+    async def read_run(self, run_id: str) -> dict[str, Any]:
+        """
+        The run, as :meth:`get_run` gives it; reads of the loop's hooks that come together share one list read
+        (see ``_RunReads``), so many triggers cost AEP and the triggerer a request per slot, not per poll.
+        """
+        await self.get_config()
+        return await _run_reads.setdefault(asyncio.get_running_loop(), _RunReads()).read(self, run_id)
+
+    def sharing_key(self) -> tuple[Any, ...]:
+        """Hooks with equal keys may share a read: same account, policy, timeout, token cache and client."""
+        config = self.config
+        return (
+            config.platform_url,
+            config.org_id,
+            config.sandbox,
+            config.client_id,
+            config.ims_url,
+            config.scopes,
+            config.access_token,
+            self.retry_policy,
+            self.timeout,
+            id(self.token_cache),
+            id(self.client),
+        )
+
     # ------------------------------------------------------------------ the driver
     async def drive(self, flow: core.Flow[T]) -> T:
         """Run a flow of the client core to its end: send with httpx, sleep without blocking the loop."""
@@ -262,19 +254,18 @@ class AEPAsyncHook(AEPOperations, core.AsyncDriver, BaseHook):
                 return await self.sleep(seconds)
             case core.Mask(secret):
                 return await amask_secret(secret)
-            case core.Exclusive(flow):
+            case core.Exclusive(flow, key):
                 async with _token_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
-                    return await self.drive(flow)
+                    # The host lock's wait and the token files are disk I/O: in a thread, off the loop.
+                    lock = await asyncio.to_thread(token_store.acquire_host_lock, key)
+                    try:
+                        return await self.drive(flow)
+                    finally:
+                        token_store.release(lock)  # closing a file descriptor
+            case core.LoadToken() | core.SaveToken() | core.DropToken():
+                return await asyncio.to_thread(token_store.perform, effect)
 
     async def _send(self, request: core.HttpRequest) -> core.HttpResponse:
-        found = _RUN_URL.match(request.url) if request.method == "GET" and not request.params else None
-        if found is None:
-            return await self.send_now(request)
-        reads = _run_reads.setdefault(asyncio.get_running_loop(), _RunReads())
-        return await reads.read(self, request, found["run_id"])
-
-    async def send_now(self, request: core.HttpRequest) -> core.HttpResponse:
-        """Send one request with httpx, as it is."""
         connect, read = request.timeout
         try:
             response = await self.client.request(
@@ -289,7 +280,5 @@ class AEPAsyncHook(AEPOperations, core.AsyncDriver, BaseHook):
             ) from None
         return core.HttpResponse(response.status_code, response.headers, response.text)
 
-    @staticmethod
-    async def sleep(seconds: float) -> None:
-        """Every wait of the hook and its triggers goes through here, so tests can record it."""
-        await asyncio.sleep(seconds)
+    # Every wait of the hook and its triggers goes through here, so tests can record it.
+    sleep = staticmethod(asyncio.sleep)

@@ -3,13 +3,15 @@ AEP's operations, each written once as a flow of the client core and inherited b
 :class:`~airflow_provider_aep.hooks.aep.AEPHook` runs them, :class:`~airflow_provider_aep.hooks.aep_async.AEPAsyncHook`
 returns coroutines of them.
 
-Lookups by name (``find_*``) return every match as a list; creates never blindly re-send a POST: after an
-ambiguous failure they look the resource up by name first.
+Lookups by name (``find_*``) return every resource with exactly that name, as a list, whatever characters the
+name holds; creates never blindly re-send a POST: after an ambiguous failure they look the resource up by name
+first, and after sending it again they look once more, so a late commit of the lost attempt is reported.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -23,7 +25,7 @@ from airflow_provider_aep.utils.client_core import (
     Flow,
     FoundAfterLostResponse,
     created_id,
-    only_match,
+    oldest_match,
     operation,
     unwrap_single_item,
 )
@@ -47,6 +49,22 @@ def flow_state_action(state: Any) -> str:
 
 def _q(resource_id: str) -> str:
     return quote(resource_id, safe="")
+
+
+# Names that mean the same in every AEP filter syntax: letters, digits, single inner spaces and ``_.:/@()-``.
+# Any other character may be read as syntax: ``,`` lists values (Flow Service, Catalog), ``*`` is a wildcard
+# (Catalog), quotes and outer spaces may be stripped, ``= ! < > ~`` are operators. Such a name is matched here,
+# over the whole list, since no documented escape lets the server match it exactly.
+_FILTERABLE_NAME = re.compile(r"[A-Za-z0-9_.:/@()-]+(?: [A-Za-z0-9_.:/@()-]+)*")
+
+
+def name_filter(field: str, name: str, template: str = "{field}=={name}") -> list[str]:
+    """The server-side ``property`` filter on ``field`` for ``name``, or none when the syntax could misread it."""
+    return [template.format(field=field, name=name)] if _FILTERABLE_NAME.fullmatch(name) else []
+
+
+def named(resources: Resources, name: str, field: str = "name") -> Resources:
+    return [r for r in resources if r.get(field) == name]
 
 
 def runs_query(flow_id: str, created_after_ms: int | None = None, limit: int | None = None) -> list[tuple[str, str]]:
@@ -87,10 +105,13 @@ class AEPOperations(ClientCore):
         params: Mapping[str, Any] | None = None,
     ) -> Flow[Any]:
         what = f"{kind} {name!r}"
+        looked_up = False
 
         def recover() -> Flow[dict[str, Any] | None]:
+            nonlocal looked_up
             assert find is not None
-            return only_match((yield from find()), kind, name)
+            looked_up = True
+            return oldest_match((yield from find()), kind, name)
 
         result = yield from self.request.flow(
             "POST", service, path, json=payload, params=params, idempotent=False, recover=recover if find else None
@@ -102,6 +123,17 @@ class AEPOperations(ClientCore):
                 created_id(result.resource),
             )
             return result.resource
+        if looked_up and find is not None:
+            # The lookup found nothing, so the create was sent again; the lost attempt may still have committed.
+            found = yield from find()
+            if len(found) > 1:
+                log.warning(
+                    "Creating %s was sent again after a lost response, and AEP committed the lost attempt too "
+                    "(created %s)",
+                    what,
+                    created_id(result),
+                )
+                return oldest_match(found, kind, name)
         return result
 
     def _delete(self, service: str, path: str, *, what: str) -> Flow[bool]:
@@ -143,8 +175,10 @@ class AEPOperations(ClientCore):
     @operation
     def find_xdm_by_title(self, kind: str, title: str, *, container: str = "tenant") -> Flow[Resources]:
         """The classes, schemas or field groups with exactly this title."""
-        listed = yield from self.list_xdm_resources.flow(kind, container=container, properties=[f"title=={title}"])
-        return [r for r in listed if r.get("title") == title]
+        listed = yield from self.list_xdm_resources.flow(
+            kind, container=container, properties=name_filter("title", title)
+        )
+        return named(listed, title, "title")
 
     @operation
     def find_classes_by_title(self, title: str) -> Flow[Resources]:
@@ -258,9 +292,9 @@ class AEPOperations(ClientCore):
 
     @operation
     def find_datasets_by_name(self, name: str) -> Flow[Resources]:
-        # Catalog treats * as a wildcard in name filters; ** is a literal asterisk.
-        listed = yield from self.list_datasets.flow({"property": f"name=={name.replace('*', '**')}"})
-        return [d for d in listed if d.get("name") == name]
+        filters = name_filter("name", name)
+        listed = yield from self.list_datasets.flow({"property": filters[0]} if filters else None)
+        return named(listed, name)
 
     @operation
     def delete_dataset(self, dataset_id: str) -> Flow[bool]:
@@ -287,7 +321,7 @@ class AEPOperations(ClientCore):
 
     def _flow_find(self, collection: str, name: str, filters: list[str] | None = None) -> Flow[Resources]:
         listed = yield from self.paginate_flow_service.flow(f"/{collection}", [("property", f) for f in filters or []])
-        return [r for r in listed if r.get("name") == name]
+        return named(listed, name)
 
     def _flow_create(
         self, collection: str, payload: Mapping[str, Any], find: Callable[[], Flow[Resources]]
@@ -308,7 +342,7 @@ class AEPOperations(ClientCore):
 
     @operation
     def find_connection_specs_by_name(self, name: str) -> Flow[Resources]:
-        return (yield from self._flow_find("connectionSpecs", name, [f"name=={name}"]))
+        return (yield from self._flow_find("connectionSpecs", name, name_filter("name", name)))
 
     @operation
     def get_flow_spec(self, flow_spec_id: str) -> Flow[dict[str, Any]]:
@@ -316,7 +350,7 @@ class AEPOperations(ClientCore):
 
     @operation
     def find_flow_specs_by_name(self, name: str) -> Flow[Resources]:
-        return (yield from self._flow_find("flowSpecs", name, [f'name=="{name}"']))
+        return (yield from self._flow_find("flowSpecs", name, name_filter("name", name, '{field}=="{name}"')))
 
     # base connections
     @operation
@@ -332,7 +366,7 @@ class AEPOperations(ClientCore):
 
     @operation
     def find_base_connections_by_name(self, name: str) -> Flow[Resources]:
-        return (yield from self._flow_find("connections", name, [f"name=={name}"]))
+        return (yield from self._flow_find("connections", name, name_filter("name", name)))
 
     @operation
     def delete_base_connection(self, connection_id: str) -> Flow[bool]:
@@ -396,7 +430,7 @@ class AEPOperations(ClientCore):
 
     @operation
     def find_flows_by_name(self, name: str) -> Flow[Resources]:
-        return (yield from self._flow_find("flows", name, [f"name=={name}"]))
+        return (yield from self._flow_find("flows", name, name_filter("name", name)))
 
     def _on_current_flow(self, flow_id: str, what: str, act: Callable[[dict[str, Any]], Flow[T]]) -> Flow[T]:
         """``act(flow)`` on the flow as read now; on a stale etag (412) it is read again and ``act`` runs once more."""
@@ -543,8 +577,9 @@ class AEPOperations(ClientCore):
 
     @operation
     def find_mapping_sets_by_name(self, name: str) -> Flow[Resources]:
-        listed = yield from self.list_mapping_sets.flow({"name": name})
-        return [m for m in listed if m.get("name") == name]
+        # Data Prep documents ``name`` only as "filter by name": sent only for a name no syntax could misread.
+        listed = yield from self.list_mapping_sets.flow({"name": name} if name_filter("name", name) else None)
+        return named(listed, name)
 
     @operation
     def delete_mapping_set(self, mapping_set_id: str) -> Flow[bool]:

@@ -10,13 +10,13 @@ from typing import Any
 
 from airflow_provider_aep.exceptions import (
     AEPApiError,
-    AEPDuplicateResourceError,
     AEPFlowRunFailedError,
     AEPResourceConflictError,
     AEPValidationError,
 )
 from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.links.aep import AEPDataflowLink, AEPFlowRunLink
+from airflow_provider_aep.utils.client_core import oldest_match
 from airflow_provider_aep.utils.diagnostics import DEFAULT_DIAGNOSTICS_ROWS, collect_diagnostics
 from airflow_provider_aep.utils.flow_runs import (
     RUN_SUMMARY_KEY,
@@ -103,8 +103,9 @@ class AEPGetOrCreateOperator(AEPBaseOperator):
         id_key: str = "id",
     ) -> tuple[str, bool]:
         """
-        Return ``(id, created)``: the one existing ``kind`` named ``name`` when it matches, else a new one.
-        Under ``if_exists="update"`` an existing one that differs is brought in line by ``update(existing)``.
+        Return ``(id, created)``: the existing ``kind`` named ``name`` when it matches, else a new one. Of
+        several with the name, the oldest is used and the others are logged as orphans to clean up. Under
+        ``if_exists="update"`` an existing one that differs is brought in line by ``update(existing)``.
 
         A create refused because the name is taken (XDM-1521-400 or 409: someone created it since our
         lookup) resolves to the existing resource under ``reuse``.
@@ -128,9 +129,8 @@ class AEPGetOrCreateOperator(AEPBaseOperator):
             else:
                 self.log.info("Created %s %r: %s", kind, name, resource_id)
                 return resource_id, True
-        if len(existing) > 1:
-            raise AEPDuplicateResourceError(kind, name, [str(r.get(id_key)) for r in existing])
-        resource = existing[0]
+        resource = oldest_match(existing, kind, name, self.log)
+        assert resource is not None
         resource_id = str(resource.get(id_key))
         if self.if_exists == "fail":
             raise AEPResourceConflictError(f"{kind} {name!r} already exists with id {resource_id} and if_exists='fail'")

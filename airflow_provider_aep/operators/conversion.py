@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from airflow_provider_aep.operators.base import AEPGetOrCreateOperator, differ
-from airflow_provider_aep.utils.validation import normalize_mappings, require_text
+from airflow_provider_aep.utils.validation import (
+    check_destination_exists,
+    normalize_mappings,
+    problems_of,
+    raise_problems,
+    require_text,
+)
 
 MAPPING_SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed-full+json;version=1"
+XED_FULL_ACCEPT = "application/vnd.adobe.xed-full+json; version=1"
+
+
+def check_destinations(mappings: list[dict[str, Any]], documents: list[Any], what: str) -> None:
+    """Every mapping's destination is a field of the target schema, every missing one listed."""
+    raise_problems(
+        problems_of(*(partial(check_destination_exists, i, m, documents, what) for i, m in enumerate(mappings))),
+        "Mappings to fields the target schema lacks",
+    )
 
 
 def _mapping_pairs(mapping_set: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -35,7 +51,8 @@ class AEPCreateMappingSetOperator(AEPGetOrCreateOperator):
     :param name: mapping set name, used to find it again on re-runs.
     :param schema_id: the target schema ``$id``.
     :param mappings: list of ``{"source", "destination"[, "sourceType"]}`` (current form) or the
-        tutorial's ``{"sourceAttribute", "destinationXdmPath"}``; the current form is sent.
+        tutorial's ``{"sourceAttribute", "destinationXdmPath"}``; the current form is sent. Before a create,
+        each destination is checked against the schema.
     :return: the mapping set id; its version is pushed as XCom ``mapping_version`` (a string, as the
         flow's Mapping transformation wants it).
     """
@@ -64,6 +81,8 @@ class AEPCreateMappingSetOperator(AEPGetOrCreateOperator):
             )
 
         def create() -> str:
+            schema = hook.get_schema(schema_id, accept=XED_FULL_ACCEPT)
+            check_destinations(mappings, [schema], f"schema {schema_id}")
             payload = {
                 "name": name,
                 "outputSchema": {"schemaRef": {"id": schema_id, "contentType": MAPPING_SCHEMA_CONTENT_TYPE}},

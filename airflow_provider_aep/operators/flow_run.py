@@ -167,7 +167,8 @@ class AEPRunFlowOperator(AEPStartedRunOperator):
         milliseconds; templated, e.g. ``"{{ data_interval_start }}"``. Sent as epoch seconds.
     :param window_end: end of the window, same forms, e.g. ``"{{ data_interval_end }}"``.
     :param delta_column: column AEP uses for incremental reads, sent as ``deltaColumn.name``; AEP needs it
-        only on a flow's first run and rejects a change later.
+        on a flow's first run and rejects a change later. When None, the flow's Copy transformation's
+        ``deltaColumn`` is sent (one GET of the flow).
 
     A task retried by Airflow (a crashed worker, a cleared task of a running DAG run) first looks for the run
     it started: the newest run of the flow for exactly this window created since the DAG run started. Unless
@@ -222,6 +223,11 @@ class AEPRunFlowOperator(AEPStartedRunOperator):
                 self.hook.dataflow_url(self.flow_id, earlier["id"]),
             )
             return str(earlier["id"])
+        if "deltaColumn" not in params:
+            delta = copy_delta_column(self.hook.get_flow(self.flow_id))
+            if delta is not None:
+                params["deltaColumn"] = delta
+                self.log.info("Sending deltaColumn %s, from the Copy transformation of flow %s", delta, self.flow_id)
         run_id = self.hook.create_run(self.flow_id, params)
         self.log.info(
             "Started AEP flow run %s of flow %s for %s: %s",
@@ -287,6 +293,17 @@ class AEPRetriggerFlowRunOperator(AEPStartedRunOperator):
             self.hook.dataflow_url(self.flow_id, rerun),
         )
         return rerun
+
+
+def copy_delta_column(flow: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``deltaColumn`` of the flow's Copy transformation, which AEP needs on the flow's first on-demand run."""
+    for transformation in flow.get("transformations") or []:
+        delta = (
+            (transformation.get("params") or {}).get("deltaColumn") if transformation.get("name") == "Copy" else None
+        )
+        if isinstance(delta, Mapping) and delta.get("name"):
+            return dict(delta)
+    return None
 
 
 def _window_seconds(name: str, value: Any) -> int:

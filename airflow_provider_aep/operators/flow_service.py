@@ -17,16 +17,19 @@ from airflow_provider_aep.links.urls import DATAFLOW_URL_KEY
 from airflow_provider_aep.operators.base import AEPBaseOperator, AEPGetOrCreateOperator, differ
 from airflow_provider_aep.utils.validation import (
     SOURCE_FORMAT_REQUIREMENTS,
+    check_columns,
     invalid,
     normalize_schedule,
     normalize_transformations,
     require_ids,
     require_text,
+    shield_secrets,
     validate_against_flow_spec,
 )
-from airflow_provider_aep.version_compat import ParamsDict
+from airflow_provider_aep.version_compat import ParamsDict, mask_secret
 
 TARGET_SCHEMA_VERSION = "application/vnd.adobe.xed-full+json;version=1"
+_STRING = "must be a string; a secret of any other type is refused"
 
 
 def _current_dag() -> Any:
@@ -49,7 +52,8 @@ class AEPCreateBaseConnectionOperator(AEPGetOrCreateOperator):
 
     :param auth: ``{"specName": ..., "params": {...}}``, e.g. ``{"specName": "Anonymous Authentication",
         "params": {"url": ...}}`` for Generic OData. Keep credentials in Airflow connections or variables
-        and template them in; field names such as ``password`` are masked in the rendered view.
+        and template them in. Secret-like fields (``password``, ``secret``, ``token``, ``key``, ``credentials``)
+        are masked in the rendered view and the logs; one that is not a string is refused by name, unshown.
     :return: the base connection id.
     """
 
@@ -76,14 +80,23 @@ class AEPCreateBaseConnectionOperator(AEPGetOrCreateOperator):
         self.connection_spec_id = connection_spec_id
         self.auth = auth
         self.description = description
+        self._refused_secrets: list[str] = []
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render, then keep every secret of ``auth`` out of the rendered view, whatever its type."""
+        super().render_template_fields(context, jinja_env)
+        self.auth, secrets, self._refused_secrets = shield_secrets("auth", self.auth)
+        for secret in secrets:
+            mask_secret(secret)
 
     def execute(self, context: Any) -> str:
         name = require_text("name", self.name)
         spec_id = require_text("connection_spec_id", self.connection_spec_id)
-        if self.auth is not None and (not isinstance(self.auth, Mapping) or "specName" not in self.auth):
-            raise invalid(
-                "auth", "<redacted>" if self.auth else self.auth, "must be a mapping with specName and params"
-            )
+        _, _, refused = shield_secrets("auth", self.auth)
+        for path in self._refused_secrets or refused:  # `auth` itself when it is no mapping
+            raise invalid(path, None, "must be a mapping with specName and params" if path == "auth" else _STRING)
+        if self.auth is not None and "specName" not in self.auth:
+            raise invalid("auth", self.auth, "must be a mapping with specName and params")
         hook = self.hook
 
         def create() -> str:
@@ -217,12 +230,8 @@ class AEPCreateSourceConnectionOperator(AEPGetOrCreateOperator):
                 raise invalid(path, value, f"is required when data.format is {fmt!r}")
         if fmt == "parquet_xdm":
             data["schema"] = {"version": "application/vnd.adobe.xed-full-notext+json; version=1", **data["schema"]}
-        columns = params.get("columns")
-        if columns is not None and (
-            not isinstance(columns, list)
-            or not all(isinstance(c, Mapping) and c.get("name") and c.get("type") for c in columns)
-        ):
-            raise invalid("params.columns", columns, "must be a list of {name, type} mappings")
+        if params.get("columns") is not None:
+            check_columns(params["columns"])
         return data, params
 
 

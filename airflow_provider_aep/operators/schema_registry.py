@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow_provider_aep.exceptions import AEPApiError
 from airflow_provider_aep.operators.base import AEPGetOrCreateOperator, differ
+from airflow_provider_aep.utils.client_core import oldest_first
 from airflow_provider_aep.utils.validation import adhoc_field_properties, require_text
 
 ADHOC_REF = "https://ns.adobe.com/xdm/data/adhoc"
@@ -102,8 +103,8 @@ class AEPCreateAdHocSchemaOperator(AEPGetOrCreateOperator):
             return hook.create_class(payload)["$id"]
 
         existing_schemas = hook.find_schemas_by_title(title)
-        if len(existing_schemas) == 1:
-            class_id = self._class_of(hook.get_schema(existing_schemas[0]["$id"]))
+        if existing_schemas:  # the class of the schema get_or_create reuses below (the oldest, if several)
+            class_id = self._class_of(hook.get_schema(oldest_first(existing_schemas)[0]["$id"]))
         else:
             class_id, _ = self.get_or_create(
                 kind="ad hoc class",

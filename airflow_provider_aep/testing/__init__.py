@@ -14,7 +14,7 @@ pytest: ``pytest_plugins = ["airflow_provider_aep.testing.pytest_plugin"]`` give
 ``aep_emulator`` fixture.
 
 Importing this package needs only the standard library (jsonschema is loaded on the
-first flow validation) and never imports Airflow.
+first flow validation, google-re2 on the first ``~`` filter) and never imports Airflow.
 """
 
 from airflow_provider_aep.testing.faults import FaultConfig

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from airflow_provider_aep.testing.faults import FaultConfig
 from airflow_provider_aep.testing.runs import RunOutcome
-from airflow_provider_aep.testing.server import AEPEmulator
+from airflow_provider_aep.testing.server import MAPPING_SET_DELETE_ANSWERS, AEPEmulator
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,12 +35,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-rate", type=float, default=0.0, help="fraction of creates committed then dropped")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="turn strict mode off: accept calls AEP rejects, as the emulator did before strict mode",
+    )
+    p.add_argument(
+        "--openapi-dir",
+        default=None,
+        help="a directory of Adobe's OpenAPI spec files to validate requests against too "
+        "(default: $AEP_OPENAPI_DIR; needs openapi-core)",
+    )
+    p.add_argument(
+        "--mapping-set-delete",
+        choices=MAPPING_SET_DELETE_ANSWERS,
+        default=None,
+        help="answer to the undocumented DELETE /mappingSets/{id} (default: 405 strict, delete lenient)",
+    )
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    emulator = AEPEmulator(
+def emulator_from_args(args: argparse.Namespace) -> AEPEmulator:
+    return AEPEmulator(
         args.port,
         client_id=args.client_id,
         client_secret=args.client_secret,
@@ -54,7 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults=FaultConfig(rate=args.fault_rate, drop_after_commit_rate=args.drop_rate, seed=args.seed),
         latency=args.latency,
         seed=args.seed,
+        strict=not args.lenient,
+        openapi_dir=args.openapi_dir,
+        mapping_set_delete=args.mapping_set_delete,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    emulator = emulator_from_args(build_parser().parse_args(argv))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

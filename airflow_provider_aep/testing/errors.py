@@ -34,6 +34,10 @@ def placeholder_error(status: int, title: str, detail: str) -> APIError:
     return APIError(status, {"type": "/placeholder/type/uri", "status": status, "title": title, "detail": detail})
 
 
+def method_not_allowed(method: str, path: str) -> APIError:
+    return placeholder_error(405, "MethodNotAllowed", f"{method} is not allowed on {path}.")
+
+
 def xdm_error(code: str, status: int, title: str, message: str, request_id: str = "") -> APIError:
     """``code`` is the numeric part, e.g. ``"1521"`` for XDM-1521-400."""
     stamp = time.strftime("%m-%d-%Y %H:%M:%S", time.gmtime())

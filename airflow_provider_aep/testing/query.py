@@ -3,6 +3,10 @@
 * Flow Service (``property=``, ``orderby``, ``limit``, ``continuationToken``, ``count``)
 * Schema Registry (``property=``, ``orderby``, ``start``, ``limit``)
 * Catalog (``property=``, simple ``name=`` filters, ``orderBy``, ``start``, ``limit``)
+
+A ``~`` pattern is a regular expression (Catalog and Schema Registry document it so) evaluated with RE2, whose
+time is linear in the text: no pattern can stall the emulator. An invalid one is a 400, as is any number or
+continuation token that is not what AEP gave out.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_aep.testing.errors import APIError
@@ -29,6 +33,14 @@ class Filter:
     path: str
     op: str | None  # None: "the field exists"
     values: tuple[str, ...]
+    pattern: Any = field(default=None, compare=False)  # the compiled ``~`` expression
+
+
+def whole_number(raw: str | None, *, digits: int = 18) -> int | None:
+    """A query parameter's non-negative integer, or None for anything else (signs, unicode digits, 5,000 digits)."""
+    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > digits:
+        return None
+    return int(raw)
 
 
 def _strip_quotes(value: str) -> str:
@@ -62,7 +74,21 @@ def parse_filter(expr: str, error: Callable[[str, str], APIError], *, split_comm
         values = tuple(_strip_quotes(v) for v in raw.split(","))
     else:
         values = (_strip_quotes(raw),)
-    return Filter(path, op, values)
+    return Filter(path, op, values, _compile(values[0], error) if op == "~" else None)
+
+
+def _compile(pattern: str, error: Callable[[str, str], APIError]) -> Any:
+    """``pattern`` compiled with RE2 (linear-time matching), or the 400 for an invalid or oversized one."""
+    import re2  # loaded by the first ``~`` filter only
+
+    options = re2.Options()
+    options.log_errors = False  # an invalid pattern is the client's 400, not a line on the emulator's stderr
+    options.max_mem = 1 << 20  # a pattern needing more is refused as too large
+    try:
+        return re2.compile(pattern, options=options)
+    except re2.error as exc:
+        message = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise error("1453", f"Invalid regular expression {pattern!r} in filter params: {message}.") from None
 
 
 def resolve(obj: Any, path: str) -> list[Any]:
@@ -93,11 +119,6 @@ def resolve(obj: Any, path: str) -> list[Any]:
 
 
 def _compare(actual: Any, op: str, expected: str) -> bool:
-    if op == "~":
-        try:
-            return re.search(expected, str(actual)) is not None
-        except re.error:
-            return False
     if isinstance(actual, bool):
         a: Any = actual
         e: Any = expected.lower() == "true"
@@ -129,6 +150,8 @@ def matches(obj: Any, flt: Filter, *, glob: bool = False) -> bool:
         return not any(_equal(v, e, glob) for v in values for e in flt.values)
     if flt.op == "==":
         return any(_equal(v, e, glob) for v in values for e in flt.values)
+    if flt.op == "~":
+        return any(flt.pattern.search(str(v)) is not None for v in values)
     return any(_compare(v, flt.op, flt.values[0]) for v in values)
 
 
@@ -195,9 +218,10 @@ def flow_list(
             )
         limit = None
         if limit_raw is not None:
-            if not limit_raw.isdigit() or int(limit_raw) < 1:
+            number = whole_number(limit_raw)
+            if not number:
                 raise error("1453", f"Invalid query value limit={limit_raw} provided in query param.")
-            limit = min(int(limit_raw), max_page_size)
+            limit = min(number, max_page_size)
         offset = 0
         if orderby is not None:
             field_name = orderby[1:] if orderby[:1] in "+-" else orderby
@@ -231,14 +255,29 @@ def _encode_token(state: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 53
+
+
+# What a continuation token holds: offset, property filters, orderby, limit (each as _encode_token wrote it).
+_TOKEN_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "o": _count,
+    "p": lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v),
+    "ob": lambda v: v is None or isinstance(v, str),
+    "l": lambda v: v is None or (_count(v) and v > 0),
+}
+
+
 def _decode_token(token: str, error: Callable[[str, str], APIError]) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         state = json.loads(raw)
-        if not isinstance(state, dict) or not {"o", "p", "ob", "l"} <= state.keys():
+        if not isinstance(state, dict) or not _TOKEN_FIELDS.keys() <= state.keys():
             raise ValueError("incomplete token")
+        if not all(check(state[key]) for key, check in _TOKEN_FIELDS.items()):
+            raise ValueError("a field of the wrong type")
         return state
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise error("1453", f"Invalid query value continuationToken={token} provided in query param.") from None
 
 

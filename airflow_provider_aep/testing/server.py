@@ -1,11 +1,15 @@
 """The emulator: one threaded HTTP/1.1 server on 127.0.0.1 serving IMS and Platform.
 
-Request pipeline (Platform calls)::
+Request pipeline (Platform calls); each stage may answer instead of the next::
 
-    latency -> injected fault (429/5xx) -> gateway checks (token, x-api-key, org, sandbox)
-            -> Content-Type -> route -> handler under the state lock -> drop_after_commit?
+    latency -> fault (injected 429/5xx) -> gateway (token, x-api-key, org, sandbox)
+            -> route (404 unknown path, 405 method the path lacks)
+            -> validation (Content-Type; strict mode: testing/validation.py rules, Adobe's specs if given)
+            -> handler under the state lock -> drop_after_commit?
 
-IMS calls get only the latency. Every call lands in :attr:`AEPEmulator.request_log`.
+IMS calls get only the latency and the route. Every call lands in :attr:`AEPEmulator.request_log` with
+its request, its answer and the stage that produced the answer, and is passed to the listeners of
+:meth:`AEPEmulator.add_listener`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import collections
 import copy
 import json
+import os
 import secrets
 import socket
 import sys
@@ -26,8 +31,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+from airflow_provider_aep.testing import openapi, validation
 from airflow_provider_aep.testing import runs as run_engine
-from airflow_provider_aep.testing.errors import APIError, flow_error, gateway_error, placeholder_error
+from airflow_provider_aep.testing.errors import (
+    APIError,
+    flow_error,
+    gateway_error,
+    method_not_allowed,
+    placeholder_error,
+)
 from airflow_provider_aep.testing.faults import FaultConfig, FaultInjector
 from airflow_provider_aep.testing.routing import Request, Response, Service
 from airflow_provider_aep.testing.runs import RunOutcome
@@ -43,12 +55,18 @@ SERVICES: tuple[Service, ...] = (
     data_access.SERVICE,
 )
 
-_JSON_TYPES = ("application/json", "application/json-patch+json")
+# How the undocumented DELETE /mappingSets/{id} is answered (Adobe's spec has only GET and PUT there).
+MAPPING_SET_DELETE_ANSWERS = ("405", "404", "delete")
+_REDACTED = "<redacted>"
 
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One line of the request log."""
+    """One line of the request log: the call, its answer, and the pipeline stage that answered.
+
+    ``stage``: ``fault``, ``gateway``, ``route``, ``validation``, ``handler`` or ``error`` (an emulator bug).
+    The bearer token is redacted from ``headers``; IMS bodies (credentials, tokens) are not kept.
+    """
 
     method: str
     path: str
@@ -60,6 +78,24 @@ class RequestRecord:
     service: str | None
     request_id: str
     credentials_in_query: bool = False  # IMS only: client_secret/client_id sent in the query string
+    stage: str = "handler"
+    # Left out of the repr: bodies can be large, and a base connection's carries its auth params.
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    body: bytes = field(default=b"", repr=False)
+    response_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    response_body: bytes = field(default=b"", repr=False)  # as sent (a dropped create's: as it would have been)
+
+    def json(self) -> Any:
+        """The request body, parsed (None if empty)."""
+        return json.loads(self.body) if self.body.strip() else None
+
+    def response_json(self) -> Any:
+        return json.loads(self.response_body) if self.response_body.strip() else None
+
+
+Listener = Callable[["AEPEmulator", RequestRecord], None]
+_listeners: list[Listener] = []
+_listeners_lock = threading.Lock()
 
 
 @dataclass
@@ -77,6 +113,22 @@ class _Outcome:
 
     def next(self) -> tuple[str, int | float | None]:
         return (self.queue.popleft() if len(self.queue) > 1 else self.queue[0]), self.failed_records
+
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_LINE = 65_537  # http.server's own limit for a request or header line
+
+
+class _Unreadable(Exception):
+    """A request whose body cannot be framed (a bad Content-Length or chunk size)."""
+
+
+def _whole_number(raw: bytes, base: int) -> int | None:
+    digits = "0123456789abcdef"[:base]
+    text = raw.decode("latin-1").lower()
+    if not text or len(text) > 16 or any(c not in digits for c in text):
+        return None
+    return int(text, base)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -109,23 +161,54 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the request log replaces stderr access logs
 
+    def parse_request(self) -> bool:
+        raw: bytes = self.raw_requestline  # type: ignore[attr-defined]  # http.server internals
+        self.requestline = str(raw, "iso-8859-1").rstrip("\r\n")
+        if len(self.requestline.split()) == 2:  # HTTP/0.9: no version, no headers; nothing AEP's gateway serves
+            self.command, self.request_version = "", "HTTP/1.0"  # so that the refusal has a status line
+            self._refuse("HTTP/0.9 requests are not supported; send HTTP/1.1.")
+            return False
+        return super().parse_request()
+
     def _read_body(self) -> bytes:
+        """The request body, or :class:`_Unreadable` when the framing cannot be trusted to find its end."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks, total = [], 0
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                size = _whole_number(self.rfile.readline(MAX_LINE).split(b";")[0].strip() or b"0", 16)
+                if size is None or total + size > MAX_BODY_BYTES:
+                    raise _Unreadable("The chunk size is not a hexadecimal number of bytes within the body limit.")
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    while self.rfile.readline(MAX_LINE) not in (b"\r\n", b"\n", b""):
                         pass
                     break
                 chunks.append(self.rfile.read(size))
-                self.rfile.readline()
+                total += size
+                self.rfile.readline(MAX_LINE)
             return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.headers.get("Content-Length") or "0"
+        length = _whole_number(raw.strip().encode("utf-8", "replace"), 10)
+        if length is None or length > MAX_BODY_BYTES:
+            raise _Unreadable(f"Content-Length must be a number of bytes up to {MAX_BODY_BYTES}, got {raw[:40]!r}.")
         return self.rfile.read(length) if length > 0 else b""
 
+    def _refuse(self, message: str) -> None:
+        """A 400 in AEP's shape, then the connection closes: the rest of the stream cannot be read reliably."""
+        self.close_connection = True
+        body = json.dumps(placeholder_error(400, "BadRequestError", message).body).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
     def _dispatch(self) -> None:
-        body = self._read_body()
+        try:
+            body = self._read_body()
+        except _Unreadable as exc:
+            self._refuse(str(exc))
+            return
         response = self.server.emulator._handle(self.command, self.path, self.headers, body)
         if response is None:  # drop_after_commit: committed, but no answer at all
             self.close_connection = True
@@ -134,10 +217,8 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        payload = b"" if response.body is None else json.dumps(response.body).encode("utf-8")
+        payload = response.payload
         self.send_response(response.status)
-        if response.body is not None:
-            self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -158,6 +239,16 @@ class AEPEmulator:
     schedule intervals and run phases (60.0: one emulated minute per real second).
     ``run_start_delay`` and ``run_duration`` are emulated seconds; a run always stays
     ``inProgress`` for at least ``min_run_seconds`` real seconds so pollers can see it.
+
+    Strict mode (default) answers what AEP rejects as AEP does: 404 for an unknown route, 405 for a method
+    the path lacks, 400 naming the field for a missing required header or parameter or a body of the wrong
+    type (rules in :mod:`~airflow_provider_aep.testing.validation`), and enforces the documented rules that
+    used to be let through (a string ``mappingVersion``, ``deltaColumn`` on a flow's first on-demand run).
+    With Adobe's spec files (``openapi_dir`` or ``$AEP_OPENAPI_DIR``; needs ``openapi-core``) requests are
+    also validated against them. ``strict=False`` restores the old leniency.
+
+    ``mapping_set_delete``: the answer to ``DELETE /mappingSets/{id}``, a call Adobe does not document:
+    ``"405"`` (strict default: as the spec has it), ``"404"``, or ``"delete"`` (lenient default: 204).
 
     Use as a context manager, or call :meth:`start` / :meth:`stop`.
     """
@@ -182,12 +273,25 @@ class AEPEmulator:
         min_run_seconds: float = 1.0,
         default_outcome: str = RunOutcome.SUCCESS,
         clock: Callable[[], float] | None = None,
+        strict: bool = True,
+        openapi_dir: str | os.PathLike[str] | None = None,
+        mapping_set_delete: str | None = None,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
         if not sandboxes:
             raise ValueError("at least one sandbox is needed")
         self._check_outcome(default_outcome)
+        if mapping_set_delete is None:
+            mapping_set_delete = "405" if strict else "delete"
+        if mapping_set_delete not in MAPPING_SET_DELETE_ANSWERS:
+            raise ValueError(
+                f"mapping_set_delete={mapping_set_delete!r}: expected one of {', '.join(MAPPING_SET_DELETE_ANSWERS)}"
+            )
+        self.strict = strict
+        self.mapping_set_delete = mapping_set_delete
+        spec_dir = openapi.locate(openapi_dir) if strict else None
+        self.openapi_specs = openapi.load(spec_dir) if spec_dir is not None else None
         self.port = port
         self.client_id = client_id
         self.client_secret = client_secret
@@ -378,6 +482,22 @@ class AEPEmulator:
 
     # ------------------------------------------------------------------ observation
 
+    @staticmethod
+    def add_listener(listener: Listener) -> None:
+        """Call ``listener(emulator, record)`` for every call answered by any emulator of this process.
+
+        Listeners run on the emulator's handler threads just before the answer is sent, so keep them quick;
+        what they raise is printed to stderr and otherwise ignored.
+        """
+        with _listeners_lock:
+            _listeners.append(listener)
+
+    @staticmethod
+    def remove_listener(listener: Listener) -> None:
+        with _listeners_lock:
+            if listener in _listeners:
+                _listeners.remove(listener)
+
     @property
     def request_log(self) -> list[RequestRecord]:
         with self._meta_lock:
@@ -443,16 +563,17 @@ class AEPEmulator:
         request_id = headers.get("x-request-id") or str(uuid.uuid4())
         service = next((s for s in SERVICES if path == s.prefix or path.startswith(s.prefix + "/")), None)
         fault: str | None = None
-        sandbox: str | None = None
-        credentials_in_query = service is ims.SERVICE and bool({"client_secret", "client_id"} & query.keys())
+        stage = "route"
+        req: Request | None = None
 
         if self.latency > 0:
             time.sleep(self.latency)
 
-        response: Response | None
+        response: Response
         try:
             if service is None:
                 raise placeholder_error(404, "NotFoundError", f"No AEP API is served at {path}.")
+            stage = "fault"
             injected = self._faults.draw_status() if service.platform else None
             if injected is not None:
                 fault = str(injected)
@@ -467,29 +588,32 @@ class AEPEmulator:
                 request_id=request_id,
             )
             if service.platform:
+                stage = "gateway"
                 self._gateway(req, service)
-                sandbox = req.sandbox
-                self._check_content_type(req)
+            stage = "route"
             matched, params, path_known = service.match(method, req.path)
             if matched is None:
                 if path_known:
-                    raise placeholder_error(405, "MethodNotAllowed", f"{method} is not allowed on {path}.")
+                    raise method_not_allowed(method, path)
                 if service.not_found is not None:
                     raise service.not_found(req)
                 raise placeholder_error(404, "NotFoundError", f"No route for {method} {path}.")
+            if service.platform:
+                stage = "validation"
+                self._validate(req, service, matched)
+            stage = "handler"
             drop = matched.creates and self._faults.draw_drop()
             with self.store.lock:
                 response = matched.handler(req, **params)
+            response.headers.setdefault("x-request-id", request_id)
             if drop and 200 <= response.status < 300:
-                fault = "drop_after_commit"
-                self._record(
-                    method, path, query, response.status, fault, sandbox, service, request_id, credentials_in_query
-                )
+                self._record(method, path, query, headers, body, response, "drop_after_commit", stage, service, req)
                 return None
         except APIError as exc:
             response = Response(exc.status, exc.body, dict(exc.headers))
         except Exception:  # a bug in the emulator must not kill the connection silently
             traceback.print_exc(file=sys.stderr)
+            stage = "error"
             response = Response(
                 500,
                 {
@@ -500,35 +624,59 @@ class AEPEmulator:
                 },
             )
         response.headers.setdefault("x-request-id", request_id)
-        self._record(method, path, query, response.status, fault, sandbox, service, request_id, credentials_in_query)
+        self._record(method, path, query, headers, body, response, fault, stage, service, req)
         return response
+
+    def _validate(self, req: Request, service: Service, route: Any) -> None:
+        """The validation stage: JSON bodies always; strict mode: the route's rule, then Adobe's specs."""
+        validation.check_content_type(req)
+        if not self.strict:
+            return
+        validation.check_request(req, service, route)
+        if self.openapi_specs is not None:
+            openapi.enforce(self.openapi_specs, req, service)
 
     def _record(
         self,
         method: str,
         path: str,
         query: dict[str, list[str]],
-        status: int,
+        headers: Any,
+        body: bytes,
+        response: Response,
         fault: str | None,
-        sandbox: str | None,
+        stage: str,
         service: Service | None,
-        request_id: str,
-        credentials_in_query: bool,
+        req: Request | None,
     ) -> None:
+        keep = service is not ims.SERVICE  # IMS bodies carry the client secret and the tokens
+        credentials_in_query = service is ims.SERVICE and bool({"client_secret", "client_id"} & query.keys())
         record = RequestRecord(
             method=method,
             path=path,
             query=query,
-            status=status,
+            status=response.status,
             fault=fault,
-            sandbox=sandbox,
+            sandbox=req.sandbox if req is not None else None,
             timestamp=time.time(),
             service=service.name if service else None,
-            request_id=request_id,
+            request_id=response.headers.get("x-request-id", ""),
             credentials_in_query=credentials_in_query,
+            stage=stage,
+            headers={k: _REDACTED if k.lower() == "authorization" else v for k, v in headers.items()},
+            body=body if keep else b"",
+            response_headers=dict(response.headers),
+            response_body=response.payload if keep else b"",
         )
         with self._meta_lock:
             self._log.append(record)
+        with _listeners_lock:
+            listeners = list(_listeners)
+        for listener in listeners:
+            try:
+                listener(self, record)
+            except Exception:  # a listener's bug must not break the emulator
+                traceback.print_exc(file=sys.stderr)
 
     def _fault_error(self, service: Service, status: int, request_id: str) -> APIError:
         if status == 429:
@@ -593,15 +741,3 @@ class AEPEmulator:
                 raise flow_error("2100", 404, "Sandbox not found", message, request_id=req.request_id)
             raise placeholder_error(404, "SandboxNotFound", message)
         req.sandbox = sandbox
-
-    @staticmethod
-    def _check_content_type(req: Request) -> None:
-        if req.method not in ("POST", "PUT", "PATCH") or not req.body:
-            return
-        media = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if media not in _JSON_TYPES:
-            raise placeholder_error(
-                400,
-                "BadRequestError",
-                f"Content-Type {media or '(missing)'} is not supported; send Content-Type: application/json.",
-            )

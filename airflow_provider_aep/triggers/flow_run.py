@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_aep.hooks.aep_async import RUN_BATCH_WINDOW, AEPAsyncHook
+from airflow_provider_aep.exceptions import AEPApiError
+from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.utils.client_core import RetryPolicy
 from airflow_provider_aep.utils.flow_runs import EventStatus, FlowRunWatch, Outcome
 
@@ -21,13 +23,23 @@ class AEPFlowRunEvent(TriggerEvent):
         return f"TriggerEvent<{shown!r}>"
 
 
+# Polls are due on multiples of POLL_SLOT seconds, so the triggers of a loop whose polls fall due in the same
+# slot wake in the same loop iteration and share one list read (hooks/aep_async.py) instead of each sending
+# its own request.
+POLL_SLOT = 0.25
+
+
 def poll_lead(interval: float) -> float:
     """
-    How much less than ``interval`` apart polls are planned: a read may wait up to RUN_BATCH_WINDOW to share
-    a list read, and takes a moment to answer; planned this much early, a run's end is still seen within one
-    interval.
+    How much less than ``interval`` apart polls are planned: a poll may wait up to POLL_SLOT for its slot and
+    its read takes a moment to answer; planned this much early, a run's end is still seen within one interval.
     """
-    return min(interval / 10, RUN_BATCH_WINDOW + 0.3)
+    return min(interval / 10, POLL_SLOT + 0.25)
+
+
+def next_poll(due: float, period: float, now: float) -> float:
+    """When the poll after the one due at ``due`` is due: ``period`` later (at once if that is past), on a slot."""
+    return math.ceil(max(due + period, now) / POLL_SLOT) * POLL_SLOT
 
 
 class AEPFlowRunTrigger(BaseTrigger):
@@ -91,20 +103,33 @@ class AEPFlowRunTrigger(BaseTrigger):
             self.log.warning("Closing the AEP client failed: %s", exc)
         yield AEPFlowRunEvent(payload=event)
 
+    @staticmethod
+    async def _poll(hook: AEPAsyncHook, watch: FlowRunWatch) -> Outcome:
+        if watch.run_id is None:  # still looking for the newest run: a list read of its own
+            return await hook.drive(watch.poll(hook))
+        try:
+            run = await hook.read_run(watch.run_id)  # shared with the loop's other triggers
+        except AEPApiError as exc:
+            return watch.read_failed(exc)
+        return watch.observe(run, hook.config)
+
     def _make_hook(self) -> AEPAsyncHook:
         return AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args)
 
     async def _watch(self, hook: AEPAsyncHook, watch: FlowRunWatch) -> dict[str, Any]:
         await hook.get_config()
         period = self.poll_interval - poll_lead(self.poll_interval)
-        due = time.time()
-        # Deadline before status, so a run that keeps us waiting can't outlive it by more than one poll.
-        while time.time() < self.end_time:
-            outcome = await hook.drive(watch.poll(hook))
+        due = next_poll(time.time(), 0.0, time.time())  # the first poll too waits for its slot
+        while True:
+            if (pause := min(due, self.end_time) - time.time()) > 0:
+                await hook.sleep(pause)
+            # Deadline before status, so a run that keeps us waiting can't outlive it by more than one poll.
+            if time.time() >= self.end_time:
+                break
+            outcome = await self._poll(hook, watch)
             if outcome is not Outcome.WAIT:
                 return watch.event(EventStatus.of(outcome), f"run finished {watch.summary['status']}")  # type: ignore[index]
-            due = max(due + period, time.time())  # the next poll's time, however long this one's read took
-            await hook.sleep(max(0.0, min(due, self.end_time) - time.time()))
+            due = next_poll(due, period, time.time())  # however long this poll's read took
         message = watch.timeout_message(self.end_time, hook.dataflow_url(self.flow_id))
         self.log.info(message)
         return watch.event(EventStatus.TIMEOUT, message)

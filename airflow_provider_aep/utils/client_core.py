@@ -11,15 +11,18 @@ The effects, and what a driver answers:
   into the flow as :class:`~airflow_provider_aep.exceptions.AEPTransportError`;
 - :class:`Sleep`: None, after the wait;
 - :class:`Mask` a secret: None, once Airflow's secret masker knows it;
-- :class:`Exclusive` a flow: that flow's result, driven while holding the process's token lock, so that
-  many callers finding the token cache empty make one IMS call.
+- :class:`Exclusive` a flow: that flow's result, driven while holding the process's token lock and, where
+  the token store can have one, the host's lock for that token, so that many callers (threads, event
+  loops, task processes) finding the token cache empty make one IMS call;
+- :class:`LoadToken`, :class:`SaveToken`, :class:`DropToken`: the on-disk token store's answer (a
+  :class:`StoredToken` or None; None), which the drivers read and write with
+  :mod:`~airflow_provider_aep.utils.token_store`.
 
 An exception raised while performing an effect is thrown into the flow, which decides what it means.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import random
@@ -30,11 +33,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 from urllib.parse import parse_qsl, urlsplit
 
 from airflow_provider_aep import __version__
-from airflow_provider_aep.exceptions import AEPApiError, AEPDuplicateResourceError, AEPTransportError
+from airflow_provider_aep.exceptions import AEPApiError, AEPTransportError
 from airflow_provider_aep.utils.connection import AEPConnectionConfig
 
 log = logging.getLogger(__name__)
@@ -66,7 +70,8 @@ CONNECT_FAILED = "CONNECT_FAILED"  # the request never left: a create may be re-
 READ_TIMEOUT = "READ_TIMEOUT"
 CONNECTION_ERROR = "CONNECTION_ERROR"
 
-# Refresh this long before IMS says the token expires (aepp uses 500 s; Databricks 120 s).
+# Refresh this long before IMS says the token expires (aepp uses 500 s; Databricks 120 s), or at half its
+# lifetime when that is shorter: a token living under 600 s would otherwise be fetched for every call.
 TOKEN_REFRESH_LEAD_SECONDS = 300.0
 DEFAULT_TIMEOUT = (10.0, 60.0)
 TOKEN_TIMEOUT = (10.0, 30.0)
@@ -84,10 +89,28 @@ _MESSAGE_PATHS: tuple[tuple[str, ...], ...] = (
 )
 _CODE_PATHS: tuple[tuple[str, ...], ...] = (("type",), ("error_code",), ("code",), ("error",))
 _REQUEST_ID_PATHS: tuple[tuple[str, ...], ...] = (("report", "request-id"), ("report", "registryRequestId"))
+# What an error without a JSON body (a gateway's or proxy's HTML page) says, by status; others use the
+# HTTP reason phrase. The page itself is never the message.
+STATUS_REASONS: Mapping[int, str] = {
+    400: "bad request",
+    401: "unauthorized: the access token was refused",
+    403: "forbidden: the credentials lack a permission or product profile",
+    404: "not found",
+    405: "method not allowed",
+    408: "request timeout",
+    413: "request body too large",
+    414: "request URI too long — the name is too long",
+    429: "too many requests",
+    431: "request headers too large",
+    500: "internal server error",
+    502: "bad gateway",
+    503: "service unavailable",
+    504: "gateway timeout",
+}
 
 
 # ---------------------------------------------------------------------------------------------- effects
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HttpRequest:
     """What a driver sends. Headers and form carry the token and the client secret: kept out of ``repr``."""
 
@@ -104,38 +127,73 @@ class HttpRequest:
         return {"params": self.params, "json": self.json, "data": self.form, "headers": dict(self.headers)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HttpResponse:
     status: int
     headers: Mapping[str, str]  # case-insensitive, as both client libraries give them
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Send:
     request: HttpRequest
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sleep:
     seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mask:
     secret: str = field(repr=False)
 
 
-@dataclass(frozen=True)
+TokenKey = tuple[str, str, str]  # (ims_url, client id, scopes)
+
+
+@dataclass(frozen=True, slots=True)
 class Exclusive:
     flow: Flow[Any]
+    key: TokenKey
 
 
-Effect = Send | Sleep | Mask | Exclusive
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    """A token as the token store keeps it, with when it expires and when to renew it (epoch seconds)."""
+
+    token: str = field(repr=False)
+    expires_at: float
+    refresh_at: float  # when to fetch the next one: refresh_lead() before it expires
+
+
+@dataclass(frozen=True, slots=True)
+class LoadToken:
+    key: TokenKey
+
+
+@dataclass(frozen=True, slots=True)
+class SaveToken:
+    key: TokenKey
+    stored: StoredToken
+
+
+@dataclass(frozen=True, slots=True)
+class DropToken:
+    """Drop the stored token of ``key`` if it is still ``token`` (AEP rejected it)."""
+
+    key: TokenKey
+    token: str = field(repr=False)
+
+
+TokenEffect = LoadToken | SaveToken | DropToken
+Effect = Send | Sleep | Mask | Exclusive | LoadToken | SaveToken | DropToken
 Flow = Generator[Effect, Any, T]
 
 
 class FlowRun(Generic[T]):
+    __slots__ = ("_flow", "effect", "result")
+
     """
     Steps one flow for a driver: :attr:`effect` is what the flow asks for next, None once it has returned
     :attr:`result`. The driver answers each effect through :meth:`perform` (or :meth:`aperform`).
@@ -195,6 +253,8 @@ class AsyncDriver:
 
 class BoundOperation(Generic[P, T]):
     """An operation of one hook; :meth:`flow` is its flow, for ``yield from`` inside another flow."""
+
+    __slots__ = ("_function", "_hook")
 
     def __init__(self, function: Callable[..., Flow[T]], hook: Any) -> None:
         self._function = function
@@ -314,27 +374,36 @@ def surely_not_committed(exc: BaseException) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- tokens
-TokenKey = tuple[str, str, str]
-
-
 class TokenCache:
-    """Process-wide IMS tokens keyed by (ims_url, client id, scopes), refreshed ahead of expiry."""
+    """
+    Process-wide IMS tokens keyed by (ims_url, client id, scopes), refreshed ahead of expiry. The flows
+    back it with the host's token store (:mod:`~airflow_provider_aep.utils.token_store`) through effects.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._tokens: dict[TokenKey, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self.clock = clock
 
+    def fresh(self, stored: StoredToken) -> bool:
+        """Whether a stored token is still worth using (its refresh time has not come)."""
+        return self.clock() < stored.refresh_at
+
     def get(self, key: TokenKey) -> str | None:
         with self._lock:
             entry = self._tokens.get(key)
-        if entry and self.clock() < entry[1] - TOKEN_REFRESH_LEAD_SECONDS:
-            return entry[0]
-        return None
+        return entry[0] if entry and self.clock() < entry[1] else None
 
-    def put(self, key: TokenKey, token: str, expires_in: float) -> None:
+    def put(self, key: TokenKey, token: str, expires_in: float) -> StoredToken:
+        """Keep a token IMS just issued, valid for ``expires_in`` seconds; returns it as the store keeps it."""
+        now = self.clock()
+        stored = StoredToken(token, now + expires_in, now + expires_in - refresh_lead(expires_in))
+        self.adopt(key, stored)
+        return stored
+
+    def adopt(self, key: TokenKey, stored: StoredToken) -> None:
         with self._lock:
-            self._tokens[key] = (token, self.clock() + expires_in)
+            self._tokens[key] = (stored.token, stored.refresh_at)
 
     def invalidate(self, key: TokenKey, token: str | None = None) -> None:
         """Drop the cached token, unless another caller already replaced the one we saw fail."""
@@ -349,6 +418,11 @@ class TokenCache:
 
 
 TOKEN_CACHE = TokenCache()
+
+
+def refresh_lead(lifetime: float) -> float:
+    """How long before a token of ``lifetime`` seconds expires to fetch the next one."""
+    return min(TOKEN_REFRESH_LEAD_SECONDS, max(0.0, lifetime) / 2)
 
 
 def token_form(config: AEPConnectionConfig) -> dict[str, str]:
@@ -432,6 +506,16 @@ def _first_text(body: Any, paths: tuple[tuple[str, ...], ...]) -> str | None:
     return None
 
 
+def status_reason(status: int) -> str:
+    """A short reason for an HTTP status, for answers whose body says nothing readable."""
+    if status in STATUS_REASONS:
+        return STATUS_REASONS[status]
+    try:
+        return HTTPStatus(status).phrase.lower()
+    except ValueError:
+        return "unexpected status"
+
+
 def decode_error(response: HttpResponse, request: HttpRequest) -> AEPApiError:
     """Turn any AEP error response (gateway, XDM, FLOW, Catalog, IMS, or not JSON at all) into one AEPApiError."""
     text = response.text
@@ -446,8 +530,7 @@ def decode_error(response: HttpResponse, request: HttpRequest) -> AEPApiError:
         code = code.rstrip("/").rsplit("/", 1)[-1]
     message = _first_text(body, _MESSAGE_PATHS)
     if message is None:
-        snippet = " ".join(text.split())[:300] if text else ""
-        message = snippet or "empty response body"
+        message = status_reason(response.status) + ("" if text.strip() else " (empty response body)")
     title = dig(body, "title")
     return AEPApiError(
         message,
@@ -509,11 +592,47 @@ def created_id(resource: Any) -> str:
     raise AEPApiError(f"AEP answered a create without an id: {resource!r}")
 
 
-def only_match(matches: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any] | None:
-    """The one resource a lookup by name found, None for none; several raise :class:`AEPDuplicateResourceError`."""
-    if len(matches) > 1:
-        raise AEPDuplicateResourceError(kind, name, [str(m.get("id") or m.get("$id")) for m in matches])
-    return matches[0] if matches else None
+def resource_id(resource: Mapping[str, Any]) -> str:
+    return str(resource.get("id") or resource.get("$id"))
+
+
+# Where each service puts a resource's creation time (epoch ms): Flow Service, Catalog, Data Prep, XDM.
+_CREATED_KEYS = ("createdAt", "created", "createdDate", "repo:createdDate", "meta:createdDate")
+
+
+def _age_key(resource: Mapping[str, Any]) -> tuple[float, str]:
+    created = next((resource[k] for k in _CREATED_KEYS if isinstance(resource.get(k), int | float)), None)
+    return (float("inf") if created is None else float(created), resource_id(resource))
+
+
+def oldest_first(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Resources by creation time, unknown ages last and ties by id: the same order on every run."""
+    return sorted(resources, key=_age_key)
+
+
+def oldest_match(
+    matches: list[dict[str, Any]], kind: str, name: Any, logger: logging.Logger | Any = None
+) -> dict[str, Any] | None:
+    """
+    The resource to use among those a lookup by name found: None for none; of several, the oldest (ties and
+    unknown ages by id, so every run picks the same one), after a warning naming every id and the others as
+    orphans to clean up.
+    """
+    if len(matches) <= 1:
+        return matches[0] if matches else None
+    ordered = oldest_first(matches)
+    kept, orphans = resource_id(ordered[0]), [resource_id(m) for m in ordered[1:]]
+    (logger or log).warning(
+        "%d %ss named %r exist (%s); using the oldest, %s. The others are orphans to clean up "
+        "(the pipeline's teardown deletes them all): %s",
+        len(ordered),
+        kind,
+        name,
+        ", ".join([kept, *orphans]),
+        kept,
+        ", ".join(orphans),
+    )
+    return ordered[0]
 
 
 def query_pairs(params: QueryParams) -> list[tuple[str, Any]]:
@@ -523,6 +642,28 @@ def query_pairs(params: QueryParams) -> list[tuple[str, Any]]:
 
 def _timeout_pair(timeout: Timeout) -> tuple[float, float]:
     return (float(timeout[0]), float(timeout[1])) if isinstance(timeout, tuple) else (float(timeout), float(timeout))
+
+
+@dataclass(slots=True)
+class PlatformCall:
+    """One Platform call in progress: what to send, and whether an ambiguous failure may have committed it."""
+
+    method: str
+    url: str
+    params: list[tuple[str, Any]] | None
+    json: Any
+    accept: str | None
+    headers: Mapping[str, str] | None
+    timeout: tuple[float, float]
+    resendable: bool
+    recover: Callable[[], Flow[Any]] | None
+    may_have_committed: bool = False
+
+    def may_resend(self, exc: AEPApiError) -> bool:
+        return self.resendable or self.recover is not None or surely_not_committed(exc)
+
+    def __str__(self) -> str:
+        return f"AEP {self.method} {urlsplit(self.url).path}"
 
 
 @dataclass(frozen=True)
@@ -578,17 +719,28 @@ class ClientCore:
             self.token_cache.invalidate(key, rejected)
         token = self.token_cache.get(key)
         if token is None:
-            token = yield Exclusive(self._token_while_exclusive())
+            token = yield Exclusive(self._token_while_exclusive(key, rejected), key)
         return token
 
-    def _token_while_exclusive(self) -> Flow[str]:
-        key = self.config.token_cache_key
-        token = self.token_cache.get(key)  # another caller may have fetched it while this one waited
+    def _token_while_exclusive(self, key: TokenKey, rejected: str | None) -> Flow[str]:
+        """The token of another caller that fetched it while this one waited, the host's, or a new one."""
+        token = self.token_cache.get(key)
         if token is not None:
             return token
+        stored: StoredToken | None = yield LoadToken(key)
+        if stored is not None and stored.token == rejected:
+            yield DropToken(key, rejected)
+        elif stored is not None and self.token_cache.fresh(stored):
+            yield Mask(stored.token)
+            self.token_cache.adopt(key, stored)
+            log.info(
+                "Reusing the AEP access token of this host's token cache, valid for %d s more",
+                stored.expires_at - self.token_cache.clock(),
+            )
+            return stored.token
         token, expires_in = yield from self.retrying("IMS token request", self._fetch_token)
         yield Mask(token)
-        self.token_cache.put(key, token, expires_in)
+        yield SaveToken(key, self.token_cache.put(key, token, expires_in))
         log.info("Obtained an AEP access token from IMS, valid for %d s", expires_in)
         return token
 
@@ -604,16 +756,19 @@ class ClientCore:
         return parse_token_response(response, request)
 
     # ------------------------------------------------------------------ requests
-    def retrying(
-        self, what: str, attempt: Callable[[], Flow[T]], *, may_resend: Callable[[AEPApiError], bool] | None = None
-    ) -> Flow[T]:
-        """Run ``attempt()`` until it succeeds, its error is not retryable (or ``may_resend`` says no), or the
-        policy's retries are spent."""
+    def retrying(self, what: Any, attempt: Callable[..., Flow[T]], *args: Any) -> Flow[T]:
+        """
+        Run ``attempt(*args)`` until it succeeds, its error is not retryable, ``what.may_resend(error)`` (when
+        ``what`` has it) says no, or the policy's retries are spent. ``str(what)`` names the call in logs.
+        """
         policy = self.retry_policy
-        for retry in itertools.count(1):
+        may_resend = getattr(what, "may_resend", None)
+        retry = 0
+        while True:
             try:
-                return (yield from attempt())
+                return (yield from attempt(*args))
             except AEPApiError as exc:
+                retry += 1
                 if retry > policy.retry_limit or not is_retryable(exc) or (may_resend and not may_resend(exc)):
                     raise
                 delay = policy.wait_seconds(retry, exc)
@@ -626,7 +781,6 @@ class ClientCore:
                     delay,
                 )
                 yield Sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
 
     @operation
     def request(
@@ -652,80 +806,69 @@ class ClientCore:
         returned wrapped in :class:`FoundAfterLostResponse` instead of sending again.
         """
         method = method.upper()
-        url = platform_url(self.config, service, path)
-        resendable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        query = query_pairs(params) or None
-        may_have_committed = False
-
-        def attempt() -> Flow[Any]:
-            nonlocal may_have_committed
-            if may_have_committed and recover is not None:
-                found = yield from recover()
-                if found is not None:
-                    return FoundAfterLostResponse(found)
-            try:
-                return (yield from self._authorized(method, url, query, json, accept, headers, timeout))
-            except AEPApiError as exc:
-                may_have_committed = may_have_committed or not surely_not_committed(exc)
-                raise
-
-        return (
-            yield from self.retrying(
-                f"AEP {method} {urlsplit(url).path}",
-                attempt,
-                may_resend=lambda exc: resendable or recover is not None or surely_not_committed(exc),
-            )
+        call = PlatformCall(
+            method,
+            platform_url(self.config, service, path),
+            query_pairs(params) or None,
+            json,
+            accept,
+            headers,
+            _timeout_pair(timeout or self.timeout),
+            resendable=method in IDEMPOTENT_METHODS if idempotent is None else idempotent,
+            recover=recover,
         )
+        return (yield from self.retrying(call, self._attempt, call))
 
-    def _authorized(
-        self,
-        method: str,
-        url: str,
-        params: list[tuple[str, Any]] | None,
-        body: Any,
-        accept: str | None,
-        extra_headers: Mapping[str, str] | None,
-        timeout: Timeout | None,
-    ) -> Flow[Any]:
+    def _attempt(self, call: PlatformCall) -> Flow[Any]:
+        if call.may_have_committed and call.recover is not None:
+            found = yield from call.recover()
+            if found is not None:
+                return FoundAfterLostResponse(found)
+        try:
+            return (yield from self._authorized(call))
+        except AEPApiError as exc:
+            call.may_have_committed = call.may_have_committed or not surely_not_committed(exc)
+            raise
+
+    def _authorized(self, call: PlatformCall) -> Flow[Any]:
         """One send with a token; a 401 on a token we can renew drops it, and the call is sent once more."""
-        config = self.config
+        started = time.monotonic()
         token = yield from self.access_token()
-        for renewed in (False, True):
-            headers = {
-                "Authorization": f"Bearer {token}",
-                "x-api-key": config.client_id,
-                "x-gw-ims-org-id": config.org_id,
-                "x-sandbox-name": config.sandbox,
-                "Accept": accept or "application/json",
-                "User-Agent": user_agent(),
-                "x-request-id": str(uuid.uuid4()),
-            }
-            if body is not None:
-                headers["Content-Type"] = "application/json"
-            headers.update(extra_headers or {})
-            request = HttpRequest(
-                method,
-                url,
-                headers=headers,
-                timeout=_timeout_pair(timeout or self.timeout),
-                params=params,
-                json=body,
-            )
-            started = time.monotonic()
-            response = yield Send(request)
-            log.debug(  # one line per call; headers are never logged (they carry the token)
-                "AEP %s %s -> %s in %.0f ms (x-request-id %s)",
-                method,
-                urlsplit(url).path,
-                response.status,
-                (time.monotonic() - started) * 1000,
-                headers["x-request-id"],
-            )
-            if response.status != 401 or renewed or not config.uses_client_credentials:
-                return decoded_body(response, request)
+        request = self._platform_request(call, token)
+        response = yield Send(request)
+        if response.status == 401 and self.config.uses_client_credentials:
             log.info("AEP rejected the access token (HTTP 401); fetching a new one and sending once more")
             token = yield from self.access_token(rejected=token)
-        raise AssertionError("unreachable")  # pragma: no cover - the second pass always returns
+            request = self._platform_request(call, token)
+            response = yield Send(request)
+        if log.isEnabledFor(logging.DEBUG):  # one line per call; headers are never logged (they carry the token)
+            log.debug(
+                "%s -> %s in %.0f ms (x-request-id %s)",
+                call,
+                response.status,
+                (time.monotonic() - started) * 1000,
+                request.headers["x-request-id"],
+            )
+        return decoded_body(response, request)
+
+    def _platform_request(self, call: PlatformCall, token: str) -> HttpRequest:
+        """The request for ``call`` with AEP's header set (aep-api.md §1.3)."""
+        config = self.config
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "x-api-key": config.client_id,
+            "x-gw-ims-org-id": config.org_id,
+            "x-sandbox-name": config.sandbox,
+            "Accept": call.accept or "application/json",
+            "User-Agent": user_agent(),
+            "x-request-id": str(uuid.uuid4()),
+        }
+        if call.json is not None:
+            headers["Content-Type"] = "application/json"
+        headers.update(call.headers or {})
+        return HttpRequest(
+            call.method, call.url, headers=headers, timeout=call.timeout, params=call.params, json=call.json
+        )
 
     # ------------------------------------------------------------------ the four list styles
     @operation

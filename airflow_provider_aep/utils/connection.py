@@ -8,11 +8,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_aep.exceptions import AEPConnectionConfigError
-
-DEFAULT_SANDBOX = "prod"
-DEFAULT_SCOPES = "openid,AdobeID,read_organizations,additional_info.projectedProductContext,session"
-DEFAULT_IMS_URL = "https://ims-na1.adobelogin.com"
-DEFAULT_PLATFORM_URL = "https://platform.adobe.io"
+from airflow_provider_aep.utils.defaults import (
+    DEFAULT_IMS_URL,
+    DEFAULT_PLATFORM_URL,
+    DEFAULT_SANDBOX,
+    DEFAULT_SCOPES,
+)
 
 EXTRA_FIELDS = ("org_id", "sandbox", "scopes", "ims_url", "platform_url", "access_token")
 

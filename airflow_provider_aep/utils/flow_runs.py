@@ -17,13 +17,19 @@ from enum import Enum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aep.exceptions import AEPApiError, AEPFlowRunFailedError, AEPValidationError
+from airflow_provider_aep.exceptions import (
+    AEPApiError,
+    AEPFlowRunFailedError,
+    AEPResourceNotFoundError,
+    AEPValidationError,
+)
 from airflow_provider_aep.links.urls import RUN_URL_KEY, dataflow_url
 from airflow_provider_aep.utils.client_core import Flow, dig, is_retryable
 from airflow_provider_aep.utils.timestamps import to_epoch_seconds
 
 if TYPE_CHECKING:
     from airflow_provider_aep.hooks.operations import AEPOperations
+    from airflow_provider_aep.utils.connection import AEPConnectionConfig
 
 log = logging.getLogger(__name__)
 
@@ -429,6 +435,9 @@ class FlowRunWatch:
     Without ``run_id`` it watches the newest run created at or after ``created_after_ms`` and, once it has
     one, follows that run to its end. Retryable failures that outlast the hook's retries count as "still
     waiting", so a rate-limited or flaky API never ends the wait; the deadline still applies.
+
+    It fails fast instead of waiting for nothing: a ``run_id`` of another flow is an error naming both, and
+    a flow with no run yet is looked up once, a flow that does not exist being an error naming it.
     """
 
     def __init__(
@@ -445,16 +454,33 @@ class FlowRunWatch:
         self.log = logger or log
         self.summary: dict[str, Any] | None = None
         self._warned: set[str] = set()
+        self._given_run = run_id is not None
+        self._flow_exists = False  # a run of the flow, or the flow itself, has been seen
 
     def poll(self, hook: AEPOperations) -> Flow[Outcome]:
         """Read the run once (a flow: drive it with ``hook``), log a progress line, and say what it means."""
+        run: dict[str, Any] | None
         try:
-            run = yield from self._read(hook)
+            if self.run_id is not None:
+                run = yield from hook.get_run.flow(self.run_id)
+            else:
+                runs = yield from hook.list_runs.flow(self.flow_id, created_after_ms=self.created_after_ms)
+                run = runs[0] if runs else None
+                if run is None and not self._flow_exists:
+                    yield from self._check_flow_exists(hook)
         except AEPApiError as exc:
-            if not is_retryable(exc):
-                raise
-            self.log.warning("Reading AEP flow run status failed after retries (%s); polling on", exc)
-            return Outcome.WAIT
+            return self.read_failed(exc)
+        return self.observe(run, hook.config)
+
+    def read_failed(self, exc: AEPApiError) -> Outcome:
+        """A read that failed after its retries: still waiting if it may succeed later, else the error."""
+        if not is_retryable(exc):
+            raise exc
+        self.log.warning("Reading AEP flow run status failed after retries (%s); polling on", exc)
+        return Outcome.WAIT
+
+    def observe(self, run: dict[str, Any] | None, config: AEPConnectionConfig) -> Outcome:
+        """What a read of the run means: a progress line, and the outcome from the status table."""
         if run is None:
             after = (
                 ""
@@ -463,7 +489,12 @@ class FlowRunWatch:
             )
             self.log.info("No run of AEP flow %s%s yet", self.flow_id, after)
             return Outcome.WAIT
-        config = hook.config
+        owner = run.get("flowId")
+        if self._given_run and owner not in (None, self.flow_id):
+            raise AEPValidationError(
+                f"run_id={self.run_id!r} is a run of AEP flow {owner}, not of flow_id={self.flow_id!r}"
+            )
+        self._flow_exists = True
         self.summary = run_summary(run, self.flow_id, config.org_id, config.sandbox)
         if self.run_id is None:  # follow this run to its end, even if a newer one starts meanwhile
             self.run_id = self.summary["run_id"]
@@ -471,11 +502,16 @@ class FlowRunWatch:
         self.log.info(progress_line(self.summary, time.time()))
         return outcome_of(self.summary["status"], warned=self._warned, logger=self.log)
 
-    def _read(self, hook: AEPOperations) -> Flow[dict[str, Any] | None]:
-        if self.run_id is not None:
-            return (yield from hook.get_run.flow(self.run_id))
-        runs = yield from hook.list_runs.flow(self.flow_id, created_after_ms=self.created_after_ms)
-        return runs[0] if runs else None
+    def _check_flow_exists(self, hook: AEPOperations) -> Flow[None]:
+        try:
+            yield from hook.get_flow.flow(self.flow_id)
+        except AEPApiError as exc:
+            if not exc.is_not_found:
+                raise
+            raise AEPResourceNotFoundError(
+                f"AEP flow {self.flow_id} does not exist in sandbox {hook.config.sandbox!r}: nothing to wait for"
+            ) from None
+        self._flow_exists = True
 
     def timeout_message(self, deadline: float, dataflow_page: str) -> str:
         summary = self.summary or {}

@@ -12,6 +12,8 @@ from airflow_provider_aep.exceptions import AEPValidationError
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 # Below this a number is epoch seconds, above it milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
 _MS_THRESHOLD = 1e11
+# A number read as milliseconds past this (2100-01-01) is no plausible time: microseconds or nanoseconds.
+_LATEST_MS = 4_102_444_800_000
 _RULE = "must be a datetime, an ISO-8601 string, or epoch seconds or milliseconds"
 
 
@@ -33,6 +35,10 @@ def to_epoch_ms(value: Any, field: str = "time") -> int | None:
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
             raise AEPValidationError(f"{field}={value!r}: {_RULE} (finite, not negative)")
+        if value > _LATEST_MS:
+            raise AEPValidationError(
+                f"{field}={value!r}: {_RULE}; as milliseconds it is after 2100-01-01 (microseconds or nanoseconds?)"
+            )
         return round(value if value >= _MS_THRESHOLD else value * 1000)
     if isinstance(value, str):
         text = value.strip()

@@ -1,14 +1,17 @@
 """
-Checks of operator input that AEP would reject, run before any create call.
+Checks of operator input that AEP would reject, run before any create call: by each operator on its own
+inputs, and by :func:`validate_pipeline_inputs` on a whole pipeline's, before its first create.
 
-Each error is one line naming the field, the value and the rule.
+Each error is one line naming the field, the value and the rule; a secret-like field's value is never shown.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow_provider_aep.exceptions import AEPValidationError
 from airflow_provider_aep.utils.timestamps import to_epoch_seconds
@@ -38,11 +41,72 @@ SOURCE_FORMAT_REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "json": ("params.path",),
     "parquet": ("params.path",),
 }
+MAPPING_KEYS = (
+    *("sourceType", "source", "destination", "name", "description"),  # Data Prep's current form
+    *("sourceAttribute", "destinationXdmPath", "identity", "identityGroup", "namespaceCode", "version"),  # the seed's
+)
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# An XDM path: dot-separated field names, each optionally indexed (``identityMap.Email[0].id``).
+_XDM_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?)*$")
+# The last part of a field whose value is never shown: auth.params.password, clientSecret, sasKey, token,
+# credentials, and a connection's whole auth.
+_SECRET_FIELD = re.compile(r"(password|passwd|secret|token|credentials?|key|auth)\W*$", re.IGNORECASE)
+
+
+def is_secret_field(field: str) -> bool:
+    return _SECRET_FIELD.search(field) is not None
 
 
 def invalid(field: str, value: Any, rule: str) -> AEPValidationError:
+    if is_secret_field(field):
+        return AEPValidationError(f"{field}: {rule} (the value of a secret is not shown)")
     return AEPValidationError(f"{field}={value!r}: {rule}")
+
+
+VARIANTS = ("current", "legacy")
+
+
+def require_variant(value: Any) -> str:
+    """Which version of the protocols tutorial a pipeline follows."""
+    if value not in VARIANTS:
+        raise invalid("variant", value, "must be 'current' or 'legacy'")
+    return value
+
+
+def shield_secrets(field: str, value: Any) -> tuple[Any, list[str], list[str]]:
+    """
+    ``value`` with every secret-like field that is not a string replaced by ``"***"``, the string secrets
+    (to register with the masker) and the paths of the replaced ones (to refuse by name). A ``field`` that is
+    not a mapping at all is replaced whole: nothing in it can be told apart from a secret.
+    """
+    if value is None or isinstance(value, Mapping):
+        strings: list[str] = []
+        refused: list[str] = []
+        return _shield(field, value, strings, refused), strings, refused
+    return "***", [str(value)], [field]
+
+
+def _shield(path: str, value: Any, strings: list[str], refused: list[str], top: bool = True) -> Any:
+    if (top or not is_secret_field(path)) and isinstance(value, Mapping):
+        return {key: _shield(f"{path}.{key}", item, strings, refused, False) for key, item in value.items()}
+    if not is_secret_field(path) and isinstance(value, list):
+        return [_shield(f"{path}[{i}]", item, strings, refused, False) for i, item in enumerate(value)]
+    if not is_secret_field(path) or value is None:
+        return value
+    if isinstance(value, str):
+        strings.append(value)
+        return value
+    refused.append(path)
+    return "***"
+
+
+def require_url(field: str, value: Any) -> str:
+    """An absolute http(s) URL with a host."""
+    url = require_text(field, value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise invalid(field, value, "must be an http:// or https:// URL with a host")
+    return url
 
 
 def require_text(field: str, value: Any) -> str:
@@ -65,23 +129,37 @@ def optional_ids(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [v for v in value if v]
 
 
+def require_fields(fields: Any, where: str = "fields") -> Mapping[Any, Any]:
+    if not isinstance(fields, Mapping) or not fields:
+        raise invalid(where, fields, "must be a non-empty mapping of column name to XDM type")
+    return fields
+
+
+def field_property(name: Any, xdm_type: Any, where: str = "fields") -> dict[str, Any]:
+    """The JSON Schema of one source column ``name`` of XDM type ``xdm_type``."""
+    if not isinstance(name, str) or not _FIELD_NAME.match(name):
+        raise invalid(
+            f"{where}[{name!r}]",
+            name,
+            "column names must start with a letter or _ and hold only letters, digits and _",
+        )
+    key = xdm_type.lower() if isinstance(xdm_type, str) else xdm_type
+    if not isinstance(key, str) or key not in XDM_FIELD_TYPES:
+        raise invalid(f"{where}[{name!r}]", xdm_type, f"must be an XDM type, one of {', '.join(XDM_FIELD_TYPES)}")
+    return dict(XDM_FIELD_TYPES[key])
+
+
 def adhoc_field_properties(fields: Any) -> dict[str, Any]:
     """JSON Schema properties for an ad hoc class from ``{column: xdm_type}``."""
-    if not isinstance(fields, Mapping) or not fields:
-        raise invalid("fields", fields, "must be a non-empty mapping of column name to XDM type")
-    properties = {}
-    for name, xdm_type in fields.items():
-        if not isinstance(name, str) or not _FIELD_NAME.match(name):
-            raise invalid(
-                f"fields[{name!r}]",
-                name,
-                "column names must start with a letter or _ and hold only letters, digits and _",
-            )
-        key = xdm_type.lower() if isinstance(xdm_type, str) else xdm_type
-        if key not in XDM_FIELD_TYPES:
-            raise invalid(f"fields[{name!r}]", xdm_type, f"must be an XDM type, one of {', '.join(XDM_FIELD_TYPES)}")
-        properties[name] = dict(XDM_FIELD_TYPES[key])
-    return properties
+    return {name: field_property(name, xdm_type) for name, xdm_type in require_fields(fields).items()}
+
+
+def check_columns(columns: Any) -> None:
+    """A tabular source's ``params.columns``: ``[{name, type}]`` with valid names and XDM types."""
+    if not isinstance(columns, list) or not all(isinstance(c, Mapping) for c in columns):
+        raise invalid("params.columns", columns, "must be a list of {name, type} mappings")
+    for column in columns:
+        field_property(column.get("name"), column.get("type"), where="params.columns")
 
 
 def normalize_schedule(schedule: Any) -> dict[str, Any]:
@@ -126,6 +204,9 @@ def normalize_mapping(index: int, mapping: Any) -> dict[str, Any]:
     field = f"mappings[{index}]"
     if not isinstance(mapping, Mapping):
         raise invalid(field, mapping, "must be a mapping with a source and a destination")
+    unknown = [key for key in mapping if key not in MAPPING_KEYS]
+    if unknown:
+        raise invalid(f"{field}", sorted(map(str, unknown)), f"unknown keys; a mapping takes {', '.join(MAPPING_KEYS)}")
     source = mapping.get("source", mapping.get("sourceAttribute"))
     destination = mapping.get("destination", mapping.get("destinationXdmPath"))
     out: dict[str, Any] = {
@@ -136,6 +217,12 @@ def normalize_mapping(index: int, mapping: Any) -> dict[str, Any]:
     if out["sourceType"] not in MAPPING_SOURCE_TYPES:
         raise invalid(
             f"{field}.sourceType", mapping.get("sourceType"), f"must be one of {', '.join(MAPPING_SOURCE_TYPES)}"
+        )
+    if not _XDM_PATH.match(out["destination"]):
+        raise invalid(
+            f"{field}.destination",
+            out["destination"],
+            "must be an XDM path: field names joined by '.', e.g. person.name",
         )
     for optional in ("name", "description"):
         if mapping.get(optional):
@@ -206,5 +293,131 @@ def _check(schema: Mapping[str, Any], instance: Any, field: str, spec_name: Any,
     errors = sorted(validator_cls(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         error = errors[0]
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        raise invalid(f"{field}{path}", error.instance, f"{error.message} (flow spec {spec_name})")
+        where = field + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        # jsonschema's messages quote the value, which a secret's must never be
+        message = f"fails the {error.validator!r} rule" if is_secret_field(where) else error.message
+        raise invalid(where, error.instance, f"{message} (flow spec {spec_name})")
+
+
+# ---------------------------------------------------------------- XDM paths
+def xdm_path_exists(documents: Iterable[Mapping[str, Any]], path: str) -> bool:
+    """
+    True when ``path`` (``person.name.firstName``) names a field of the fully expanded XDM resources
+    ``documents`` (a schema, or a class and its field groups). Below an object that lists no properties,
+    anything is taken to exist: the schema does not say.
+    """
+    nodes = [doc for doc in documents if isinstance(doc, Mapping)]
+    for segment in re.sub(r"\[\d+\]", "", path).split("."):
+        elements = [_element(node) for node in nodes]
+        if any(_properties(e) is None and e.get("type") in (None, "object") for e in elements):
+            return True
+        nodes = [p[segment] for e in elements if (p := _properties(e)) and isinstance(p.get(segment), Mapping)]
+        if not nodes:
+            return False
+    return True
+
+
+def _element(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The node whose properties an XDM path steps into: an array's items, else the node itself."""
+    while node.get("type") == "array" and isinstance(node.get("items"), Mapping):
+        node = node["items"]
+    return node
+
+
+def _properties(node: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The fields a node lists, its own and its ``definitions``' (how field groups hold theirs); None for none."""
+    holders = [
+        node,
+        *((node.get("definitions") or {}).values() if isinstance(node.get("definitions"), Mapping) else ()),
+    ]
+    found = [h["properties"] for h in holders if isinstance(h, Mapping) and isinstance(h.get("properties"), Mapping)]
+    return {key: value for props in found for key, value in props.items()} if found else None
+
+
+def check_destination_exists(index: int, mapping: Mapping[str, Any], documents: list[Any], what: str) -> None:
+    """A mapping's destination is a field of ``what`` (the target schema, fully expanded in ``documents``)."""
+    if not xdm_path_exists(documents, mapping["destination"]):
+        raise invalid(f"mappings[{index}].destination", mapping["destination"], f"is not a field of {what}")
+
+
+# ---------------------------------------------------------------- a whole pipeline
+def problems_of(*checks: Callable[[], Any]) -> list[str]:
+    """The message of each check that fails, in order: several problems are reported together."""
+    found = []
+    for check in checks:
+        try:
+            check()
+        except AEPValidationError as exc:
+            found.append(str(exc))
+    return found
+
+
+def raise_problems(problems: list[str], what: str) -> None:
+    if len(problems) == 1:
+        raise AEPValidationError(f"{what}: {problems[0]}")
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise AEPValidationError(f"{what}: {len(problems)} problems\n{lines}")
+
+
+def validate_pipeline_inputs(
+    *,
+    name: Any,
+    variant: Any,
+    source_table: Any,
+    source_fields: Any,
+    mappings: Any,
+    schedule_params: Any,
+    odata_url: Any,
+    delta_column: Any,
+    field_group_ids: Any,
+    flow_spec_name: Any,
+) -> list[dict[str, Any]]:
+    """
+    Every local check of a protocols pipeline's inputs, all at once, with the rules the operators apply to
+    their own: an :class:`AEPValidationError` listing each problem on its own line. Returns the mappings in
+    their current form.
+    """
+    columns = source_fields if isinstance(source_fields, Mapping) else {}
+    normalized: list[tuple[int, dict[str, Any]]] = []
+    problems = problems_of(
+        lambda: require_text("name", name),
+        lambda: require_variant(variant),
+        lambda: require_text("source_table", source_table),
+        lambda: require_url("odata_url", odata_url),
+        lambda: require_fields(source_fields, "source_fields"),
+        *(partial(field_property, n, t, "source_fields") for n, t in columns.items()),
+        lambda: normalize_schedule(schedule_params),
+        lambda: require_text("flow_spec_name", flow_spec_name),
+        lambda: [require_text(f"field_group_ids[{i}]", g) for i, g in enumerate(_as_list(field_group_ids))],
+    )
+    if delta_column is not None:
+        problems += problems_of(lambda: _require_column("delta_column", delta_column, columns))
+    if isinstance(mappings, (Mapping, str)) or not isinstance(mappings, Iterable) or not list(mappings):
+        problems += problems_of(lambda: normalize_mappings(mappings))
+    else:
+        for index, mapping in enumerate(mappings):
+            problems += problems_of(partial(_normalize_into, normalized, index, mapping))
+        problems += problems_of(
+            *(
+                partial(_require_column, f"mappings[{i}].source", m["source"], columns)
+                for i, m in normalized
+                if m["sourceType"] == "ATTRIBUTE"
+            )
+        )
+    raise_problems(problems, "The pipeline's inputs are invalid; nothing was created")
+    return [mapping for _, mapping in normalized]
+
+
+def _normalize_into(normalized: list[tuple[int, dict[str, Any]]], index: int, mapping: Any) -> None:
+    normalized.append((index, normalize_mapping(index, mapping)))
+
+
+def _require_column(field: str, value: Any, columns: Mapping[Any, Any]) -> None:
+    require_text(field, value)
+    if columns and value not in columns:
+        raise invalid(field, value, f"must be one of the source fields: {', '.join(map(str, columns))}")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else list(value or [])

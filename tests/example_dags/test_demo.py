@@ -1,8 +1,10 @@
-"""`make demo` (scripts/demo.py): succeeds and says so, fails loudly on a failed run, leaves no process behind."""
+"""`make demo` (scripts/demo.py): succeeds and says so, fails loudly on a failed run and keeps its log, leaves
+no process behind."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +34,12 @@ def test_demo_reports_the_pipeline_and_its_run(outcome, code, expected):
     assert "run " in result.stdout and f": {outcome}" in result.stdout
     assert "experience.adobe.com/#/@" in result.stdout
     assert _airflow_processes_of("aep-demo-airflow-") == []
+    if outcome == "failed":
+        assert "error: [CONNECTOR-1001-500]" in result.stdout
+        # The Airflow home is gone, but the log it printed the path of is still there, with the DAG run in it.
+        log = Path(re.search(r"^Full log: (\S+)$", result.stderr, re.MULTILINE).group(1))
+        try:
+            assert "aep-demo-airflow-" not in str(log) and "wait_for_first_run" in log.read_text()
+        finally:
+            log.unlink(missing_ok=True)
+        assert "AEP_DEMO_KEEP_HOME=1 make demo" in result.stderr

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig
-from tests.conftest import ONE_LEGACY_PIPELINE, PIPELINE_KINDS, airflow_3, pipeline_resource_counts
+from tests.conftest import (
+    LEGACY_ONLY_TASKS,
+    ONE_CURRENT_PIPELINE,
+    ONE_LEGACY_PIPELINE,
+    PIPELINE_KINDS,
+    airflow_3,
+    pipeline_resource_counts,
+    xcoms,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 DAG_IDS = {"aep_protocols_ingestion", "aep_scheduled_ingestion", "aep_multi_source_ingestion", "aep_teardown"}
@@ -84,17 +92,73 @@ def test_every_example_dag_loads_without_errors_or_api_calls(requests_mock, monk
         assert dag.doc_md and "aep" in dag.tags
 
 
-def test_the_protocols_dag_has_a_typed_parameter_form():
+def _example_module(dag_id: str):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("_form_check", EXAMPLES / "aep_protocols_ingestion.py")
+    spec = importlib.util.spec_from_file_location(f"_form_{dag_id}", EXAMPLES / f"{dag_id}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    params = module.dag.params
-    for key in ("name", "source_table", "source_fields", "mappings", "frequency", "interval"):
+    return module
+
+
+def _form_widget(schema: dict) -> str:
+    """
+    The widget Airflow 3.3's trigger form gives a Param of this schema, for the kinds our examples use
+    (FlexibleForm's field selection: an untyped array is one text line per item; an array whose items are
+    typed other than string, or an object, is a JSON editor).
+    """
+    kind = schema.get("type")
+    if "enum" in schema:
+        return "select"
+    if kind == "array":
+        item_type = (schema.get("items") or {}).get("type")
+        return "lines of text" if item_type in (None, "string") else "JSON editor"
+    return {"object": "JSON editor", "integer": "number", "string": "text"}.get(kind, f"untyped {kind!r}")
+
+
+EXPECTED_WIDGETS = {
+    "aep_protocols_ingestion": {
+        "name": "text",
+        "variant": "select",
+        "source_table": "text",
+        "odata_url": "text",
+        "source_fields": "JSON editor",
+        "mappings": "JSON editor",
+        "delta_column": "text",
+        "frequency": "select",
+        "interval": "number",
+    },
+    "aep_multi_source_ingestion": {"sources": "JSON editor", "odata_url": "text"},
+    "aep_teardown": {"name": "text"},
+    "aep_scheduled_ingestion": {},
+}
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_WIDGETS))
+def test_every_param_is_an_editable_widget_of_its_kind_with_a_title_and_a_description(dag_id):
+    params = _example_module(dag_id).dag.params
+    widgets = {}
+    for key in params:
         param = params.get_param(key)
-        assert param.schema.get("type") or param.schema.get("enum"), key
-        assert param.description, key
+        widgets[key] = _form_widget(param.schema)
+        assert param.schema.get("title") and param.description, key
+        param.resolve(param.value)  # the default passes its own schema
+    assert widgets == EXPECTED_WIDGETS[dag_id]
+
+
+def test_the_trigger_form_rejects_mappings_it_would_once_have_sent_as_text():
+    from airflow.exceptions import ParamValidationError
+
+    mappings = _example_module("aep_protocols_ingestion").dag.params.get_param("mappings")
+    tutorial_form = [{"sourceAttribute": "OrderID", "destinationXdmPath": "_id"}]
+    assert mappings.resolve(tutorial_form) == tutorial_form
+    for bad in (["[object Object]"], [{"source": "OrderID"}], [], [{"source": "", "destination": "_id"}]):
+        with pytest.raises(ParamValidationError):
+            mappings.resolve(bad)
+
+    sources = _example_module("aep_multi_source_ingestion").dag.params.get_param("sources")
+    with pytest.raises(ParamValidationError):
+        sources.resolve([{"table": "Orders", "fields": {"OrderID": "string"}, "mappings": ["OrderID -> _id"]}])
 
 
 # ---------------------------------------------------------------- aep_protocols_ingestion
@@ -119,7 +183,8 @@ def test_protocols_dag_current_variant(example, emulator):
     run = dag.test(run_conf={"name": "Current Orders", "variant": "current"})
     assert run.state == "success", _states(run)
     states = _states(run)
-    assert states["adhoc_schema"] == states["dataset_base_connection"] == "skipped"
+    assert [states[task_id] for task_id in LEGACY_ONLY_TASKS] == ["skipped", "skipped"]
+    assert pipeline_resource_counts(emulator) == ONE_CURRENT_PIPELINE
     source = next(iter(emulator.snapshot()["prod"]["sourceConnections"].values()))
     assert source["data"]["format"] == "tabular" and source["params"]["tableName"] == "Orders"
 
@@ -143,8 +208,8 @@ def test_protocols_dag_warns_on_a_partial_success(example, emulator, caplog, cap
 
 
 def test_protocols_dag_survives_faults_and_leaks_no_secret(example, monkeypatch, caplog, capfd):
-    # Tokens live 30 s: the DAG run outlives its first token, so the hooks must refresh mid-run.
-    with AEPEmulator(time_scale=600, min_run_seconds=0.3, token_ttl=30, seed=3) as emu:
+    # Tokens live 1 s: the DAG run outlives its first tokens, so the hooks must refresh mid-run.
+    with AEPEmulator(time_scale=600, min_run_seconds=0.3, token_ttl=1, seed=3) as emu:
         monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
         emu.faults = FaultConfig(rate=0.3, drop_after_commit_rate=0.3, retry_after=0, seed=21)
         dag = example("aep_protocols_ingestion")
@@ -152,8 +217,7 @@ def test_protocols_dag_survives_faults_and_leaks_no_secret(example, monkeypatch,
             if hasattr(task, "aep_retry_delay"):
                 task.aep_retry_delay = 0.01
                 task.aep_retry_limit = 10
-        # Refresh-ahead starts 5 minutes before expiry: with a 30 s TTL every call fetches a new token,
-        # which is the harshest expiry case.
+        # Refresh-ahead starts at half a short lifetime: a new token every half second (and on any 401).
         run = dag.test(run_conf={"name": "Faulty Orders"})
         assert run.state == "success", _states(run)
         assert pipeline_resource_counts(emu) == ONE_LEGACY_PIPELINE
@@ -221,6 +285,11 @@ def test_multi_source_dag_maps_one_pipeline_per_table(example, emulator):
     sensors = [ti for ti in run.get_task_instances() if ti.task_id.endswith("wait_for_first_run")]
     assert sorted(ti.map_index for ti in sensors) == [0, 1, 2]
     assert all(ti.state == "success" for ti in sensors)
+    # Each mapped pipeline is of the current variant: its legacy-only tasks are skipped and create nothing.
+    states = _states(run)
+    legacy_only = {key: state for key, state in states.items() if key.split(".")[-1].split("[")[0] in LEGACY_ONLY_TASKS}
+    assert legacy_only == {f"ingest_source.{t}[{i}]": "skipped" for t in LEGACY_ONLY_TASKS for i in range(3)}
+    assert pipeline_resource_counts(emulator) == {kind: 3 * n for kind, n in ONE_CURRENT_PIPELINE.items()}
 
 
 def test_teardown_dag_removes_what_a_run_created(example, emulator):
@@ -230,6 +299,10 @@ def test_teardown_dag_removes_what_a_run_created(example, emulator):
 
     run = example("aep_teardown").test(run_conf={"name": "Doomed Orders"})
     assert run.state == "success", _states(run)
-    assert pipeline_resource_counts(emulator) == dict.fromkeys(PIPELINE_KINDS, 0)
+    # Adobe documents no mapping-set delete; the strict emulator refuses it (405), so the mapping set stays.
+    assert pipeline_resource_counts(emulator) == {**dict.fromkeys(PIPELINE_KINDS, 0), "mappingSets": 1}
+    (left,) = emulator.snapshot()["prod"]["mappingSets"]
+    assert xcoms(run, "delete_resources")["return_value"]["left_in_place"] == {"mapping_sets": [left]}
     again = example("aep_teardown").test(run_conf={"name": "Doomed Orders"})
     assert again.state == "success", _states(again)
+    assert xcoms(again, "delete_resources")["return_value"]["left_in_place"] == {"mapping_sets": [left]}

@@ -31,7 +31,6 @@ def fake(aep_conn, monkeypatch) -> FakeAEP:
         pass
 
     monkeypatch.setattr(AEPAsyncHook, "sleep", staticmethod(no_wait))
-    monkeypatch.setattr(aep_async, "RUN_BATCH_WINDOW", 0.01)
     return FakeAEP()
 
 
@@ -46,7 +45,9 @@ async def read_all(fake: FakeAEP, run_ids: list[str]) -> list:
     client = hooks[0].client
     for h in hooks[1:]:
         h._own_client = client
-    results = await asyncio.gather(*(h.get_run(r) for h, r in zip(hooks, run_ids, strict=True)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(h.read_run(r) for h, r in zip(hooks, run_ids, strict=True)), return_exceptions=True
+    )
     await hooks[0].aclose()
     return results
 
@@ -126,7 +127,7 @@ async def test_reads_of_different_accounts_are_not_shared(fake, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_OTHER", conn_json(sandbox="other"))
     first, second = hook(fake), hook(fake, aep_conn_id="other")
     second._own_client = first.client
-    results = await asyncio.gather(first.get_run("r1"), second.get_run("r1"))
+    results = await asyncio.gather(first.read_run("r1"), second.read_run("r1"))
     assert [r["id"] for r in results] == ["r1", "r1"]
     assert list_reads(fake) == [] and len(single_reads(fake)) == 2
 
@@ -136,7 +137,7 @@ async def test_a_cancelled_reader_does_not_break_the_others(fake):
     hooks = [hook(fake) for _ in range(3)]
     for h in hooks[1:]:
         h._own_client = hooks[0].client
-    tasks = [asyncio.ensure_future(h.get_run(r)) for h, r in zip(hooks, ["r1", "r2", "r3"], strict=True)]
+    tasks = [asyncio.ensure_future(h.read_run(r)) for h, r in zip(hooks, ["r1", "r2", "r3"], strict=True)]
     await asyncio.sleep(0)
     tasks[2].cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 
@@ -17,10 +21,14 @@ import httpx
 import pytest
 import time_machine
 
-from airflow_provider_aep.exceptions import AEPApiError, AEPDuplicateResourceError, AEPTransportError
+from airflow_provider_aep.exceptions import AEPApiError, AEPTransportError
 from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, ORG_ID, TOKEN, conn_json
+from airflow_provider_aep.utils import token_store
+from airflow_provider_aep.utils.client_core import TOKEN_CACHE, StoredToken
+from airflow_provider_aep.utils.connection import DEFAULT_SCOPES
+from airflow_provider_aep.utils.token_store import FileTokenStore
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, IMS, ORG_ID, TOKEN, conn_json
 from tests.hooks.conftest import Driver
 
 FS = "/data/foundation/flowservice"
@@ -108,6 +116,20 @@ async def test_the_token_is_refreshed_a_few_minutes_before_it_expires(driver):
     assert platform(driver)[-1].headers["Authorization"] == f"Bearer {TOKEN}-2"
 
 
+async def test_a_token_shorter_lived_than_the_lead_is_refreshed_at_half_its_life_not_every_call(driver):
+    driver.fake.expires_in = 120  # under the 300 s lead: renewed after 60 s
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
+    with time_machine.travel(1_800_000_000, tick=False) as clock:
+        hook = driver.hook()
+        for _ in range(3):
+            await driver.call(hook, "get_flow", "f1")
+            clock.shift(15)
+        assert driver.fake.tokens_issued == 1
+        clock.shift(20)  # 65 s after it was issued
+        await driver.call(hook, "get_flow", "f1")
+        assert driver.fake.tokens_issued == 2
+
+
 async def test_many_callers_finding_the_cache_empty_make_one_ims_call(driver):
     driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
     if driver.kind == "sync":
@@ -175,6 +197,111 @@ async def test_an_ims_answer_without_a_token_is_an_error(driver, hook):
     driver.fake.ims_answer = httpx.Response(200, json={"token_type": "bearer"})
     with pytest.raises(AEPApiError, match="without an access_token"):
         await driver.call(hook, "get_flow", "f1")
+
+
+# ---------------------------------------------------------------- the host's token cache on disk
+KEY = (IMS, CLIENT_ID, DEFAULT_SCOPES)
+
+
+def disk_store() -> FileTokenStore:
+    """The store the hooks use in this test (conftest gives each test a directory of its own)."""
+    store = token_store.configured_store()
+    assert store is not None
+    return store
+
+
+def another_process_starts() -> None:
+    """What a new task process has: the host's token files, no token in memory."""
+    TOKEN_CACHE.clear()
+
+
+async def test_a_new_process_reuses_the_token_on_disk_without_ims(driver, hook):
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
+    await driver.call(hook, "get_flow", "f1")
+    stored = disk_store().load(KEY)
+    assert stored is not None and stored.token == f"{TOKEN}-1"
+    driver.masked.clear()
+
+    another_process_starts()
+    await driver.call(driver.hook(), "get_flow", "f1")
+    assert driver.fake.tokens_issued == 1
+    assert platform(driver)[-1].headers["Authorization"] == f"Bearer {TOKEN}-1"
+    assert f"{TOKEN}-1" in driver.masked  # this process's logs redact it too
+
+
+async def test_a_stored_token_near_its_expiry_is_replaced(driver, hook):
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
+    disk_store().save(KEY, StoredToken("old-token", time.time() + 60, time.time() - 240))  # inside the refresh lead
+    await driver.call(hook, "get_flow", "f1")
+    assert driver.fake.tokens_issued == 1
+    assert disk_store().load(KEY).token == f"{TOKEN}-1"
+
+
+async def test_a_rejected_token_is_dropped_from_disk_and_the_new_one_stored(driver, hook):
+    driver.fake.on(
+        "GET",
+        f"{FS}/flows/f1",
+        httpx.Response(200, json=FLOW),
+        httpx.Response(401, json={"error_code": "401013", "message": "Oauth token is not valid"}),
+        httpx.Response(200, json=FLOW),
+    )
+    await driver.call(hook, "get_flow", "f1")
+    another_process_starts()  # it finds token 1 on disk, and AEP now refuses it
+    await driver.call(driver.hook(), "get_flow", "f1")
+    assert [r.headers["Authorization"] for r in platform(driver)] == [
+        f"Bearer {TOKEN}-1",
+        f"Bearer {TOKEN}-1",
+        f"Bearer {TOKEN}-2",
+    ]
+    assert disk_store().load(KEY).token == f"{TOKEN}-2"
+
+
+async def test_a_rejected_token_that_cannot_be_replaced_does_not_stay_on_disk(driver, hook):
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(401, json={"error_code": "401013", "message": "no"}))
+    disk_store().save(KEY, StoredToken("revoked-token", time.time() + 3600, time.time() + 3300))
+    driver.fake.ims_answer = httpx.Response(503, json={"error": "temporarily_unavailable"})
+    with pytest.raises(AEPApiError):
+        await driver.call(driver.hook(retry_limit=0), "get_flow", "f1")
+    assert disk_store().load(KEY) is None
+
+
+async def test_a_corrupt_token_file_means_a_fetch_and_is_overwritten(driver, hook, caplog):
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
+    disk_store().save(KEY, StoredToken("t", time.time() + 3600, time.time() + 3300))
+    (path,) = disk_store().directory.glob("*.json")
+    path.write_text('{"access_token": "trunc')
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_aep.utils.token_store"):
+        assert (await driver.call(hook, "get_flow", "f1"))["id"] == "f1"
+    assert driver.fake.tokens_issued == 1
+    assert "corrupt or truncated" in caplog.text
+    assert disk_store().load(KEY).token == f"{TOKEN}-1"
+
+
+async def test_the_disk_cache_can_be_turned_off(driver, hook, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__AEP__TOKEN_CACHE_ON_DISK", "False")
+    directory = disk_store_directory()
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
+    await driver.call(hook, "get_flow", "f1")
+    another_process_starts()
+    await driver.call(driver.hook(), "get_flow", "f1")
+    assert driver.fake.tokens_issued == 2
+    assert list(directory.iterdir()) == []
+
+
+def disk_store_directory() -> Path:
+    return Path(os.environ["AIRFLOW__AEP__TOKEN_CACHE_DIR"])
+
+
+async def test_no_secret_on_disk_and_only_this_user_can_read_it(driver, hook):
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW))
+    await driver.call(hook, "get_flow", "f1")
+    directory = disk_store_directory()
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    files = sorted(directory.iterdir())
+    assert [p.suffix for p in files] == [".json", ".lock"]
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert CLIENT_SECRET not in path.read_text()
 
 
 # ---------------------------------------------------------------- retries
@@ -295,7 +422,8 @@ async def test_a_create_that_did_not_commit_is_sent_again_after_the_lookup(drive
     )
     driver.fake.on("GET", f"{FS}/flows", httpx.Response(200, json={"items": []}))
     assert await driver.call(hook, "create_flow", {"name": "my flow"}) == "new"
-    assert len(platform(driver, "POST")) == 2 and len(platform(driver, "GET")) == 1
+    # the lookup before sending again, and the check afterwards that the lost attempt did not commit late
+    assert len(platform(driver, "POST")) == 2 and len(platform(driver, "GET")) == 2
 
 
 @pytest.mark.parametrize(
@@ -314,16 +442,33 @@ async def test_a_create_with_no_way_to_look_it_up_is_not_sent_again(driver, hook
     assert len(platform(driver, "POST")) == 1
 
 
-async def test_a_lookup_after_a_lost_response_that_finds_two_raises_naming_both(driver, hook):
+async def test_a_lookup_after_a_lost_response_that_finds_two_uses_the_oldest_naming_both(driver, hook, caplog):
     driver.fake.on("POST", f"{FS}/flows", httpx.ReadTimeout("lost"))
+    two = [{"id": "b", "name": "my flow", "createdAt": 2000}, {"id": "a", "name": "my flow", "createdAt": 1000}]
+    driver.fake.on("GET", f"{FS}/flows", httpx.Response(200, json={"items": two}))
+    with caplog.at_level(logging.WARNING):
+        assert await driver.call(hook, "create_flow", {"name": "my flow"}) == "a"
+    assert len(platform(driver, "POST")) == 1
+    assert "2 flows named 'my flow' exist (a, b); using the oldest, a" in caplog.text
+    assert "orphans to clean up" in caplog.text
+
+
+async def test_a_late_commit_of_the_lost_attempt_is_reported_naming_both_ids(driver, hook, caplog):
+    """AEP commits the lost POST only after the retry's lookup ran: the create is sent again, and the check
+    after it finds both copies."""
+    driver.fake.on("POST", f"{FS}/flows", httpx.ReadTimeout("lost"), httpx.Response(201, json={"id": "second"}))
+    late = {"id": "first", "name": "my flow", "createdAt": 1000}
+    ours = {"id": "second", "name": "my flow", "createdAt": 2000}
     driver.fake.on(
         "GET",
         f"{FS}/flows",
-        httpx.Response(200, json={"items": [{"id": "a", "name": "my flow"}, {"id": "b", "name": "my flow"}]}),
+        httpx.Response(200, json={"items": []}),
+        httpx.Response(200, json={"items": [ours, late]}),
     )
-    with pytest.raises(AEPDuplicateResourceError, match=r"a, b"):
-        await driver.call(hook, "create_flow", {"name": "my flow"})
-    assert len(platform(driver, "POST")) == 1
+    with caplog.at_level(logging.WARNING):
+        assert await driver.call(hook, "create_flow", {"name": "my flow"}) == "first"
+    assert "AEP committed the lost attempt too (created second)" in caplog.text
+    assert "2 flows named 'my flow' exist (first, second); using the oldest, first" in caplog.text
 
 
 # ---------------------------------------------------------------- the four list styles (3+ pages each)
@@ -441,8 +586,18 @@ async def test_a_non_json_error_body_is_still_one_error_with_our_request_id(driv
     driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(404, text="<html><body>Not Found</body></html>"))
     with pytest.raises(AEPApiError) as err:
         await driver.call(hook, "get_flow", "f1")
-    assert err.value.code is None and "Not Found" in err.value.message
+    assert err.value.code is None and err.value.message == "not found"
     assert err.value.request_id == platform(driver)[0].headers["x-request-id"]
+
+
+async def test_a_gateway_html_page_becomes_one_line_with_the_status_and_a_short_reason(driver, hook):
+    page = "<html><head><title>414 Request-URI Too Large</title></head><body>" + "<p>nginx</p>" * 500 + "</body></html>"
+    driver.fake.on("GET", f"{FS}/flows", httpx.Response(414, text=page, headers={"Content-Type": "text/html"}))
+    with pytest.raises(AEPApiError) as err:
+        await driver.call(hook, "find_flows_by_name", "a" * 20_000)
+    text = str(err.value)
+    assert "HTTP 414 request URI too long — the name is too long" in text
+    assert "<" not in text and "nginx" not in text and "\n" not in text and len(text) < 400
 
 
 # ---------------------------------------------------------------- secrets

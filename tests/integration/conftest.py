@@ -1,4 +1,4 @@
-"""An emulator of AEP, and a hook on it with quick retries, for the integration tests."""
+"""Emulators of AEP, and a hook on one with quick retries, for the integration tests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,16 @@ FAST_RETRIES = {"retry_limit": 8, "retry_delay": 0.01, "max_delay": 0.05, "retry
 
 @pytest.fixture
 def emulator(monkeypatch):
+    """An emulator the ``aep_default`` connection points at, for following runs as they go."""
     with AEPEmulator(**EMULATOR_ARGS) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
+        yield emu
+
+
+@pytest.fixture
+def pipeline_emulator(monkeypatch):
+    """An emulator the ``aep_default`` connection points at (one emulated hour per real second), for whole DAGs."""
+    with AEPEmulator(time_scale=3600, seed=11) as emu:
         monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
         yield emu
 

@@ -18,7 +18,7 @@ from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.utils.client_core import TOKEN_CACHE
-from tests.conftest import airflow_3
+from tests.conftest import airflow_3, xcoms
 from tests.integration.conftest import FAST_RETRIES
 
 ODATA_SPEC = "8e6b41a8-d998-4545-ad7d-c6a9fff406c3"
@@ -109,7 +109,7 @@ def build_flow(hook: AEPHook, schedule: dict[str, Any], prefix: str | None = Non
                     "name": "Copy",
                     "params": {"deltaColumn": {"name": "OrderDate", "dateFormat": "YYYY-MM-DD", "timezone": "UTC"}},
                 },
-                {"name": "Mapping", "params": {"mappingId": mapping["id"], "mappingVersion": 0}},
+                {"name": "Mapping", "params": {"mappingId": mapping["id"], "mappingVersion": "0"}},
             ],
             "scheduleParams": schedule,
         }
@@ -279,23 +279,6 @@ def {name}():
 
 {name}_dag = {name}()
 """
-
-
-def xcoms(dag_run, task_id: str) -> dict[str, Any]:
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        if airflow_3():
-            from airflow.models.xcom import XComModel
-
-            rows = session.scalars(
-                XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id)
-            ).all()
-            return {row.key: XComModel.deserialize_value(row) for row in rows}
-        from airflow.models.xcom import XCom
-
-        rows = XCom.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, session=session).all()
-        return {row.key: row.value for row in rows}  # Airflow 2 deserializes on load
 
 
 def states(dag_run) -> dict[str, str]:

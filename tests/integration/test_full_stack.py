@@ -17,33 +17,23 @@ Bounded in time (one overall deadline); every process started is stopped, even o
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
 
-import httpx
-import psutil
 import pytest
 
 from airflow_provider_aep.testing import AEPEmulator
+from airflow_provider_aep.testing.standalone import STOP_GRACE_SECONDS, Standalone, airflow_cli, airflow_env, free_port
+from tests.airflow_stack import AirflowApi, HeldClock
 
 DAG_ID = "aep_protocols_ingestion"
 SENSOR = "wait_for_first_run"
 TRIGGER_CLASSPATH = "airflow_provider_aep.triggers.flow_run.AEPFlowRunTrigger"
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "example_dags"
-VENV_BIN = Path(sys.executable).parent
 
 DEADLINE_SECONDS = 240.0  # the whole test: Airflow start-up, parsing, the DAG run, the checks
-STOP_GRACE_SECONDS = 20.0
 
 # time_scale=60: one emulated minute per real second. A run would start 1 emulated hour (60 s real) after
 # it is due; the test jumps the clock past that once the sensor is deferred, so the run finishes then.
@@ -53,229 +43,12 @@ RUN_DURATION = 120.0  # emulated seconds: 2 s real once started
 CLOCK_JUMP = RUN_START_DELAY / TIME_SCALE + 1.0
 
 
-class HeldClock:
-    """Real time plus an offset the test moves forward: the emulator's runs progress only when released."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return time.time() + self.offset
-
-    def jump(self, seconds: float) -> None:
-        with self._lock:
-            self.offset += seconds
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _airflow_env(home: Path, port: int, emu: AEPEmulator) -> dict[str, str]:
-    # Nothing Airflow- or pytest-specific leaks in from this process (its AIRFLOW_HOME, unit-test mode, ...).
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW", "PYTEST_", "_AIRFLOW")) and k != "PYTEST_VERSION"
-    }
-    base_url = f"http://127.0.0.1:{port}"
-    env.update(
-        {
-            "PATH": os.pathsep.join([str(VENV_BIN), env.get("PATH", "")]),
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor forks this many workers; 2 cores here
-            # Other example DAGs share the folder (and the emulator): only ours is unpaused, by the test.
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__BASE_URL": base_url,
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
-            "AIRFLOW_CONN_AEP_DEFAULT": emu.connection_json(),
-            "NO_COLOR": "1",
-        }
-    )
-    return env
-
-
-def _tail(path: Path, lines: int = 80) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"<no log: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class Standalone:
-    """``airflow standalone`` in its own session; :meth:`stop` ends the whole process group."""
-
-    def __init__(self, cli: Path, env: dict[str, str], cwd: Path, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [str(cli), "standalone"],
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pgid = self.proc.pid  # session and group leader
-
-    def tail(self, lines: int = 80) -> str:
-        self._log.flush()
-        return _tail(self.log_path, lines)
-
-    def _members(self) -> list[Any]:
-        members = []
-        for p in psutil.process_iter(["pid", "status"]):
-            try:
-                if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == self.pgid:
-                    members.append(p)
-            except (ProcessLookupError, psutil.Error, OSError):
-                continue
-        return members
-
-    def _descendants(self) -> list[Any]:
-        try:
-            return psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            return []
-
-    def stop(self) -> tuple[list[str], list[str]]:
-        """
-        SIGTERM to the group (and to any descendant that left it), up to STOP_GRACE_SECONDS, then SIGKILL.
-
-        Returns the command lines that needed SIGKILL, and those still alive after it (should be none).
-        """
-        tracked = {p.pid: p for p in self._descendants()}
-        try:
-            os.killpg(self.pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        for p in tracked.values():
-            try:
-                p.terminate()
-            except psutil.Error:
-                pass
-
-        def remaining() -> list[Any]:
-            found = {p.pid: p for p in self._members()}
-            found.update({p.pid: p for p in tracked.values() if _alive(p)})
-            return list(found.values())
-
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while time.monotonic() < deadline and (self.proc.poll() is None or remaining()):
-            time.sleep(0.2)
-        killed = []
-        for p in remaining():
-            try:
-                killed.append(" ".join(p.cmdline())[:150])
-                p.kill()
-            except psutil.Error:
-                pass
-        try:
-            os.killpg(self.pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        self._log.close()
-        survivors = []
-        for p in remaining():
-            try:
-                p.wait(timeout=5)
-            except psutil.TimeoutExpired:
-                survivors.append(" ".join(p.cmdline())[:150])
-            except psutil.Error:
-                pass
-        return killed, survivors
-
-
-def _alive(p: Any) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-class Api:
-    """The Airflow REST API (v2), with a token from the simple auth manager."""
-
-    def __init__(self, base_url: str, deadline: float, airflow: Standalone) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=15.0)
-        self.deadline = deadline
-        self.airflow = airflow
-        self.started = time.monotonic()
-
-    def mark(self, phase: str) -> None:
-        """Phase timings, in the captured output (shown on failure, or with ``-s``)."""
-        print(f"[full stack] {time.monotonic() - self.started:6.1f} s  {phase}", flush=True)
-
-    def fail(self, message: str) -> None:
-        pytest.fail(f"{message}\n--- airflow standalone log (tail) ---\n{self.airflow.tail()}", pytrace=False)
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def wait_until(self, what: str, probe, interval: float = 1.0):
-        """Call ``probe()`` until it returns something truthy, within the overall deadline."""
-        last: Any = None
-        while self.remaining() > 0:
-            if self.airflow.proc.poll() is not None:
-                self.fail(f"airflow standalone exited ({self.airflow.proc.returncode}) while waiting for {what}")
-            try:
-                result = probe()
-            except httpx.TransportError as exc:  # api-server not listening yet / restarting
-                last = exc
-            else:
-                if result:
-                    return result
-                last = result
-            time.sleep(interval)
-        self.fail(f"timed out after {DEADLINE_SECONDS:.0f} s waiting for {what} (last: {last!r})")
-
-    def login(self) -> None:
-        def token():
-            response = self.client.get("/auth/token")
-            return response.json()["access_token"] if response.status_code in (200, 201) else None
-
-        self.client.headers["Authorization"] = f"Bearer {self.wait_until('the api-server', token)}"
-
-    def get(self, path: str, **params: Any) -> httpx.Response:
-        return self.client.get(f"/api/v2{path}", params=params or None)
-
-    def get_json(self, path: str, **params: Any) -> Any:
-        response = self.get(path, **params)
-        if response.status_code != 200:
-            self.fail(f"GET {path} -> {response.status_code}: {response.text[:500]}")
-        return response.json()
-
-
 def _ti_path(run_id: str, task_id: str = SENSOR) -> str:
     return f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}"
 
 
 def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
-    cli = VENV_BIN / "airflow"
+    cli = airflow_cli()
     if not cli.exists():
         pytest.skip(f"airflow standalone is not available (no {cli})")
 
@@ -284,7 +57,7 @@ def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
     deadline = time.monotonic() + DEADLINE_SECONDS
     home = tmp_path / "airflow_home"
     home.mkdir()
-    port = _free_port()
+    port = free_port()
     name = f"Full stack {uuid.uuid4().hex[:8]}"
     conf = {"name": name, "source_table": "Orders", "interval": 15}
     clock = HeldClock()
@@ -292,8 +65,20 @@ def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
     with AEPEmulator(
         time_scale=TIME_SCALE, run_start_delay=RUN_START_DELAY, run_duration=RUN_DURATION, clock=clock
     ) as emu:
-        airflow = Standalone(cli, _airflow_env(home, port, emu), tmp_path, tmp_path / "standalone.log")
-        api = Api(f"http://127.0.0.1:{port}", deadline, airflow)
+        env = airflow_env(
+            home,
+            port,
+            DAGS_FOLDER,
+            connection_json=emu.connection_json(),
+            overrides={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"},
+        )
+        airflow = Standalone(env, tmp_path, tmp_path / "standalone.log")
+        api = AirflowApi(
+            airflow.base_url,
+            deadline,
+            check=airflow.died,
+            context=lambda: f"--- airflow standalone log (tail) ---\n{airflow.tail()}",
+        )
         try:
             _run_and_check(api, emu, clock, home, name, conf)
         except AssertionError as exc:
@@ -309,26 +94,12 @@ def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
         )
 
 
-def _run_and_check(api: Api, emu: AEPEmulator, clock: HeldClock, home: Path, name: str, conf: dict) -> None:
+def _run_and_check(api: AirflowApi, emu: AEPEmulator, clock: HeldClock, home: Path, name: str, conf: dict) -> None:
     api.login()
     api.mark("api-server up")
 
     # 1. The DAG is parsed; only it is unpaused (the folder's other example DAGs would use the emulator too).
-    def dag_ready():
-        response = api.get(f"/dags/{DAG_ID}")
-        if response.status_code == 200:
-            return response.json()
-        errors = api.get("/importErrors").json().get("import_errors") if response.status_code == 404 else None
-        errors = [e for e in errors or () if Path(e.get("filename") or "").stem == DAG_ID]
-        if errors:
-            api.fail(f"{DAG_ID} has import errors: {json.dumps(errors, indent=1)[:3000]}")
-        return None
-
-    if api.wait_until(f"DAG {DAG_ID} to be parsed", dag_ready)["is_paused"]:
-        response = api.client.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
-        if response.status_code != 200:
-            api.fail(f"unpausing {DAG_ID} failed: {response.status_code} {response.text[:500]}")
-
+    api.wait_for_dag(DAG_ID)
     api.mark("DAG parsed and unpaused")
 
     # 2. Trigger it as the UI trigger form does: a conf overriding some params, no logical date.

@@ -7,7 +7,7 @@ import collections
 import pytest
 
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig
-from tests.conftest import ONE_LEGACY_PIPELINE, pipeline_resource_counts
+from tests.conftest import ONE_LEGACY_PIPELINE, pipeline_resource_counts, xcoms
 
 DAG_SOURCE = """
 import pendulum
@@ -45,13 +45,6 @@ EXPECTED_COUNTS = {
         "flows": 1,
     },
 }
-
-
-@pytest.fixture
-def emulator(monkeypatch):
-    with AEPEmulator(time_scale=3600, seed=11) as emu:
-        monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
-        yield emu
 
 
 def _states(run):
@@ -102,8 +95,38 @@ def test_pipeline_survives_faults_without_duplicates(load_dag_file, emulator):
     assert pipeline_resource_counts(emulator) == EXPECTED_COUNTS["legacy"]
 
 
-def test_teardown_removes_everything_the_pipeline_created(load_dag_file, emulator):
-    module = load_dag_file(DAG_SOURCE.format(dag_id="it_pipeline_teardown", variant="legacy"), "it_pipeline_teardown")
-    run = module.dag.test()
-    assert run.state == "success", _states(run)
-    assert all(count == 0 for count in pipeline_resource_counts(emulator).values()), pipeline_resource_counts(emulator)
+@pytest.mark.parametrize(
+    ("mapping_set_delete", "mapping_set_outcome"),
+    [(None, "left_in_place"), ("404", "left_in_place"), ("delete", "deleted")],
+)
+def test_teardown_removes_everything_the_pipeline_created(
+    load_dag_file, monkeypatch, mapping_set_delete, mapping_set_outcome
+):
+    """Adobe documents no mapping-set delete: when AEP refuses it (405, the strict default) or knows no such route
+    (404), the mapping set is reported left in place, never as deleted or already gone."""
+    dag_id = f"it_pipeline_teardown_{mapping_set_delete}"
+    with AEPEmulator(time_scale=3600, seed=11, mapping_set_delete=mapping_set_delete) as emulator:
+        monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emulator.connection_json())
+        module = load_dag_file(DAG_SOURCE.format(dag_id=dag_id, variant="legacy"), dag_id)
+        run = module.dag.test()
+        assert run.state == "success", _states(run)
+        mapping_sets_left = 1 if mapping_set_outcome == "left_in_place" else 0
+        assert pipeline_resource_counts(emulator) == {
+            **dict.fromkeys(ONE_LEGACY_PIPELINE, 0),
+            "mappingSets": mapping_sets_left,
+        }
+        summary = xcoms(run, "delete_pipeline")["return_value"]
+        mapping_set_id = xcoms(run, "mapping_set")["return_value"]
+        assert summary[mapping_set_outcome]["mapping_sets"] == [mapping_set_id]
+        assert list(emulator.snapshot()["prod"]["mappingSets"]) == [mapping_set_id] * mapping_sets_left
+        others = {"deleted", "already_gone", "left_in_place"} - {mapping_set_outcome}
+        assert all("mapping_sets" not in summary[key] for key in others)
+        assert set(summary["deleted"]) == {
+            "flows",
+            "source_connections",
+            "target_connections",
+            "base_connections",
+            "datasets",
+            "schemas",
+            "classes",
+        } | ({"mapping_sets"} if mapping_set_outcome == "deleted" else set())

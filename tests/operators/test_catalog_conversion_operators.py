@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import pytest
 
 from airflow_provider_aep.exceptions import AEPResourceConflictError, AEPValidationError
 from airflow_provider_aep.operators.catalog import AEPCreateDatasetOperator
 from airflow_provider_aep.operators.conversion import AEPCreateMappingSetOperator
-from tests.operators.conftest import CAT, CONV, posts
+from tests.conftest import task_log_text
+from tests.operators.conftest import CAT, CONV, SR, posts
 
 SCHEMA_ID = "https://ns.adobe.com/acme/schemas/target"
 
@@ -47,10 +48,19 @@ def test_dataset_if_exists_fail(context, requests_mock):
         AEPCreateDatasetOperator(task_id="t", name="D", schema_id=SCHEMA_ID, if_exists="fail").execute(context)
 
 
-def test_two_datasets_with_the_name_are_ambiguous(context, requests_mock):
-    requests_mock.get(f"{CAT}/dataSets", json={"a": {"name": "D"}, "b": {"name": "D"}})
-    with pytest.raises(AEPResourceConflictError, match="2 datasets named 'D' exist"):
-        AEPCreateDatasetOperator(task_id="t", name="D", schema_id=SCHEMA_ID).execute(context)
+def test_of_two_datasets_with_the_name_the_oldest_is_used_and_the_other_logged_as_an_orphan(
+    context, requests_mock, caplog, capsys
+):
+    ref = {"schemaRef": {"id": SCHEMA_ID}}
+    requests_mock.get(
+        f"{CAT}/dataSets",
+        json={"newer": {"name": "D", "created": 2000, **ref}, "older": {"name": "D", "created": 1000, **ref}},
+    )
+    assert AEPCreateDatasetOperator(task_id="t", name="D", schema_id=SCHEMA_ID).execute(context) == "older"
+    assert posts(requests_mock) == []
+    logs = task_log_text(caplog, capsys)
+    assert "2 datasets named 'D' exist (older, newer); using the oldest, older" in logs
+    assert "orphans to clean up" in logs and "newer" in logs
 
 
 def test_dataset_needs_a_name_and_a_schema(context, requests_mock):
@@ -71,7 +81,15 @@ LEGACY = [
 ]
 
 
-def test_mapping_set_sends_the_current_form_from_legacy_mappings(context, requests_mock):
+TARGET_SCHEMA = {"$id": SCHEMA_ID, "type": "object", "properties": {"_id": {"type": "string"}, "createdByBatchID": {}}}
+
+
+@pytest.fixture
+def target_schema(requests_mock):
+    return requests_mock.get(f"{SR}/tenant/schemas/{quote(SCHEMA_ID, safe='')}", json=TARGET_SCHEMA)
+
+
+def test_mapping_set_sends_the_current_form_from_legacy_mappings(context, requests_mock, target_schema):
     requests_mock.get(f"{CONV}/mappingSets", json={"data": [], "_page": {"count": 0}})
     post = requests_mock.post(f"{CONV}/mappingSets", json={"id": "ms1", "version": 0, "createdDate": 1})
     op = AEPCreateMappingSetOperator(task_id="t", name="orders-mapping", schema_id=SCHEMA_ID, mappings=LEGACY)
@@ -139,6 +157,11 @@ def test_mapping_set_with_other_mappings_is_a_conflict(context, requests_mock):
             "mappings[0].sourceType='SQL': must be one of ATTRIBUTE, EXPRESSION, STATIC",
         ),
         ({"source": "A"}, "must be a non-empty list"),
+        ([{"source": "A", "destination": "person..name."}], "mappings[0].destination='person..name.': must be an XDM"),
+        (
+            [{"source": "A", "destination": "_id", "transform": "upper"}],
+            "mappings[0]=['transform']: unknown keys; a mapping takes sourceType, source, destination",
+        ),
     ],
 )
 def test_mapping_set_validation_makes_no_call(context, requests_mock, mappings, message):
@@ -146,6 +169,23 @@ def test_mapping_set_validation_makes_no_call(context, requests_mock, mappings, 
         AEPCreateMappingSetOperator(task_id="t", name="m", schema_id=SCHEMA_ID, mappings=mappings).execute(context)
     assert message in str(err.value)
     assert requests_mock.call_count == 0
+
+
+def test_mappings_to_fields_the_schema_lacks_are_refused_before_the_create(context, requests_mock, target_schema):
+    requests_mock.get(f"{CONV}/mappingSets", json={"data": [], "_page": {"count": 0}})
+    mappings = [
+        {"source": "A", "destination": "_id"},
+        {"source": "B", "destination": "person.name"},
+        {"source": "C", "destination": "_id.inner"},
+    ]
+    with pytest.raises(AEPValidationError) as err:
+        AEPCreateMappingSetOperator(task_id="t", name="m", schema_id=SCHEMA_ID, mappings=mappings).execute(context)
+    assert str(err.value).splitlines()[1:] == [
+        f"  - mappings[1].destination='person.name': is not a field of schema {SCHEMA_ID}",
+        f"  - mappings[2].destination='_id.inner': is not a field of schema {SCHEMA_ID}",
+    ]
+    assert target_schema.last_request.headers["Accept"] == "application/vnd.adobe.xed-full+json; version=1"
+    assert posts(requests_mock) == []
 
 
 def test_aep_retry_settings_reach_the_hook_and_leave_airflow_retries_alone():

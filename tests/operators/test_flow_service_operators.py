@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from airflow_provider_aep.exceptions import (
+    AEPApiError,
     AEPDuplicateResourceError,
     AEPResourceConflictError,
     AEPResourceNotFoundError,
@@ -133,7 +134,52 @@ def test_base_connection_auth_is_not_echoed_in_validation_errors(context, reques
         AEPCreateBaseConnectionOperator(
             task_id="t", name="x", connection_spec_id=ODATA, auth={"params": {"password": "hunter22"}}
         ).execute(context)
-    assert "hunter22" not in str(err.value) and "auth=" in str(err.value)
+    assert "hunter22" not in str(err.value) and str(err.value).startswith("auth: must be a mapping with specName")
+
+
+BASIC_AUTH = {"specName": "Basic Authentication", "params": {"url": "https://odata.example", "username": "u"}}
+
+
+@pytest.mark.parametrize("password", [12345678901, 1234.5, ["hunter22"], {"value": 99}])
+def test_a_secret_that_is_not_a_string_is_masked_when_rendered_and_refused_by_name(
+    context, requests_mock, caplog, password
+):
+    op = AEPCreateBaseConnectionOperator(
+        task_id="t",
+        name="x",
+        connection_spec_id=ODATA,
+        auth={**BASIC_AUTH, "params": {**BASIC_AUTH["params"], "password": password}},
+    )
+    op.render_template_fields(context={})
+    assert "12345678901" not in repr(op.auth) and "hunter22" not in repr(op.auth) and "99" not in repr(op.auth)
+    assert op.auth["params"]["password"] == "***" and op.auth["params"]["username"] == "u"
+    with pytest.raises(AEPValidationError) as err:
+        op.execute(context)
+    message = str(err.value)
+    assert message.startswith("auth.params.password: must be a string; a secret of any other type is refused")
+    assert not any(secret in message + caplog.text for secret in ("12345678901", "1234.5", "hunter22", "99"))
+    assert posts(requests_mock) == []
+
+
+def test_a_string_secret_is_registered_with_the_masker_when_rendered(monkeypatch):
+    masked: list[str] = []
+    monkeypatch.setattr("airflow_provider_aep.operators.flow_service.mask_secret", masked.append)
+    auth = {**BASIC_AUTH, "params": {**BASIC_AUTH["params"], "password": "hunter22", "apiKey": "k-123"}}
+    op = AEPCreateBaseConnectionOperator(task_id="t", name="x", connection_spec_id=ODATA, auth=auth)
+    op.render_template_fields(context={})
+    assert masked == ["hunter22", "k-123"] and op.auth == auth
+
+
+def test_validation_errors_never_show_the_value_of_a_secret_like_field():
+    from airflow_provider_aep.utils.validation import invalid, validate_against_flow_spec
+
+    for field in ("auth.params.password", "clientSecret", "params.accessToken", "auth.params.sasKey", "credentials"):
+        assert "s3cr3t" not in str(invalid(field, "s3cr3t", "must be a string")), field
+    assert "'Orders'" in str(invalid("params.tableName", "Orders", "must be a table"))
+    spec = {"name": "S", "scheduleSpec": {"spec": {"type": "object", "properties": {"token": {"type": "string"}}}}}
+    with pytest.raises(AEPValidationError) as err:
+        validate_against_flow_spec(spec, [], {"token": 12345678901})
+    assert "12345678901" not in str(err.value) and "schedule_params.token" in str(err.value)
 
 
 # ---------------------------------------------------------------- source connection
@@ -192,7 +238,21 @@ def test_legacy_parquet_xdm_source_connection_pins_the_schema_version(context, r
             {"path": "x"},
             "data.schema.id=None: is required when data.format is 'parquet_xdm'",
         ),
-        ({"format": "tabular"}, {"tableName": "T", "columns": [{"name": "a"}]}, "params.columns="),
+        (
+            {"format": "tabular"},
+            {"tableName": "T", "columns": [{"name": "a"}]},
+            "params.columns['a']=None: must be an XDM",
+        ),
+        (
+            {"format": "tabular"},
+            {"tableName": "T", "columns": [{"name": "a", "type": "varchar"}]},
+            "params.columns['a']='varchar': must be an XDM type",
+        ),
+        (
+            {"format": "tabular"},
+            {"tableName": "T", "columns": [{"name": "Order ID", "type": "string"}]},
+            "params.columns['Order ID']='Order ID': column names must start with a letter",
+        ),
         ("tabular", {}, "data='tabular': must be a mapping"),
     ],
 )
@@ -565,6 +625,7 @@ def test_delete_resources_in_dependency_order_treating_gone_as_done(context, req
     requests_mock.delete(f"{FS}/targetConnections/tc1", json=record(404))
     requests_mock.delete(f"{FS}/connections/bc1", json=record(204))
     requests_mock.delete(f"{CONV}/mappingSets/ms1", json=record(204))
+    requests_mock.get(f"{CONV}/mappingSets/ms1", status_code=404, json={"title": "NotFoundError"})
     requests_mock.delete(f"{CAT}/dataSets/ds1", json=record(200))
     requests_mock.delete(f"{SR}/tenant/schemas/https%3A%2F%2Fns.adobe.com%2Facme%2Fschemas%2Ftarget", json=record(204))
     op = AEPDeleteResourcesOperator(
@@ -598,4 +659,38 @@ def test_delete_resources_in_dependency_order_treating_gone_as_done(context, req
             "schemas": [SCHEMA_ID],
         },
         "already_gone": {"target_connections": ["tc1"]},
+        "left_in_place": {},
     }
+
+
+@pytest.mark.parametrize(
+    ("delete_status", "get_status", "outcome"),
+    [
+        (204, 404, "deleted"),
+        (405, 200, "left_in_place"),
+        (404, 200, "left_in_place"),  # no such route: the mapping set is still there, not "already gone"
+        (405, 404, "already_gone"),
+        (404, 404, "already_gone"),
+        (204, 200, "left_in_place"),  # a success that did nothing
+    ],
+)
+def test_mapping_set_delete_is_best_effort_and_a_get_decides(
+    context, requests_mock, caplog, capsys, delete_status, get_status, outcome
+):
+    requests_mock.delete(f"{CONV}/mappingSets/ms1", status_code=delete_status, json={"title": "MethodNotAllowed"})
+    requests_mock.get(f"{CONV}/mappingSets/ms1", status_code=get_status, json={"id": "ms1", "version": 0})
+    result = AEPDeleteResourcesOperator(task_id="t", mapping_set_ids=["ms1"]).execute(context)
+    assert result == {
+        "deleted": {},
+        "already_gone": {},
+        "left_in_place": {},
+        outcome: {"mapping_sets": ["ms1"]},
+    }
+    assert [r.method for r in requests_mock.request_history if "/ims/" not in r.url] == ["DELETE", "GET"]
+    assert ("Mapping set ms1 is still in AEP" in task_log_text(caplog, capsys)) == (outcome == "left_in_place")
+
+
+def test_mapping_set_delete_fails_on_other_errors(context, requests_mock):
+    requests_mock.delete(f"{CONV}/mappingSets/ms1", status_code=403, json={"error_code": "403027", "message": "no"})
+    with pytest.raises(AEPApiError, match="403"):
+        AEPDeleteResourcesOperator(task_id="t", mapping_set_ids=["ms1"]).execute(context)

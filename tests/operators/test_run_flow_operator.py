@@ -49,7 +49,13 @@ def waits(monkeypatch, clock) -> list[float]:
 
 
 @pytest.fixture
-def ti_context(aep_conn, ims, no_sleep, waits):
+def flow(requests_mock):
+    """The flow the operator reads for its Copy transformation's deltaColumn; this one has none."""
+    return requests_mock.get(f"{FS}/flows/flow-1", json={"items": [{"id": "flow-1", "transformations": []}]})
+
+
+@pytest.fixture
+def ti_context(aep_conn, ims, no_sleep, waits, flow):
     return {"ti": RecordingTI()}
 
 
@@ -105,10 +111,24 @@ def test_posts_the_window_in_epoch_seconds(ti_context, requests_mock, start, end
     }
 
 
-def test_delta_column_is_sent_by_name(ti_context, requests_mock):
+def test_delta_column_is_sent_by_name(ti_context, requests_mock, flow):
     post = create_answer(requests_mock)
     operator(delta_column="updatedAt", wait_for_completion=False).execute(ti_context)
     assert post.last_request.json()["params"]["deltaColumn"] == {"name": "updatedAt"}
+    assert not flow.called  # given, so the flow is not read
+
+
+def test_without_delta_column_the_flows_copy_transformation_gives_it(ti_context, requests_mock, flow):
+    """AEP needs deltaColumn on a flow's first on-demand run: the Copy transformation's is sent."""
+    delta = {"name": "OrderDate", "dateFormat": "yyyy-MM-ddTHH:mm:ssZ", "timezone": "UTC"}
+    transformations = [
+        {"name": "Copy", "params": {"deltaColumn": delta}},
+        {"name": "Mapping", "params": {"mappingId": "ms1", "mappingVersion": "0"}},
+    ]
+    requests_mock.get(f"{FS}/flows/flow-1", json={"items": [{"id": "flow-1", "transformations": transformations}]})
+    post = create_answer(requests_mock)
+    operator(wait_for_completion=False).execute(ti_context)
+    assert post.last_request.json()["params"]["deltaColumn"] == delta
 
 
 @pytest.mark.parametrize(
@@ -508,7 +528,7 @@ def test_a_retried_task_follows_the_run_its_earlier_try_started(
     ],
     ids=["failed", "other-window"],
 )
-def test_a_retry_starts_a_new_run_when_no_earlier_one_fits(aep_conn, ims, no_sleep, waits, requests_mock, earlier):
+def test_a_retry_starts_a_new_run_when_no_earlier_one_fits(aep_conn, ims, no_sleep, waits, flow, requests_mock, earlier):
     requests_mock.get(f"{FS}/runs", json={"items": [earlier]})
     post = create_answer(requests_mock)
     serve(requests_mock, make_run("success"))
@@ -516,7 +536,7 @@ def test_a_retry_starts_a_new_run_when_no_earlier_one_fits(aep_conn, ims, no_sle
     assert post.call_count == 1
 
 
-def test_the_newest_run_of_the_window_decides(aep_conn, ims, no_sleep, waits, requests_mock):
+def test_the_newest_run_of_the_window_decides(aep_conn, ims, no_sleep, waits, flow, requests_mock):
     newer_failed = windowed("failed", run_id="run-9")
     newer_failed["createdAt"] += 10_000
     requests_mock.get(f"{FS}/runs", json={"items": [windowed("success"), newer_failed]})

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import time_machine
 
-from airflow_provider_aep.exceptions import AEPFlowRunFailedError
+from airflow_provider_aep.exceptions import AEPFlowRunFailedError, AEPResourceNotFoundError, AEPValidationError
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.links.aep import AEPDataflowLink, AEPFlowRunLink
 from airflow_provider_aep.operators.base import DEFER_TIMEOUT_BUFFER
@@ -56,7 +56,8 @@ def pokes(monkeypatch, clock) -> list[float]:
 
 
 @pytest.fixture
-def context(aep_conn, ims, no_sleep, pokes):
+def context(aep_conn, ims, no_sleep, pokes, requests_mock):
+    requests_mock.get(f"{FS}/flows/flow-1", json={"items": [{"id": "flow-1", "name": "f"}]})
     return {"ti": RecordingTI()}
 
 
@@ -218,6 +219,50 @@ def test_soft_fail_skips_on_timeout_and_on_a_failed_run(context, requests_mock):
     with pytest.raises(AirflowSkipException) as skipped:
         sensor(soft_fail=True).execute({"ti": RecordingTI()})
     assert isinstance(skipped.value.__cause__, AEPFlowRunFailedError)
+
+
+# ---------------------------------------------------------------- failing fast, in every mode
+def test_a_flow_that_does_not_exist_fails_on_the_first_poke_naming_it(context, requests_mock, pokes):
+    requests_mock.get(f"{FS}/flows/no-such-flow", status_code=404, json={"title": "Resource not found"})
+    requests_mock.get(f"{FS}/runs", json={"items": []})
+    with pytest.raises(AEPResourceNotFoundError, match="AEP flow no-such-flow does not exist in sandbox 'dev'"):
+        sensor(flow_id="no-such-flow", run_id=None).execute(context)
+    assert pokes == []  # not one wait before failing
+
+
+def test_a_run_of_another_flow_fails_on_the_first_poke_naming_both(context, requests_mock, pokes):
+    serve(requests_mock, make_run("success", flow_id="flow-2"))
+    with pytest.raises(
+        AEPValidationError, match=r"run_id='run-1' is a run of AEP flow flow-2, not of flow_id='flow-1'"
+    ):
+        sensor().execute(context)
+    assert pokes == []
+
+
+async def test_deferred_the_trigger_fails_fast_on_a_missing_flow_and_a_foreign_run(context, monkeypatch, clock):
+    async def fake_sleep(seconds: float) -> None:
+        clock.shift(seconds)
+
+    monkeypatch.setattr(AEPAsyncHook, "sleep", staticmethod(fake_sleep))
+    fake = FakeAEP()
+    fake.on("GET", "/data/foundation/flowservice/flows/no-such-flow", httpx.Response(404, json={"status": 404}))
+    fake.on("GET", "/data/foundation/flowservice/runs", httpx.Response(200, json={"items": []}))
+    fake.on("GET", RUN_PATH, httpx.Response(200, json={"items": [make_run("inProgress", flow_id="flow-2")]}))
+    monkeypatch.setattr(
+        AEPFlowRunTrigger,
+        "_make_hook",
+        lambda self: AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args, transport=fake.transport),
+    )
+    ends = []
+    for flow_id, run_id in (("no-such-flow", None), ("flow-1", "run-1")):
+        trigger = AEPFlowRunTrigger(flow_id, run_id=run_id, end_time=NOW_S + 3600, poll_interval=60)
+        (event,) = [e.payload async for e in trigger.run()]
+        with pytest.raises(AirflowException) as err:
+            sensor(deferrable=True, flow_id=flow_id, run_id=run_id).execute_complete(context, event)
+        ends.append(str(err.value))
+    assert "AEP flow no-such-flow does not exist" in ends[0]
+    assert "run_id='run-1' is a run of AEP flow flow-2, not of flow_id='flow-1'" in ends[1]
+    assert len(fake.platform_calls()) == 3  # one read each, and one flow lookup: no waiting
 
 
 # ---------------------------------------------------------------- deferrable mode

@@ -72,6 +72,11 @@ class AEPClient:
         return self.req("DELETE", path, **kw)
 
 
+def xdm(title: str, *refs: str, **extra: Any) -> dict[str, Any]:
+    r"""A Schema Registry class or schema body: the fields the spec requires, ``allOf`` the ``$ref``\ s."""
+    return {"type": "object", "title": title, "description": title, "allOf": [{"$ref": r} for r in refs], **extra}
+
+
 def ok(r: requests.Response, status: int) -> Any:
     assert r.status_code == status, f"{r.request.method} {r.url} -> {r.status_code} {r.text}"
     return r.json() if r.content else None

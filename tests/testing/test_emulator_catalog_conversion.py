@@ -15,6 +15,8 @@ from emulator_helpers import (
     target_schema,
 )
 
+from airflow_provider_aep.testing import AEPEmulator
+
 
 @pytest.fixture
 def schema_id(client: AEPClient) -> str:
@@ -130,7 +132,7 @@ def test_mapping_set_list_requires_start_and_limit(client: AEPClient, schema_id:
     assert [m["id"] for m in named["data"]] == [ids[1]]
 
 
-def test_mapping_set_versions_and_delete(client: AEPClient, schema_id: str) -> None:
+def test_mapping_set_versions(client: AEPClient, schema_id: str) -> None:
     mid = mapping_set(client, schema_id)
     updated = ok(
         client.req(
@@ -142,8 +144,31 @@ def test_mapping_set_versions_and_delete(client: AEPClient, schema_id: str) -> N
     )
     assert updated["version"] == 1
     assert ok(client.get(f"{CONV}/mappingSets/{mid}", params={"version": 0}), 200)["mappings"][0]["source"] == "OrderID"
-    assert client.delete(f"{CONV}/mappingSets/{mid}").status_code == 204
-    ok(client.get(f"{CONV}/mappingSets/{mid}"), 404)
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "left_in_place"),
+    [(None, 405, True), ("405", 405, True), ("404", 404, True), ("delete", 204, False)],
+)
+def test_undocumented_mapping_set_delete_is_answered_as_configured(
+    answer: str | None, status: int, left_in_place: bool
+) -> None:
+    """Adobe documents no DELETE on a mapping set: by default it is a method the path lacks (405)."""
+    with AEPEmulator(mapping_set_delete=answer) as emu:
+        client = AEPClient(emu)
+        mid = mapping_set(client, target_schema(client))
+        r = client.delete(f"{CONV}/mappingSets/{mid}")
+        assert r.status_code == status
+        if status == 405:
+            assert r.json()["title"] == "MethodNotAllowed"
+        ok(client.get(f"{CONV}/mappingSets/{mid}"), 200 if left_in_place else 404)
+
+
+def test_lenient_emulator_deletes_mapping_sets_by_default() -> None:
+    with AEPEmulator(strict=False) as emu:
+        assert emu.mapping_set_delete == "delete"
+    with pytest.raises(ValueError, match="mapping_set_delete='gone'"):
+        AEPEmulator(mapping_set_delete="gone")
 
 
 def test_mapping_set_validate_endpoint(client: AEPClient) -> None:

@@ -71,17 +71,24 @@ def test_connection_create_get_and_location(client: AEPClient) -> None:
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        ({"name": "x", "connectionSpec": {"id": "nope"}}, "1413-400"),
-        ({"name": "x", "auth": {"specName": "Nope", "params": {}}, "connectionSpec": {"id": ODATA}}, "1415-400"),
+        ({"name": "x", "connectionSpec": {"id": "nope", "version": "1.0"}}, "1413-400"),
+        (
+            {
+                "name": "x",
+                "auth": {"specName": "Nope", "params": {}},
+                "connectionSpec": {"id": ODATA, "version": "1.0"},
+            },
+            "1415-400",
+        ),
         (
             {
                 "name": "x",
                 "auth": {"specName": "Anonymous Authentication", "params": {}},
-                "connectionSpec": {"id": ODATA},
+                "connectionSpec": {"id": ODATA, "version": "1.0"},
             },
             "1100-400",
         ),
-        ({"connectionSpec": {"id": DATA_LAKE}}, "1100-400"),
+        ({"connectionSpec": {"id": DATA_LAKE, "version": "1.0"}}, "1100-400"),
     ],
 )
 def test_connection_validation(client: AEPClient, body: dict, code: str) -> None:

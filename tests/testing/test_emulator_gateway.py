@@ -6,7 +6,7 @@ import time
 
 import pytest
 import requests
-from emulator_helpers import CAT, FS, SR, XED_ID, AEPClient, fetch_token, ok
+from emulator_helpers import CAT, CONV, FS, SR, XED_ID, AEPClient, fetch_token, ok, xdm
 
 from airflow_provider_aep.testing import AEPEmulator
 
@@ -115,20 +115,33 @@ def test_unknown_sandbox(emu: AEPEmulator) -> None:
     ok(requests.get(emu.base_url + f"{CAT}/dataSets", headers=_headers(emu, x_sandbox_name="nope")), 404)
 
 
-def test_other_services_default_to_prod_sandbox(emu: AEPEmulator, client: AEPClient) -> None:
-    ok(
-        client.post(
-            f"{SR}/tenant/schemas", json={"title": "S", "allOf": [{"$ref": "https://ns.adobe.com/xdm/context/profile"}]}
-        ),
-        201,
-    )
-    listed = ok(requests.get(emu.base_url + f"{SR}/tenant/schemas", headers=_headers(emu, x_sandbox_name=None)), 200)
-    assert [r["title"] for r in listed["results"]] == ["S"]
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [
+        (f"{SR}/tenant/schemas", "XDM-1001-400"),
+        (f"{CAT}/dataSets", "BadRequestError"),
+        (f"{CONV}/mappingSets", "BadRequestError"),
+    ],
+)
+def test_strict_mode_needs_the_sandbox_header_the_specs_require(emu: AEPEmulator, path: str, shape: str) -> None:
+    body = ok(requests.get(emu.base_url + path, headers=_headers(emu, x_sandbox_name=None)), 400)
+    assert shape in (body.get("type", "") + body.get("title", "")) and "x-sandbox-name" in str(body)
+
+
+def test_lenient_mode_lets_the_other_services_default_to_prod_sandbox() -> None:
+    with AEPEmulator(strict=False) as emu:
+        client = AEPClient(emu)
+        schema = xdm("S", "https://ns.adobe.com/xdm/context/profile")
+        ok(client.post(f"{SR}/tenant/schemas", json=schema), 201)
+        listed = ok(
+            requests.get(emu.base_url + f"{SR}/tenant/schemas", headers=_headers(emu, x_sandbox_name=None)), 200
+        )
+        assert [r["title"] for r in listed["results"]] == ["S"]
 
 
 def test_resources_are_partitioned_by_sandbox(emu: AEPEmulator) -> None:
     prod, dev = AEPClient(emu, "prod"), AEPClient(emu, "dev")
-    body = {"title": "Same title", "allOf": [{"$ref": "https://ns.adobe.com/xdm/context/profile"}]}
+    body = xdm("Same title", "https://ns.adobe.com/xdm/context/profile")
     ok(prod.post(f"{SR}/tenant/schemas", json=body), 201)
     ok(dev.post(f"{SR}/tenant/schemas", json=body), 201)  # titles are unique per sandbox only
     snap = emu.snapshot()

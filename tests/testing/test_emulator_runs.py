@@ -161,7 +161,12 @@ def test_outcome_sequence_and_validation(emu: AEPEmulator, client: AEPClient) ->
                 f"{FS}/runs",
                 json={
                     "flowId": flow_id,
-                    "params": {"startTime": now, "windowStartTime": now - 60, "windowEndTime": now},
+                    "params": {
+                        "startTime": now,
+                        "windowStartTime": now - 60,
+                        "windowEndTime": now,
+                        "deltaColumn": {"name": "OrderDate"},
+                    },
                 },
             ),
             201,
@@ -185,11 +190,14 @@ def test_on_demand_run_rules(client: AEPClient) -> None:
         "FLOW-1430-400"
     )
     ok(client.post(f"{FS}/runs", json={"flowId": once, "params": {"startTime": now}}), 400)
-    ok(client.post(f"{FS}/runs", json={"flowId": once, "params": {**params, "deltaColumn": {"name": "other"}}}), 400)
+    first_run = ok(client.post(f"{FS}/runs", json={"flowId": once, "params": params}), 400)
+    assert "params.deltaColumn is required on the first run" in first_run["errorMessage"]
     created = ok(
         client.post(f"{FS}/runs", json={"flowId": once, "params": {**params, "deltaColumn": {"name": "OrderDate"}}}),
         201,
     )
+    ok(client.post(f"{FS}/runs", json={"flowId": once, "params": {**params, "deltaColumn": {"name": "other"}}}), 400)
+    ok(client.post(f"{FS}/runs", json={"flowId": once, "params": params}), 201)  # later runs may leave it out
     run = ok(client.get(f"{FS}/runs/{created['items'][0]['id']}"), 200)["items"][0]
     assert run["flowId"] == once and run["params"]["windowStartTime"] == now - 3600
     assert run["activities"] == [] or run["activities"][0]["durationSummary"]["extensions"]["windowEnd"] == now * 1000
@@ -200,7 +208,7 @@ def test_runs_time_window_filter(client: AEPClient) -> None:
     p = pipeline(client)
     flow_id = _once_flow(client, p, start=int(time.time()) + 3600)
     now = int(time.time())
-    params = {"startTime": now, "windowStartTime": now - 60, "windowEndTime": now}
+    params = {"startTime": now, "windowStartTime": now - 60, "windowEndTime": now, "deltaColumn": {"name": "OrderDate"}}
     first = ok(client.post(f"{FS}/runs", json={"flowId": flow_id, "params": params}), 201)["items"][0]["id"]
     started = _final(client, first)["metrics"]["durationSummary"]["startedAtUTC"]
     second = ok(client.post(f"{FS}/runs", json={"flowId": flow_id, "params": params}), 201)["items"][0]["id"]

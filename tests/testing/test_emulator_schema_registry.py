@@ -14,6 +14,7 @@ from emulator_helpers import (
     ok,
     quoted,
     target_schema,
+    xdm,
 )
 
 from airflow_provider_aep.testing import AEPEmulator
@@ -25,6 +26,7 @@ PERSONAL = "https://ns.adobe.com/xdm/context/profile-personal-details"
 def _adhoc_class(c: AEPClient, title: str = "Ad hoc class") -> dict:
     body = {
         "title": title,
+        "description": title,
         "type": "object",
         "allOf": [
             {"$ref": "https://ns.adobe.com/xdm/data/adhoc"},
@@ -46,36 +48,24 @@ def test_stats(emu: AEPEmulator, client: AEPClient) -> None:
 @pytest.mark.parametrize("kind", ["classes", "schemas"])
 def test_duplicate_title_is_xdm_1521_across_kinds(client: AEPClient, kind: str) -> None:
     existing = _adhoc_class(client, "Taken")
-    body = (
-        {"title": "Taken", "allOf": [{"$ref": PROFILE}]}
-        if kind == "schemas"
-        else {
-            "title": "Taken",
-            "allOf": [{"$ref": "https://ns.adobe.com/xdm/data/adhoc"}, {"properties": {"_adhoc": {"type": "object"}}}],
-        }
-    )
+    body = xdm("Taken", PROFILE) if kind == "schemas" else xdm("Taken", "https://ns.adobe.com/xdm/data/adhoc")
+    if kind == "classes":
+        body["allOf"].append({"properties": {"_adhoc": {"type": "object"}}})
     err = ok(client.post(f"{SR}/tenant/{kind}", json=body), 400)
     assert err["type"] == "http://ns.adobe.com/aep/errors/XDM-1521-400" and err["title"] == "Title not unique"
     assert existing["$id"] in err["report"]["detailed-message"] and err["report"]["sub-errors"] == []
 
 
 def test_schema_with_unknown_reference_or_no_class(client: AEPClient) -> None:
-    err = ok(
-        client.post(f"{SR}/tenant/schemas", json={"title": "X", "allOf": [{"$ref": "https://ns.adobe.com/nope"}]}), 400
-    )
+    err = ok(client.post(f"{SR}/tenant/schemas", json=xdm("X", "https://ns.adobe.com/nope")), 400)
     assert err["type"].endswith("-400") and "nope" in err["detail"]
-    ok(client.post(f"{SR}/tenant/schemas", json={"title": "Y", "allOf": [{"$ref": PERSON}]}), 400)
-    ok(
-        client.post(
-            f"{SR}/tenant/schemas",
-            json={"title": "Z", "allOf": [{"$ref": PROFILE}], "meta:class": "https://ns.adobe.com/other"},
-        ),
-        400,
-    )
+    ok(client.post(f"{SR}/tenant/schemas", json=xdm("Y", PERSON)), 400)
+    other_class = xdm("Z", PROFILE, **{"meta:class": "https://ns.adobe.com/other"})
+    ok(client.post(f"{SR}/tenant/schemas", json=other_class), 400)
 
 
 def test_adhoc_class_requires_adhoc_fields(client: AEPClient) -> None:
-    body = {"title": "No fields", "allOf": [{"$ref": "https://ns.adobe.com/xdm/data/adhoc"}]}
+    body = xdm("No fields", "https://ns.adobe.com/xdm/data/adhoc")
     ok(client.post(f"{SR}/tenant/classes", json=body), 400)
 
 
@@ -119,7 +109,13 @@ def test_list_accept_rules(client: AEPClient) -> None:
 
 def test_list_filter_by_title_and_paging(client: AEPClient) -> None:
     for i in range(7):
-        ok(client.post(f"{SR}/tenant/schemas", json={"title": f"S{i}", "allOf": [{"$ref": PROFILE}]}), 201)
+        ok(
+            client.post(
+                f"{SR}/tenant/schemas",
+                json=xdm(f"S{i}", PROFILE),
+            ),
+            201,
+        )
     found = ok(client.get(f"{SR}/tenant/schemas", params={"property": "title==S3"}, headers={"Accept": XED_ID}), 200)
     assert [r["title"] for r in found["results"]] == ["S3"] and set(found["results"][0]) == {
         "$id",
@@ -168,7 +164,13 @@ def test_global_containers(client: AEPClient) -> None:
 
 
 def test_patch_adds_field_groups_and_bumps_version(client: AEPClient) -> None:
-    schema = ok(client.post(f"{SR}/tenant/schemas", json={"title": "P", "allOf": [{"$ref": PROFILE}]}), 201)
+    schema = ok(
+        client.post(
+            f"{SR}/tenant/schemas",
+            json=xdm("P", PROFILE),
+        ),
+        201,
+    )
     url = f"{SR}/tenant/schemas/{quoted(schema['$id'])}"
     v1 = ok(client.patch(url, json=[{"op": "add", "path": "/allOf/-", "value": {"$ref": PERSON}}]), 200)
     v2 = ok(client.patch(url, json=[{"op": "add", "path": "/allOf/-", "value": {"$ref": PERSONAL}}]), 200)
@@ -186,6 +188,7 @@ def test_tenant_fieldgroup_create_and_use(client: AEPClient) -> None:
         client.post(
             f"{SR}/tenant/fieldgroups",
             json={
+                "type": "object",
                 "title": "Loyalty",
                 "meta:intendedToExtend": [PROFILE],
                 "definitions": {"loyalty": {"properties": {}}},
@@ -206,7 +209,8 @@ def test_tenant_fieldgroup_create_and_use(client: AEPClient) -> None:
     assert [r["$id"] for r in listed["results"]] == [fg["$id"]]
     ok(
         client.post(
-            f"{SR}/tenant/schemas", json={"title": "With loyalty", "allOf": [{"$ref": PROFILE}, {"$ref": fg["$id"]}]}
+            f"{SR}/tenant/schemas",
+            json=xdm("With loyalty", PROFILE, fg["$id"]),
         ),
         201,
     )
@@ -215,7 +219,11 @@ def test_tenant_fieldgroup_create_and_use(client: AEPClient) -> None:
 def test_deletes_respect_references(client: AEPClient) -> None:
     cls = _adhoc_class(client)
     schema = ok(
-        client.post(f"{SR}/tenant/schemas", json={"title": "Ad hoc schema", "allOf": [{"$ref": cls["$id"]}]}), 201
+        client.post(
+            f"{SR}/tenant/schemas",
+            json=xdm("Ad hoc schema", cls["$id"]),
+        ),
+        201,
     )
     ds = dataset(client, schema["$id"])
     ok(client.delete(f"{SR}/tenant/classes/{quoted(cls['$id'])}"), 400)

@@ -492,7 +492,8 @@ def test_current_tutorial(emu: AEPEmulator, client: AEPClient) -> None:
                             }
                         },
                     },
-                    {"name": "Mapping", "params": {"mappingId": mapping["id"], "mappingVersion": 0}},
+                    # The tutorial prints 0; the flow spec (and AEP) want the string.
+                    {"name": "Mapping", "params": {"mappingId": mapping["id"], "mappingVersion": "0"}},
                 ],
                 "scheduleParams": {"startTime": now + 3600, "frequency": "once"},
             },

@@ -15,7 +15,7 @@ import time_machine
 
 from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
-from airflow_provider_aep.triggers.flow_run import AEPFlowRunEvent, AEPFlowRunTrigger, poll_lead
+from airflow_provider_aep.triggers.flow_run import AEPFlowRunEvent, AEPFlowRunTrigger, next_poll, poll_lead
 from airflow_provider_aep.utils.client_core import RetryPolicy
 from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, task_log_text
 from tests.fake_aep import FakeAEP
@@ -55,6 +55,7 @@ def slept(monkeypatch, clock) -> list[float]:
 @pytest.fixture
 def fake(aep_conn, slept, monkeypatch) -> FakeAEP:
     fake = FakeAEP()
+    fake.on("GET", "/data/foundation/flowservice/flows/flow-1", httpx.Response(200, json={"items": [{"id": "flow-1"}]}))
 
     def make_hook(self):
         return AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args, transport=fake.transport)
@@ -256,6 +257,18 @@ async def test_polls_keep_their_times_however_long_a_read_takes(fake, slept, clo
     assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [59.5, 59.5]
 
 
+@pytest.mark.parametrize(
+    ("due", "now", "expected"),
+    [
+        (100.0, 100.1, 109.5),  # one period after the last due time, not after its (slow) read
+        (100.0, 100.0 + 30, 130.0),  # the loop was late: at once, not a burst of catch-up polls
+        (100.1, 100.1, 109.75),  # on the next slot, with every other poll due in it
+    ],
+)
+def test_polls_fall_due_on_shared_slots_one_period_apart(due, now, expected):
+    assert next_poll(due, 9.5, now) == pytest.approx(expected)
+
+
 @pytest.mark.parametrize(("interval", "lead"), [(1, 0.1), (5, 0.5), (10, 0.5), (60, 0.5), (600, 0.5)])
 def test_polls_are_planned_a_little_less_than_an_interval_apart(interval, lead):
     assert poll_lead(interval) == pytest.approx(lead)
@@ -275,8 +288,8 @@ async def test_a_token_that_expires_mid_wait_is_renewed(fake, aep_conn):
 
     def ims(request: httpx.Request) -> httpx.Response:
         issued.append(f"short-token-{len(issued) + 1}")
-        # Valid for 400 s: with the 300 s refresh lead the cache renews it after 100 s.
-        return httpx.Response(200, json={"access_token": issued[-1], "token_type": "bearer", "expires_in": 400})
+        # Valid for 200 s: refreshed at half its lifetime (shorter than the 300 s lead), after 100 s.
+        return httpx.Response(200, json={"access_token": issued[-1], "token_type": "bearer", "expires_in": 200})
 
     original = fake.handle
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from airflow_provider_aep.testing import runs as run_engine
 from airflow_provider_aep.testing.errors import APIError, placeholder_error
-from airflow_provider_aep.testing.query import Filter, matches, parse_filter, sort_key
+from airflow_provider_aep.testing.query import Filter, matches, parse_filter, sort_key, whole_number
 from airflow_provider_aep.testing.routing import Request, Response, Service, route
 from airflow_provider_aep.testing.state import new_hex
 
@@ -114,11 +114,12 @@ def _filters(req: Request) -> list[Filter]:
 
 def list_datasets(req: Request) -> Response:
     limit_raw, start_raw = req.q("limit", "20") or "", req.q("start", "0") or ""
-    if not (limit_raw or "").isdigit() or int(limit_raw) < 1:
+    limit, start = whole_number(limit_raw), whole_number(start_raw)
+    if not limit:
         raise _bad(f"Invalid limit {limit_raw}: it must be an integer between 1 and 100.")
-    if not (start_raw or "").isdigit():
+    if start is None:
         raise _bad(f"Invalid start {start_raw}: it must be a non-negative integer.")
-    limit, start = min(int(limit_raw), 100), int(start_raw)
+    limit = min(limit, 100)
     filters = _filters(req)
     items = [(i, d) for i, d in req.sb.datasets.items() if all(matches(d, f, glob=True) for f in filters)]
     order_by = req.q("orderBy") or req.q("orderby")

@@ -7,7 +7,8 @@ and accepts both bodies:
 * current: ``outputSchema.schemaRef.id`` + mappings with ``sourceType``/``source``/``destination``.
 
 Stored mapping sets echo both vocabularies, as GET does on AEP. ``PUT`` makes a new
-version; ``GET ?version=N`` reads an old one; ``DELETE`` (aepp only) → 204.
+version; ``GET ?version=N`` reads an old one; ``DELETE`` (undocumented, aepp only): 405, 404 or 204, as the
+emulator's ``mapping_set_delete`` says.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from airflow_provider_aep.testing.errors import APIError, placeholder_error
+from airflow_provider_aep.testing.errors import APIError, method_not_allowed, placeholder_error
+from airflow_provider_aep.testing.query import whole_number
 from airflow_provider_aep.testing.routing import Request, Response, Service, route
 from airflow_provider_aep.testing.state import new_hex
 
@@ -47,20 +49,27 @@ def _normalise_mapping(raw: Any, index: int) -> dict[str, Any]:
         source_type = "text/x.schema-path"
     elif source_type == "EXPRESSION":
         source_type = "text/x.aep-expression"
-    return {
-        "id": raw.get("id") or new_hex(16),
-        "version": 0,
-        "sourceType": source_type,
-        "source": source,
-        "destination": destination,
-        "sourceAttribute": source,
-        "destinationXdmPath": destination,
-        "name": raw.get("name", destination),
-        "description": raw.get("description"),
-        "identity": bool(raw.get("identity", False)),
-        "identityGroup": raw.get("identityGroup"),
-        "namespaceCode": raw.get("namespaceCode"),
-    }
+    return _present(
+        {
+            "id": raw.get("id") or new_hex(16),
+            "version": 0,
+            "sourceType": source_type,
+            "source": source,
+            "destination": destination,
+            "sourceAttribute": source,
+            "destinationXdmPath": destination,
+            "name": raw.get("name", destination),
+            "description": raw.get("description"),
+            "identity": bool(raw.get("identity", False)),
+            "identityGroup": raw.get("identityGroup"),
+            "namespaceCode": raw.get("namespaceCode"),
+        }
+    )
+
+
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    """Unset fields are left out of answers, not sent as null (the spec types none of them nullable)."""
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _schema_of(req: Request, body: dict[str, Any]) -> tuple[str, str]:
@@ -87,25 +96,27 @@ def _build(
         raise _bad("mappings must be a non-empty array.")
     now_ms = req.emulator.store.now_ms()
     user = req.emulator.user_id
-    return {
-        "id": mapping_id,
-        "version": version,
-        "name": body.get("name"),
-        "description": body.get("description"),
-        "createdDate": created["createdDate"] if created else now_ms,
-        "modifiedDate": now_ms,
-        "createdBy": created["createdBy"] if created else user,
-        "modifiedBy": user,
-        "inputSchema": copy.deepcopy(body.get("inputSchema")),
-        "outputSchema": {"schemaRef": {"id": schema_id, "contentType": content_type}},
-        "schemaRef": {"id": schema_id, "contentType": content_type},
-        "xdmSchema": schema_id,
-        "xdmVersion": body.get("xdmVersion", "1.0"),
-        "mappings": [_normalise_mapping(m, i) for i, m in enumerate(mappings)],
-        "status": "PUBLISHED",
-        "allowNullValues": bool(body.get("allowNullValues", False)),
-        "strictMapping": bool(body.get("strictMapping", False)),
-    }
+    return _present(
+        {
+            "id": mapping_id,
+            "version": version,
+            "name": body.get("name"),
+            "description": body.get("description"),
+            "createdDate": created["createdDate"] if created else now_ms,
+            "modifiedDate": now_ms,
+            "createdBy": created["createdBy"] if created else user,
+            "modifiedBy": user,
+            "inputSchema": copy.deepcopy(body.get("inputSchema")),
+            "outputSchema": {"schemaRef": {"id": schema_id, "contentType": content_type}},
+            "schemaRef": {"id": schema_id, "contentType": content_type},
+            "xdmSchema": schema_id,
+            "xdmVersion": body.get("xdmVersion", "1.0"),
+            "mappings": [_normalise_mapping(m, i) for i, m in enumerate(mappings)],
+            "status": "PUBLISHED",
+            "allowNullValues": bool(body.get("allowNullValues", False)),
+            "strictMapping": bool(body.get("strictMapping", False)),
+        }
+    )
 
 
 def _header(ms: dict[str, Any]) -> dict[str, Any]:
@@ -154,9 +165,9 @@ def list_mapping_sets(req: Request) -> Response:
     start_raw, limit_raw = req.q("start"), req.q("limit")
     if start_raw is None or limit_raw is None:
         raise _bad("Both 'start' and 'limit' query parameters are required.")
-    if not start_raw.isdigit() or not limit_raw.isdigit() or int(limit_raw) < 1:
+    start, limit = whole_number(start_raw), whole_number(limit_raw)
+    if start is None or not limit:
         raise _bad("'start' must be >= 0 and 'limit' >= 1.")
-    start, limit = int(start_raw), int(limit_raw)
     items = [v[-1] for v in req.sb.mappingSets.values()]
     name = req.q("name")
     if name is not None:
@@ -174,6 +185,12 @@ def list_mapping_sets(req: Request) -> Response:
 
 
 def delete_mapping_set(req: Request, id: str) -> Response:
+    """Undocumented (aepp sends it): answered as the emulator's ``mapping_set_delete`` says."""
+    answer = req.emulator.mapping_set_delete
+    if answer == "405":
+        raise method_not_allowed(req.method, PREFIX + req.path)
+    if answer == "404":
+        raise placeholder_error(404, "NotFoundError", f"No route for {req.method} {PREFIX + req.path}.")
     if req.sb.mappingSets.pop(id, None) is None:
         raise _not_found(id)
     return Response(204)

@@ -11,11 +11,14 @@ connections), ``sourceConnections``, ``targetConnections``, ``flows``, ``runs``.
   (digit strings are coerced first, as AEP accepts the tutorial's ``"interval": "30"``),
   the mapping set/version and that the mapping's schema is the target dataset's (1425-400).
 * Deleting a base connection used by a flow → 1418-400; a source/target connection → 1447-400.
-* ``POST /runs`` starts an on-demand run of a flow scheduled ``once``.
+* ``POST /runs`` starts an on-demand run of a flow scheduled ``once``; the flow's first needs
+  ``params.deltaColumn``, later ones may leave it out but not change it (lenient mode: the flow's Copy
+  transformation stands in on the first).
 * ``POST /runs/{id}/action?op=RE_TRIGGER`` re-runs a failed run: a new run for the same window, answered
   200 with it (``FlowRunItemDTO``); a run that did not fail → 1422-400, a disabled flow → 1444-400.
 * ``POST /flows/{id}/action?op=enable|disable``: a disabled flow gets no scheduled runs, and on enabling
   again the slots it missed are skipped.
+* Strict mode sends no number where the flow spec types a string (``mappingVersion``); lenient mode coerces.
 Error bodies are FLOW problem bodies; codes come from flow-service-errors.md.
 """
 
@@ -120,20 +123,26 @@ def _one(obj: dict[str, Any]) -> Response:
     return Response(200, {"items": [obj]})
 
 
-def coerce(instance: Any, schema: Any) -> Any:
-    """Coerce scalars toward the JSON-schema type: ``"30"`` → 30 for integers, 0 → ``"0"`` for strings."""
+def coerce(instance: Any, schema: Any, *, numbers_to_strings: bool = True) -> Any:
+    """Coerce scalars toward the JSON-schema type: ``"30"`` → 30 for integers, as AEP accepts the tutorials'
+    digit strings; 0 → ``"0"`` for strings only with ``numbers_to_strings`` (lenient mode: strict AEP refuses)."""
     if not isinstance(schema, dict):
         return instance
     kind = schema.get("type")
     if kind in ("integer", "number") and isinstance(instance, str) and _DIGITS.match(instance.strip()):
         return int(instance.strip())
-    if kind == "string" and isinstance(instance, (int, float)) and not isinstance(instance, bool):
+    if (
+        kind == "string"
+        and numbers_to_strings
+        and isinstance(instance, (int, float))
+        and not isinstance(instance, bool)
+    ):
         return str(instance)
     if kind == "boolean" and isinstance(instance, str) and instance.lower() in ("true", "false"):
         return instance.lower() == "true"
     if isinstance(instance, dict) and isinstance(schema.get("properties"), dict):
         props = schema["properties"]
-        return {k: coerce(v, props.get(k, {})) for k, v in instance.items()}
+        return {k: coerce(v, props.get(k, {}), numbers_to_strings=numbers_to_strings) for k, v in instance.items()}
     return instance
 
 
@@ -149,16 +158,20 @@ def validate(instance: Any, schema: dict[str, Any]) -> list[str]:
     return out
 
 
+def _missing_header(req: Request, name: str) -> APIError:
+    return _err(
+        req,
+        "1403",
+        400,
+        "Header is missing",
+        f"The header '{name}' is missing in the request. Please provide the header and try again.",
+    )
+
+
 def _check_if_match(req: Request, obj: dict[str, Any], kind: str) -> None:
     supplied = req.headers.get("If-Match")
     if not supplied:
-        raise _err(
-            req,
-            "1403",
-            400,
-            "Header is missing",
-            "The header 'If-Match' is missing in the request. Please provide the header and try again.",
-        )
+        raise _missing_header(req, "If-Match")
     if normalise_etag(supplied) != normalise_etag(obj["etag"]):
         raise _err(
             req,
@@ -534,7 +547,7 @@ def _validate_flow(req: Request, flow: dict[str, Any]) -> dict[str, Any]:
                 req, f"transformations[{i}]: unknown transformation; expected one of {sorted(transformation_specs)}."
             )
         schema = transformation_specs[transformation["name"]]
-        params = coerce(transformation.get("params", {}), schema)
+        params = coerce(transformation.get("params", {}), schema, numbers_to_strings=not req.emulator.strict)
         problems = validate(params, schema)
         if problems:
             raise _invalid(req, f"transformations[{i}] ({transformation['name']}) is invalid: " + "; ".join(problems))
@@ -782,17 +795,22 @@ def create_run(req: Request) -> Response:
         raise _invalid(req, "params are invalid: " + "; ".join(problems))
     sched = sb.flow_schedules[flow_id]
     delta = (params.get("deltaColumn") or {}).get("name")
-    flow_delta = next(
-        (
-            t.get("params", {}).get("deltaColumn", {}).get("name")
-            for t in flow["transformations"]
-            if t.get("name") == "Copy"
-        ),
-        None,
-    )
-    known = sched.on_demand_delta_column or flow_delta
+    known = sched.on_demand_delta_column
+    if known is None and not emulator.strict:  # the old leniency: the flow's Copy transformation stood in
+        known = next(
+            (
+                t.get("params", {}).get("deltaColumn", {}).get("name")
+                for t in flow["transformations"]
+                if t.get("name") == "Copy"
+            ),
+            None,
+        )
     if known is None and delta is None:
-        raise _invalid(req, "params.deltaColumn is required on the first run of a flow.")
+        raise _invalid(
+            req,
+            "params.deltaColumn is required on the first run of a flow: send params.deltaColumn.name, the column "
+            "whose values tell new rows apart.",
+        )
     if delta is not None and known is not None and delta != known:
         raise _invalid(req, f"params.deltaColumn cannot change after the first run (was {known!r}, got {delta!r}).")
     sched.on_demand_delta_column = known or delta
@@ -863,6 +881,8 @@ SERVICE = Service(
     prefix=PREFIX,
     requires_sandbox_header=True,
     not_found=_not_found_route,
+    bad_request=_invalid,
+    missing_header=_missing_header,
     routes=[
         route("GET", "/connectionSpecs", list_connection_specs),
         route("GET", "/connectionSpecs/{id}", get_connection_spec),

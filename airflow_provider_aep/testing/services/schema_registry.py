@@ -18,6 +18,7 @@ Error codes not named in the docs (generic validation, "still referenced") use X
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +26,7 @@ from urllib.parse import quote
 from airflow_provider_aep.testing import specs
 from airflow_provider_aep.testing.errors import APIError, xdm_error
 from airflow_provider_aep.testing.jsonpatch import PatchError, apply_patch
-from airflow_provider_aep.testing.query import matches, order, resolve, xdm_filters
+from airflow_provider_aep.testing.query import matches, order, resolve, whole_number, xdm_filters
 from airflow_provider_aep.testing.routing import Request, Response, Service, route
 from airflow_provider_aep.testing.state import SandboxState, new_hex
 
@@ -51,6 +52,14 @@ _GLOBALS: dict[str, list[dict[str, Any]]] = {
 
 def _bad(req: Request, message: str) -> APIError:
     return xdm_error("1001", 400, "Bad request", message, req.request_id)
+
+
+def _missing_header(req: Request, name: str) -> APIError:
+    if name.lower() == "accept":
+        return xdm_error(
+            "1006", 400, "Invalid Accept header", "Accept header (missing) is not supported.", req.request_id
+        )
+    return _bad(req, f"The header {name} is missing in the request. Please add it and try again.")
 
 
 def _not_found(req: Request, what: str) -> APIError:
@@ -273,6 +282,11 @@ def stats(req: Request) -> Response:
     usage: dict[str, list[dict[str, Any]]] = {}
     for schema in sb.schemas.values():
         usage.setdefault(schema["meta:class"], []).append({"$id": schema["$id"], "title": schema["title"]})
+    class_usage = []
+    for class_id, schemas in usage.items():
+        found = _resolve_ref(sb, class_id)
+        title = found[1]["title"] if found else class_id
+        class_usage.append({"$id": class_id, "title": title, "numberOfSchemas": len(schemas), "schemas": schemas})
     return Response(
         200,
         {
@@ -288,18 +302,15 @@ def stats(req: Request) -> Response:
             },
             "recentlyCreatedResources": copy.deepcopy(sb.recent[:5]),
             "recentlyUpdatedResources": copy.deepcopy(sb.recent[:5]),
-            "classUsage": usage,
+            "classUsage": class_usage,
         },
     )
 
 
-def create(req: Request, container: str, kind: str) -> Response:
-    _container(req, container)
+def create(req: Request, kind: str) -> Response:
     kind = _kind(req, kind)
-    if container != "tenant" or kind not in _TENANT_KINDS:
-        raise xdm_error(
-            "1001", 403, "Forbidden", f"{kind} cannot be created in the {container} container.", req.request_id
-        )
+    if kind not in _TENANT_KINDS:
+        raise xdm_error("1001", 403, "Forbidden", f"{kind} cannot be created in the tenant container.", req.request_id)
     body = req.json_object(lambda m: _bad(req, m))
     title = _check_title(req, body.get("title"))
     emulator, sb = req.emulator, req.sb
@@ -391,9 +402,10 @@ def list_resources(req: Request, container: str, kind: str) -> Response:
     limit_raw = req.q("limit")
     limit = _MAX_RESULTS
     if limit_raw is not None:
-        if not limit_raw.isdigit() or not 0 < int(limit_raw) <= 500:
+        number = whole_number(limit_raw)
+        if number is None or not 0 < number <= 500:
             raise _bad(req, f"limit must be an integer between 1 and 500, got {limit_raw}.")
-        limit = min(int(limit_raw), _MAX_RESULTS)
+        limit = min(number, _MAX_RESULTS)
     page, rest = items[:limit], items[limit:]
     nxt = None
     if rest:
@@ -448,10 +460,9 @@ def lookup(req: Request, container: str, kind: str, ident: str) -> Response:
     return Response(200, doc)
 
 
-def patch(req: Request, container: str, kind: str, ident: str) -> Response:
-    _container(req, container)
+def patch(req: Request, kind: str, ident: str) -> Response:
     kind = _kind(req, kind)
-    item = _find(req.sb, container, kind, ident) if container == "tenant" else None
+    item = _find(req.sb, "tenant", kind, ident)
     if item is None:
         raise _not_found(req, ident)
     operations = req.json()
@@ -477,11 +488,10 @@ def patch(req: Request, container: str, kind: str, ident: str) -> Response:
     return Response(200, copy.deepcopy(patched))
 
 
-def delete(req: Request, container: str, kind: str, ident: str) -> Response:
-    _container(req, container)
+def delete(req: Request, kind: str, ident: str) -> Response:
     kind = _kind(req, kind)
     sb = req.sb
-    item = _find(sb, container, kind, ident) if container == "tenant" else None
+    item = _find(sb, "tenant", kind, ident)
     if item is None:
         raise _not_found(req, ident)
     xid = item["$id"]
@@ -503,10 +513,14 @@ SERVICE = Service(
     routes=[
         route("GET", "/stats", stats),
         route("GET", "/{container}/{kind}", list_resources),
-        route("POST", "/{container}/{kind}", create, creates=True),
+        route("POST", "/tenant/schemas", functools.partial(create, kind="schemas"), creates=True),
+        route("POST", "/tenant/classes", functools.partial(create, kind="classes"), creates=True),
+        route("POST", "/tenant/{kind}", create, creates=True),
         route("GET", "/{container}/{kind}/{ident}", lookup),
-        route("PATCH", "/{container}/{kind}/{ident}", patch),
-        route("DELETE", "/{container}/{kind}/{ident}", delete),
+        route("PATCH", "/tenant/{kind}/{ident}", patch),
+        route("DELETE", "/tenant/{kind}/{ident}", delete),
     ],
     not_found=lambda req: xdm_error("1010", 404, "Resource not found", f"No resource at {req.path}.", req.request_id),
+    bad_request=_bad,
+    missing_header=_missing_header,
 )
