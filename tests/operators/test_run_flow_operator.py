@@ -528,7 +528,9 @@ def test_a_retried_task_follows_the_run_its_earlier_try_started(
     ],
     ids=["failed", "other-window"],
 )
-def test_a_retry_starts_a_new_run_when_no_earlier_one_fits(aep_conn, ims, no_sleep, waits, flow, requests_mock, earlier):
+def test_a_retry_starts_a_new_run_when_no_earlier_one_fits(
+    aep_conn, ims, no_sleep, waits, flow, requests_mock, earlier
+):
     requests_mock.get(f"{FS}/runs", json={"items": [earlier]})
     post = create_answer(requests_mock)
     serve(requests_mock, make_run("success"))
