@@ -12,6 +12,16 @@ _INTEGRATION = "Adobe Experience Platform"
 ORG_ID_PATTERN = r"^[^@\s]+@AdobeOrg$"
 
 
+_ASSET_URIS = [
+    {
+        "schemes": ["aep"],
+        "handler": "airflow_provider_aep.assets.aep.sanitize_uri",
+        "factory": "airflow_provider_aep.assets.aep.create_asset",
+        "to_openlineage_converter": "airflow_provider_aep.assets.aep.convert_asset_to_openlineage",
+    }
+]
+
+
 def get_provider_info() -> dict[str, Any]:
     """What Airflow's ProvidersManager reads through the ``apache_airflow_provider`` entry point."""
     from airflow_provider_aep.utils.defaults import (
@@ -107,6 +117,8 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
+        "asset-uris": _ASSET_URIS,
+        "dataset-uris": _ASSET_URIS,  # what Airflow 2 reads
         "extra-links": [
             "airflow_provider_aep.links.aep.AEPDataflowLink",
             "airflow_provider_aep.links.aep.AEPFlowRunLink",

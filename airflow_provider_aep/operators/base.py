@@ -8,6 +8,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
+from airflow_provider_aep.assets.aep import SCHEME, asset_alias_class, attach_dataset_events, create_asset
 from airflow_provider_aep.exceptions import (
     AEPApiError,
     AEPFlowRunFailedError,
@@ -23,8 +24,10 @@ from airflow_provider_aep.utils.flow_runs import (
     FlowRunWatch,
     QualityGate,
     result_of_finished_run,
+    run_event_extra,
     summary_of_event,
 )
+from airflow_provider_aep.utils.lineage import FlowDatasets, operator_lineage, read_flow_datasets
 from airflow_provider_aep.version_compat import AirflowSensorTimeout, BaseOperator, conf
 
 IF_EXISTS_CHOICES = ("reuse", "fail")
@@ -75,7 +78,43 @@ class AEPBaseOperator(BaseOperator):
         )
 
 
-class AEPGetOrCreateOperator(AEPBaseOperator):
+class AEPDatasetOutletOperator(AEPBaseOperator):
+    """
+    Base of the tasks whose success is news about AEP datasets (a dataset created, a flow run that wrote
+    to one): on success they give Airflow asset events for the ``aep`` Assets of those datasets.
+
+    :param asset_alias: name of an ``AssetAlias`` added to the task's outlets; on success the task adds an
+        event of each dataset's ``aep`` Asset to it (the dataset id is often known only then). An ``aep``
+        Asset declared in ``outlets`` gets the same ``extra`` when it is one of those datasets.
+    """
+
+    template_fields: Sequence[str] = AEPBaseOperator.template_fields
+
+    def __init__(self, *, asset_alias: str | None = None, **kwargs: Any) -> None:
+        if asset_alias is not None:
+            if not isinstance(asset_alias, str) or not asset_alias.strip():
+                raise AEPValidationError(f"asset_alias={asset_alias!r}: must be the name of an asset alias")
+            outlets = kwargs.get("outlets")
+            outlets = [] if outlets is None else list(outlets) if isinstance(outlets, list | tuple) else [outlets]
+            kwargs["outlets"] = [*outlets, asset_alias_class()(name=asset_alias)]
+        super().__init__(**kwargs)
+        self.asset_alias = asset_alias
+
+    @property
+    def emits_dataset_events(self) -> bool:
+        """An alias or an ``aep`` Asset among the outlets: only then are the datasets worth a read."""
+        alias = asset_alias_class()
+        return any(isinstance(o, alias) or str(getattr(o, "uri", "")).startswith(f"{SCHEME}://") for o in self.outlets)
+
+    def emit_dataset_events(self, context: Any, dataset_ids: Sequence[str], extra: Mapping[str, Any]) -> None:
+        config = self.hook.config
+        assets = [create_asset(org_id=config.org_id, sandbox=config.sandbox, dataset_id=d) for d in dataset_ids]
+        given = attach_dataset_events(context, self.outlets, assets, extra)
+        if given:
+            self.log.info("Asset events for AEP datasets, emitted when this task succeeds: %s", ", ".join(given))
+
+
+class AEPGetOrCreateOperator(AEPDatasetOutletOperator):
     """
     Base of the operators that get or create one AEP resource by name.
 
@@ -152,7 +191,32 @@ def differ(label: str, existing: Any, wanted: Any) -> list[str]:
     return [] if existing == wanted else [f"{label} is {existing!r}, asked for {wanted!r}"]
 
 
-class AEPFlowRunWaitOperator(AEPBaseOperator):
+class AEPFlowLineageOperator(AEPDatasetOutletOperator):
+    """The datasets of the task's flow (``flow_id``), read once, and its OpenLineage facets."""
+
+    flow_id: str
+
+    def flow_datasets(self, *, with_sources: bool = False) -> FlowDatasets:
+        known: FlowDatasets | None = getattr(self, "_flow_datasets", None)
+        if known is None or (with_sources and not known.sources):
+            known = self.hook.drive(read_flow_datasets(self.hook, self.flow_id, with_sources=with_sources))
+            self._flow_datasets = known
+        return known
+
+    def lineage_summary(self) -> Mapping[str, Any] | None:
+        """The run the lineage is about (None: the flow itself)."""
+        return None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs (the flow's sources), outputs (its ``aep`` datasets with column lineage) and, for a run, its
+        output statistics; called by Airflow's OpenLineage provider when the task ends."""
+        config = self.hook.config
+        return operator_lineage(
+            self.flow_datasets(with_sources=True), config.org_id, config.sandbox, self.lineage_summary()
+        )
+
+
+class AEPFlowRunWaitOperator(AEPFlowLineageOperator):
     """
     Base of :class:`~airflow_provider_aep.sensors.flow_run.AEPFlowRunSensor` and the operators that start a
     run (:class:`~airflow_provider_aep.operators.flow_run.AEPRunFlowOperator`,
@@ -168,6 +232,9 @@ class AEPFlowRunWaitOperator(AEPBaseOperator):
         succeeded or broke the gate (0: none); they go with the batches' status and counts into the error,
         the warning and the summary (``diagnostics``). A failed run's summary is XCom ``run_summary``.
     :param deferrable: wait in the triggerer; the status is read first, so a finished run never defers.
+    :param asset_alias: see :class:`AEPDatasetOutletOperator`: a run that succeeds (and passes the gate)
+        gives an asset event of the flow's target dataset with the run id, status, record and byte counts
+        and links in its ``extra``.
     """
 
     template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "flow_id")
@@ -206,9 +273,10 @@ class AEPFlowRunWaitOperator(AEPBaseOperator):
         raise NotImplementedError
 
     def finish(self, context: Any, summary: Mapping[str, Any]) -> dict[str, Any]:
-        """The task's result for a finished run, however it was waited for; a failure's summary goes to XCom."""
+        """The task's result for a finished run, however it was waited for; a failure's summary goes to XCom.
+        A run that counts as a success gives the flow's datasets their asset events."""
         try:
-            return result_of_finished_run(
+            result = result_of_finished_run(
                 summary,
                 fail_on_partial_success=self.fail_on_partial_success,
                 gate=self.quality_gate,
@@ -218,6 +286,13 @@ class AEPFlowRunWaitOperator(AEPBaseOperator):
         except AEPFlowRunFailedError as exc:
             context["ti"].xcom_push(key=RUN_SUMMARY_KEY, value=exc.summary)
             raise
+        self._run_summary = result
+        if self.emits_dataset_events:
+            self.emit_dataset_events(context, self.flow_datasets().dataset_ids, run_event_extra(result))
+        return result
+
+    def lineage_summary(self) -> Mapping[str, Any] | None:
+        return getattr(self, "_run_summary", None)
 
     def diagnose(self, summary: Mapping[str, Any]) -> dict[str, Any]:
         """AEP's diagnostics of a finished run (see :func:`~airflow_provider_aep.utils.diagnostics.collect_diagnostics`)."""

@@ -18,6 +18,8 @@ class AEPCreateDatasetOperator(AEPGetOrCreateOperator):
 
     :param name: dataset name; an existing dataset of that name is reused only if it is on ``schema_id``.
     :param schema_id: the schema ``$id``.
+    :param asset_alias: the ``AssetAlias`` that gets the dataset's ``aep`` Asset on success (see
+        :class:`~airflow_provider_aep.operators.base.AEPDatasetOutletOperator`).
     :return: the dataset id.
     """
 
@@ -43,11 +45,12 @@ class AEPCreateDatasetOperator(AEPGetOrCreateOperator):
                 payload["description"] = self.description
             return hook.create_dataset(payload)
 
-        dataset_id, _ = self.get_or_create(
+        dataset_id, created = self.get_or_create(
             kind="dataset",
             name=name,
             find=lambda: hook.find_datasets_by_name(name),
             create=create,
             differences=lambda d: differ("schema", (d.get("schemaRef") or {}).get("id"), schema_id),
         )
+        self.emit_dataset_events(context, [dataset_id], {"dataset_id": dataset_id, "name": name, "created": created})
         return dataset_id

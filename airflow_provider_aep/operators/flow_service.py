@@ -14,7 +14,12 @@ from airflow_provider_aep.exceptions import (
 from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID, flow_state_action
 from airflow_provider_aep.links.aep import AEPDataflowLink
 from airflow_provider_aep.links.urls import DATAFLOW_URL_KEY
-from airflow_provider_aep.operators.base import AEPBaseOperator, AEPGetOrCreateOperator, differ
+from airflow_provider_aep.operators.base import (
+    AEPBaseOperator,
+    AEPFlowLineageOperator,
+    AEPGetOrCreateOperator,
+    differ,
+)
 from airflow_provider_aep.utils.validation import (
     SOURCE_FORMAT_REQUIREMENTS,
     check_columns,
@@ -358,7 +363,7 @@ class AEPGetFlowSpecOperator(AEPBaseOperator):
         return specs[0]["id"]
 
 
-class AEPCreateFlowOperator(AEPGetOrCreateOperator):
+class AEPCreateFlowOperator(AEPFlowLineageOperator, AEPGetOrCreateOperator):
     """
     Get or create a dataflow (``POST /flows``) from source and target connections.
 
@@ -370,6 +375,9 @@ class AEPCreateFlowOperator(AEPGetOrCreateOperator):
     :param if_exists: ``"reuse"`` (default), ``"fail"``, or ``"update"``: an existing flow whose mapping or
         frequency/interval differ is patched (``PATCH /flows/{id}`` with its etag) to the ``transformations``
         and ``schedule_params`` asked for; a differing flow spec or connection still fails the task.
+    :param asset_alias: the ``AssetAlias`` that gets the ``aep`` Asset of the flow's target dataset on success
+        (see :class:`~airflow_provider_aep.operators.base.AEPDatasetOutletOperator`). OpenLineage: the
+        flow's sources as inputs, its dataset as output with column lineage from the mapping set.
     :return: the flow id; the AEP dataflow page URL is pushed as XCom ``dataflow_url``.
     """
 
@@ -473,6 +481,10 @@ class AEPCreateFlowOperator(AEPGetOrCreateOperator):
         url = hook.dataflow_url(flow_id)
         context["ti"].xcom_push(key=DATAFLOW_URL_KEY, value=url)
         self.log.info("AEP dataflow page: %s", url)
+        self.flow_id = flow_id
+        if self.emits_dataset_events:
+            extra = {"flow_id": flow_id, "dataflow_url": url}
+            self.emit_dataset_events(context, self.flow_datasets().dataset_ids, extra)
         return flow_id
 
 

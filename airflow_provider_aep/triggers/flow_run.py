@@ -1,4 +1,7 @@
-"""AEPFlowRunTrigger: waits for an AEP flow run in the triggerer, then fires exactly one event."""
+"""
+AEPFlowRunTrigger waits for one AEP flow run in the triggerer, then fires exactly one event;
+AEPFlowRunEventTrigger watches a flow for an AssetWatcher and fires once for each new finished run.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,24 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_aep.exceptions import AEPApiError
+from airflow_provider_aep.exceptions import AEPApiError, AEPValidationError
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
-from airflow_provider_aep.utils.client_core import RetryPolicy
-from airflow_provider_aep.utils.flow_runs import EventStatus, FlowRunWatch, Outcome
+from airflow_provider_aep.utils.client_core import RetryPolicy, is_retryable
+from airflow_provider_aep.utils.flow_runs import (
+    EventStatus,
+    FlowRunWatch,
+    Outcome,
+    RunWatermark,
+    outcome_of,
+    progress_line,
+    run_event_extra,
+    run_summary,
+)
+
+try:
+    from airflow.triggers.base import BaseEventTrigger
+except ImportError:  # Airflow 2: no event-driven scheduling (AssetWatcher is Airflow 3)
+    BaseEventTrigger = None  # type: ignore[assignment,misc]
 
 
 class AEPFlowRunEvent(TriggerEvent):
@@ -133,3 +150,172 @@ class AEPFlowRunTrigger(BaseTrigger):
         message = watch.timeout_message(self.end_time, hook.dataflow_url(self.flow_id))
         self.log.info(message)
         return watch.event(EventStatus.TIMEOUT, message)
+
+
+# The asset state store key of an event trigger's watermark: one per flow, so the watchers of several flows
+# writing into one dataset keep their marks apart.
+WATERMARK_KEY = "aep_flow_run_watermark:{flow_id}"
+
+
+class AEPFlowRunEventTrigger(BaseEventTrigger or BaseTrigger):  # type: ignore[misc]
+    """
+    Watch an AEP flow for an ``AssetWatcher`` (Airflow 3): fire one event for each run of ``flow_id`` that
+    finishes ``success`` or ``partialSuccess`` (``failed`` too with ``include_failed``) after the trigger
+    first looked, never twice for one run. Runs already finished at that first look are not reported.
+
+    The event's payload (the asset event's ``extra["payload"]``) is the run's id, status, window, record,
+    file and byte counts, batches and links (:data:`~airflow_provider_aep.utils.flow_runs.RUN_EVENT_KEYS`).
+
+    What it has reported (a :class:`~airflow_provider_aep.utils.flow_runs.RunWatermark`) is kept in
+    Airflow's asset state store of the watched asset (Airflow 3.3+), written before each event is fired,
+    so a restarted triggerer neither fires again for a run nor misses one that finished meanwhile. On
+    Airflow 3.0 to 3.2 the mark lives in memory: after a restart the first look is taken again, so no run
+    is reported twice, but a run that finished while no triggerer ran is not reported.
+
+    A read that fails (after the hook's retries) is logged and tried again at the next poll: a watcher
+    never stops on an AEP error. The arguments are plain JSON, so Airflow sees the same trigger on every parse.
+
+    :param flow_id: the dataflow.
+    :param aep_conn_id: the ``aep`` connection.
+    :param poll_interval: seconds between two reads of the flow's runs.
+    :param include_failed: also fire for runs that end ``failed`` (the payload's ``status`` says so).
+    :param retry_args: :class:`~airflow_provider_aep.utils.client_core.RetryPolicy` fields of each read.
+    """
+
+    def __init__(
+        self,
+        flow_id: str,
+        *,
+        aep_conn_id: str = "aep_default",
+        poll_interval: float = 60.0,
+        include_failed: bool = False,
+        retry_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        if BaseEventTrigger is None:
+            raise AEPValidationError(
+                "AEPFlowRunEventTrigger needs Airflow 3 (AssetWatcher, event-driven scheduling); on this Airflow "
+                "use AEPFlowRunSensor or AEPRunFlowOperator with asset_alias to give the dataset its asset events"
+            )
+        super().__init__()
+        if not isinstance(flow_id, str) or not flow_id.strip():
+            raise AEPValidationError(f"flow_id={flow_id!r}: must be the id of a dataflow")
+        if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or poll_interval <= 0:
+            raise AEPValidationError(f"poll_interval={poll_interval!r}: must be a number of seconds > 0")
+        RetryPolicy.coerce(retry_args)  # validates now, at parse time, not in the triggerer
+        self.flow_id = flow_id.strip()
+        self.aep_conn_id = aep_conn_id
+        self.poll_interval = float(poll_interval)
+        self.include_failed = bool(include_failed)
+        self.retry_args = dict(retry_args) if retry_args else None
+        self._store_warned = False
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "flow_id": self.flow_id,
+                "aep_conn_id": self.aep_conn_id,
+                "poll_interval": self.poll_interval,
+                "include_failed": self.include_failed,
+                "retry_args": self.retry_args,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = AEPAsyncHook(self.aep_conn_id, retry_args=self.retry_args)
+        try:
+            config = await hook.get_config()
+            mark = await self._load_mark()
+            if mark is not None:
+                self.log.info(
+                    "Watching AEP flow %s from its stored watermark (%d finished runs in flight reported)",
+                    self.flow_id,
+                    len(mark.seen),
+                )
+            while True:
+                runs = await self._read_runs(hook, mark)
+                if runs is not None:
+                    if mark is None:
+                        mark = RunWatermark.baseline(runs)
+                        await self._save_mark(mark)
+                        self.log.info(
+                            "Watching AEP flow %s: %d runs already finished are not reported; each run that "
+                            "finishes from now on is",
+                            self.flow_id,
+                            len(mark.seen),
+                        )
+                    else:
+                        new, after = mark.advance(runs)
+                        if after != mark:
+                            await self._save_mark(after)  # before the events: a run is never reported twice
+                        mark = after
+                        for run in new:
+                            summary = run_summary(run, self.flow_id, config.org_id, config.sandbox)
+                            self.log.info(progress_line(summary, time.time()))
+                            if outcome_of(summary["status"]) is Outcome.FAILED and not self.include_failed:
+                                self.log.info("Not reporting failed run %s (include_failed is not set)", run["id"])
+                                continue
+                            yield AEPFlowRunEvent(payload=run_event_extra(summary))
+                await hook.sleep(self.poll_interval)
+        finally:
+            try:
+                await hook.aclose()
+            except Exception as exc:
+                self.log.warning("Closing the AEP client failed: %s", exc)
+
+    async def _read_runs(self, hook: AEPAsyncHook, mark: RunWatermark | None) -> list[dict[str, Any]] | None:
+        """The flow's runs since the mark (all of them on a first look); None when the read failed."""
+        try:
+            runs = await hook.list_runs(self.flow_id, created_after_ms=mark.since_ms if mark else None)
+            if mark is None and not runs:
+                await hook.get_flow(self.flow_id)  # a flow that does not exist is said, not waited for silently
+        except AEPApiError as exc:
+            level = self.log.warning if is_retryable(exc) else self.log.error
+            level(
+                "Reading the runs of AEP flow %s failed (%s); trying again in %.0f s",
+                self.flow_id,
+                exc,
+                self.poll_interval,
+            )
+            return None
+        return list(runs)
+
+    @property
+    def _state_key(self) -> str:
+        return WATERMARK_KEY.format(flow_id=self.flow_id)
+
+    def _state_store(self) -> Any:
+        store = getattr(self, "asset_state_store", None)
+        if store is None and not self._store_warned:
+            self._store_warned = True
+            self.log.warning(
+                "This Airflow gives triggers no asset state store (Airflow 3.3+): the watermark of AEP flow %s "
+                "is kept in memory, so after a triggerer restart runs that finished meanwhile are not reported",
+                self.flow_id,
+            )
+        return store
+
+    async def _load_mark(self) -> RunWatermark | None:
+        store = self._state_store()
+        if store is None:
+            return None
+        try:
+            return RunWatermark.from_json(await store.aget(self._state_key))
+        except Exception as exc:  # several watched assets, or the store unreachable: watch from memory
+            self.log.warning(
+                "Reading the stored watermark of AEP flow %s failed (%s); starting afresh", self.flow_id, exc
+            )
+            return None
+
+    async def _save_mark(self, mark: RunWatermark) -> None:
+        store = self._state_store()
+        if store is None:
+            return
+        try:
+            await store.aset(self._state_key, mark.to_json())
+        except Exception as exc:
+            self.log.warning(
+                "Storing the watermark of AEP flow %s failed (%s); it is kept in memory until the next write",
+                self.flow_id,
+                exc,
+            )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -187,6 +187,7 @@ def run_summary(run: Mapping[str, Any], flow_id: str | None, org_id: str, sandbo
     completed = _ms(dig(run, "metrics", "durationSummary", "completedAtUTC"))
     records = dig(run, "metrics", "recordSummary") or {}
     files = dig(run, "metrics", "fileSummary") or {}
+    size = dig(run, "metrics", "sizeSummary") or {}
     window = run_window(run)
     return {
         "run_id": run_id,
@@ -208,11 +209,35 @@ def run_summary(run: Mapping[str, Any], flow_id: str | None, org_id: str, sandbo
             "output": _count(files, "outputFileCount"),
             "failed": _count(files, "failedFileCount"),
         },
+        "bytes": {"input": _count(size, "inputBytes"), "output": _count(size, "outputBytes")},
         "errors": run_errors(run)[:MAX_ERRORS],
         "batch_ids": run_batch_ids(run),
         "dataflow_url": dataflow_url(org_id, sandbox, flow_id) if flow_id else None,
         "run_url": dataflow_url(org_id, sandbox, flow_id, run_id) if flow_id and run_id else None,
     }
+
+
+# What an asset event of a run carries (its extra, or the event trigger's payload): enough to act on
+# without reading AEP again.
+RUN_EVENT_KEYS = (
+    "run_id",
+    "flow_id",
+    "status",
+    "window_start",
+    "window_end",
+    "completed_at",
+    "records",
+    "files",
+    "bytes",
+    "batch_ids",
+    "run_url",
+    "dataflow_url",
+)
+
+
+def run_event_extra(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a run summary that an asset event of the run carries."""
+    return {key: summary.get(key) for key in RUN_EVENT_KEYS}
 
 
 def progress_line(summary: Mapping[str, Any], now: float) -> str:
@@ -527,6 +552,56 @@ class FlowRunWatch:
             "run_id": self.run_id,
             "summary": self.summary,
         }
+
+
+# ---------------------------------------------------------------- new runs of a flow
+def _created(run: Mapping[str, Any]) -> int:
+    return _ms(run.get("createdAt")) or 0
+
+
+@dataclass(frozen=True)
+class RunWatermark:
+    """
+    Which finished runs of a flow have been reported, for the event trigger: every run created before
+    ``since_ms`` is behind it, and ``seen`` holds the finished runs created at or after it. The mark moves up
+    to the oldest run still going (or the newest run when none is), so ``seen`` stays as small as the runs
+    in flight. JSON-native (:meth:`to_json`), so it can live in Airflow's asset state store.
+    """
+
+    since_ms: int | None = None
+    seen: frozenset[str] = frozenset()
+
+    @classmethod
+    def baseline(cls, runs: Sequence[Mapping[str, Any]]) -> RunWatermark:
+        """The mark of a first look at a flow: what has already finished counts as reported."""
+        return cls().advance(runs)[1]
+
+    def advance(self, runs: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], RunWatermark]:
+        """
+        ``runs``: the flow's runs created at or after ``since_ms``. Returns the finished runs not reported
+        yet, oldest first, and the mark once they are.
+        """
+        if not runs:  # nothing listed (or a list that came back empty for a moment): nothing to forget
+            return [], self
+        finished = [dict(r) for r in runs if outcome_of(run_status(r)) is not Outcome.WAIT and r.get("id")]
+        new = sorted((r for r in finished if r["id"] not in self.seen), key=_created)
+        going = [_created(r) for r in runs if outcome_of(run_status(r)) is Outcome.WAIT]
+        since = min(going) if going else max(_created(r) for r in runs)
+        seen = frozenset(r["id"] for r in finished if _created(r) >= since)
+        return new, RunWatermark(since, seen)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"since_ms": self.since_ms, "seen": sorted(self.seen)}
+
+    @classmethod
+    def from_json(cls, value: Any) -> RunWatermark | None:
+        """The mark stored by :meth:`to_json`; None for nothing stored (or something else)."""
+        if not isinstance(value, Mapping) or not isinstance(value.get("seen"), list):
+            return None
+        since = value.get("since_ms")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
+            return None
+        return cls(since, frozenset(str(i) for i in value["seen"]))
 
 
 def summary_of_event(event: Any, *, push: Any = None) -> dict[str, Any]:

@@ -138,6 +138,7 @@ def test_summary_has_ids_times_counts_and_links_and_is_json():
         "duration_seconds": 90.5,
         "records": {"input": 1200, "output": 1150, "failed": 50},
         "files": {"input": 2, "output": 1, "failed": 0},
+        "bytes": {"input": 1000, "output": None},  # -1: unknown
         "errors": [],
         "batch_ids": [],
         "dataflow_url": f"https://experience.adobe.com/#/@{ORG}/sname:dev/platform/source/dataflows/flow-1/activity",
@@ -458,3 +459,59 @@ def test_diagnostics_that_cannot_be_read_never_hide_the_runs_outcome(caplog):
     assert str(err.value).splitlines()[0].startswith("AEP flow run run-1 of flow flow-1 failed: [C-1] boom. See ")
     assert "Not available: RuntimeError: Data Access is down" in str(err.value)
     assert "Reading AEP's diagnostics" in caplog.text
+
+
+# ---------------------------------------------------------------- RunWatermark (the event trigger's memory)
+def _runs(*specs: tuple[str, str | None, int]) -> list[dict]:
+    """Runs newest first, as list_runs returns them: (id, status, createdAt ms)."""
+    made = [make_run(status, run_id=run_id, created_at=created) for run_id, status, created in specs]
+    return sorted(made, key=lambda r: r["createdAt"], reverse=True)
+
+
+def test_a_first_look_reports_nothing_already_finished_and_marks_from_the_oldest_run_in_flight():
+    from airflow_provider_aep.utils.flow_runs import RunWatermark
+
+    mark = RunWatermark.baseline(_runs(("old", "success", 100), ("going", "inProgress", 200), ("done", "failed", 300)))
+    assert mark == RunWatermark(200, frozenset({"done"}))
+    new, after = mark.advance(_runs(("going", "inProgress", 200), ("done", "failed", 300)))
+    assert new == [] and after == mark
+
+
+def test_each_finished_run_is_reported_once_oldest_first_and_the_mark_moves_past_it():
+    from airflow_provider_aep.utils.flow_runs import RunWatermark
+
+    mark = RunWatermark.baseline(_runs(("a", "inProgress", 100), ("b", "scheduled", 200)))
+    new, mark = mark.advance(_runs(("a", "success", 100), ("b", "partialSuccess", 200), ("c", "inProgress", 300)))
+    assert [r["id"] for r in new] == ["a", "b"]
+    assert mark == RunWatermark(300, frozenset())  # a and b are behind the mark now: never listed again
+    new, mark = mark.advance(_runs(("c", "success", 300)))
+    assert [r["id"] for r in new] == ["c"] and mark == RunWatermark(300, frozenset({"c"}))
+    new, same = mark.advance(_runs(("c", "success", 300)))
+    assert new == [] and same == mark
+    new, mark = mark.advance(_runs(("c", "success", 300), ("d", "failed", 400)))
+    assert [r["id"] for r in new] == ["d"] and mark == RunWatermark(400, frozenset({"d"}))
+
+
+def test_a_run_that_finishes_before_an_older_one_is_reported_without_losing_the_older():
+    from airflow_provider_aep.utils.flow_runs import RunWatermark
+
+    mark = RunWatermark.baseline(_runs(("slow", "inProgress", 100), ("fast", "inProgress", 200)))
+    new, mark = mark.advance(_runs(("slow", "inProgress", 100), ("fast", "success", 200)))
+    assert [r["id"] for r in new] == ["fast"] and mark == RunWatermark(100, frozenset({"fast"}))
+    new, mark = mark.advance(_runs(("slow", "success", 100), ("fast", "success", 200)))
+    assert [r["id"] for r in new] == ["slow"]
+
+
+def test_no_runs_keeps_the_mark_and_the_mark_round_trips_through_json():
+    import json
+
+    from airflow_provider_aep.utils.flow_runs import RunWatermark
+
+    assert RunWatermark.baseline([]) == RunWatermark(None, frozenset())
+    mark = RunWatermark(300, frozenset({"b", "a"}))
+    assert mark.advance([]) == ([], mark)
+    stored = json.loads(json.dumps(mark.to_json()))
+    assert stored == {"since_ms": 300, "seen": ["a", "b"]}
+    assert RunWatermark.from_json(stored) == mark
+    for junk in (None, "x", {"since_ms": 1}, {"since_ms": "1", "seen": []}, {"since_ms": True, "seen": []}):
+        assert RunWatermark.from_json(junk) is None
