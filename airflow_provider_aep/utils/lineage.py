@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 # Where a source connection names what it reads: the current tutorial's table, the legacy one's path.
 SOURCE_NAME_PARAMS = ("tableName", "path")
 SOURCE_NAMESPACE_SCHEME = "aep-source"
+# A mapping's sourceType as sent (ATTRIBUTE, EXPRESSION, STATIC) or as AEP answers it (a media type).
+_SOURCE_KINDS = {
+    "ATTRIBUTE": "ATTRIBUTE",
+    "TEXT/X.SCHEMA-PATH": "ATTRIBUTE",
+    "EXPRESSION": "EXPRESSION",
+    "TEXT/X.AEP-EXPRESSION": "EXPRESSION",
+    "STATIC": "STATIC",
+}
 # mapping-set entry keys: the current names, then the legacy ones.
 _MAPPING_KEYS = (("source", "destination"), ("sourceAttribute", "destinationXdmPath"))
 
@@ -27,7 +35,7 @@ _MAPPING_KEYS = (("source", "destination"), ("sourceAttribute", "destinationXdmP
 class ColumnMapping:
     source: str
     destination: str
-    source_type: str  # ATTRIBUTE (a column copied) or EXPRESSION (a Data Prep function of columns)
+    source_type: str  # ATTRIBUTE (a column copied), EXPRESSION (a Data Prep function of columns) or STATIC
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,8 @@ def column_mapping(mapping_set: Mapping[str, Any]) -> tuple[ColumnMapping, ...]:
         for source_key, destination_key in _MAPPING_KEYS:
             source, destination = entry.get(source_key), entry.get(destination_key)
             if isinstance(source, str) and isinstance(destination, str):
-                found.append(ColumnMapping(source, destination, str(entry.get("sourceType") or "ATTRIBUTE").upper()))
+                kind = _SOURCE_KINDS.get(str(entry.get("sourceType") or "ATTRIBUTE").upper(), "EXPRESSION")
+                found.append(ColumnMapping(source, destination, kind))
                 break
     return tuple(found)
 
@@ -125,7 +134,7 @@ def operator_lineage(
             columns[m.destination] = Fields(
                 inputFields=fields, transformationType="IDENTITY", transformationDescription=""
             )
-        else:  # a Data Prep expression: which columns it reads is not parsed; the expression is shown
+        else:  # an expression or a constant: which columns it reads is not parsed; what it is, is shown
             columns[m.destination] = Fields(
                 inputFields=[], transformationType="TRANSFORMED", transformationDescription=m.source
             )
