@@ -25,18 +25,11 @@ import pytest
 
 from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.testing import AEPEmulator
+from airflow_provider_aep.testing.standalone import STOP_GRACE_SECONDS, Standalone, airflow_cli, airflow_env, free_port
+from tests.airflow_stack import AirflowApi, HeldClock
 from tests.conftest import airflow_3
 from tests.integration.conftest import FAST_RETRIES
 from tests.integration.test_flow_run_emulator import build_flow, once
-from tests.integration.test_full_stack import (
-    STOP_GRACE_SECONDS,
-    VENV_BIN,
-    Api,
-    HeldClock,
-    Standalone,
-    _airflow_env,
-    _free_port,
-)
 
 pytestmark = pytest.mark.skipif(not airflow_3(), reason="a full airflow standalone is Airflow 3 machinery")
 
@@ -73,7 +66,7 @@ with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz=
 
 
 def test_a_task_killed_mid_wait_reattaches_to_its_run_on_retry(tmp_path, monkeypatch):
-    cli = VENV_BIN / "airflow"
+    cli = airflow_cli()
     if not cli.exists():
         pytest.skip(f"airflow standalone is not available (no {cli})")
     deadline = time.monotonic() + DEADLINE_SECONDS
@@ -88,11 +81,15 @@ def test_a_task_killed_mid_wait_reattaches_to_its_run_on_retry(tmp_path, monkeyp
         (dags / f"{DAG_ID}.py").write_text(DAG_FILE.format(dag_id=DAG_ID, task_id=TASK_ID, flow_id=flow_id))
         home = tmp_path / "airflow_home"
         home.mkdir()
-        port = _free_port()
-        env = _airflow_env(home, port, emu)
-        env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
-        airflow = Standalone(cli, env, tmp_path, tmp_path / "standalone.log")
-        api = Api(f"http://127.0.0.1:{port}", deadline, airflow)
+        env = airflow_env(home, free_port(), dags, connection_json=emu.connection_json())
+        airflow = Standalone(env, tmp_path, tmp_path / "standalone.log")
+        api = AirflowApi(
+            airflow.base_url,
+            deadline,
+            check=airflow.died,
+            context=lambda: f"--- airflow standalone log (tail) ---\n{airflow.tail()}",
+            label="reattach",
+        )
         try:
             _kill_and_reattach(api, emu, clock, home, flow_id)
         except AssertionError as exc:
@@ -120,24 +117,11 @@ def _task_process(ti_id: str) -> psutil.Process | None:
     return None
 
 
-def _kill_and_reattach(api: Api, emu: AEPEmulator, clock: HeldClock, home: Path, flow_id: str) -> None:
+def _kill_and_reattach(api: AirflowApi, emu: AEPEmulator, clock: HeldClock, home: Path, flow_id: str) -> None:
     api.login()
     api.mark("api-server up")
 
-    def dag_ready():
-        response = api.get(f"/dags/{DAG_ID}")
-        if response.status_code == 200:
-            return response.json()
-        errors = api.get("/importErrors").json().get("import_errors") if response.status_code == 404 else None
-        errors = [e for e in errors or () if Path(e.get("filename") or "").stem == DAG_ID]
-        if errors:
-            api.fail(f"{DAG_ID} has import errors: {errors!r:.3000}")
-        return None
-
-    if api.wait_until(f"DAG {DAG_ID} to be parsed", dag_ready)["is_paused"]:
-        response = api.client.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
-        if response.status_code != 200:
-            api.fail(f"unpausing {DAG_ID} failed: {response.status_code} {response.text[:500]}")
+    api.wait_for_dag(DAG_ID)
     response = api.client.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
     if response.status_code != 200:
         api.fail(f"triggering {DAG_ID} failed: {response.status_code} {response.text[:1000]}")
