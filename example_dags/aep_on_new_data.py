@@ -8,8 +8,9 @@ restarts (its watermark is kept in the asset state store). The DAG run gets the 
 counts and links in the asset event.
 
 Point it at your flow and dataset with the environment variables `AEP_ON_NEW_DATA_FLOW_ID`,
-`AEP_ON_NEW_DATA_ORG_ID`, `AEP_ON_NEW_DATA_SANDBOX` and `AEP_ON_NEW_DATA_DATASET_ID` (read when the file is
-parsed: no AEP call happens then). Event-driven scheduling needs Airflow 3; on Airflow 2 this file says so.
+`AEP_ON_NEW_DATA_ORG_ID`, `AEP_ON_NEW_DATA_SANDBOX` and `AEP_ON_NEW_DATA_DATASET_ID`, and how often the
+runs are read with `AEP_ON_NEW_DATA_POLL_SECONDS` (default 60); they are read when the file is parsed, when
+no AEP call happens. Event-driven scheduling needs Airflow 3; on Airflow 2 this file says so.
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ DATASET = Asset(
         os.environ.get("AEP_ON_NEW_DATA_SANDBOX", "prod"),
         os.environ.get("AEP_ON_NEW_DATA_DATASET_ID", "000000000000000000000000"),
     ),
-    watchers=[AssetWatcher(name="aep_orders_flow_runs", trigger=AEPFlowRunEventTrigger(FLOW_ID, poll_interval=30))],
+    watchers=[
+        AssetWatcher(
+            name="aep_orders_flow_runs",
+            trigger=AEPFlowRunEventTrigger(
+                FLOW_ID, poll_interval=float(os.environ.get("AEP_ON_NEW_DATA_POLL_SECONDS", "60"))
+            ),
+        )
+    ],
 )
 
 with DAG(

@@ -228,7 +228,7 @@ class AEPFlowRunEventTrigger(BaseEventTrigger or BaseTrigger):  # type: ignore[m
             mark = await self._load_mark()
             if mark is not None:
                 self.log.info(
-                    "Watching AEP flow %s from its stored watermark (%d finished runs in flight reported)",
+                    "Watching AEP flow %s from its stored watermark (%d finished runs at or after it already reported)",
                     self.flow_id,
                     len(mark.seen),
                 )
