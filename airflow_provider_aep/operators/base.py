@@ -114,7 +114,7 @@ class AEPDatasetOutletOperator(AEPBaseOperator):
             self.log.info("Asset events for AEP datasets, emitted when this task succeeds: %s", ", ".join(given))
 
 
-class AEPGetOrCreateOperator(AEPDatasetOutletOperator):
+class AEPGetOrCreateOperator(AEPBaseOperator):
     """
     Base of the operators that get or create one AEP resource by name.
 

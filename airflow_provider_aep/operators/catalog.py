@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aep.operators.base import AEPGetOrCreateOperator, differ
+from airflow_provider_aep.operators.base import AEPDatasetOutletOperator, AEPGetOrCreateOperator, differ
 from airflow_provider_aep.utils.validation import require_text
 
 # The content type the protocols tutorial pins the dataset's schema reference to.
 DATASET_SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed-full-notext+json; version=1"
 
 
-class AEPCreateDatasetOperator(AEPGetOrCreateOperator):
+class AEPCreateDatasetOperator(AEPDatasetOutletOperator, AEPGetOrCreateOperator):
     """
     Get or create a dataset on an XDM schema (``POST /dataSets?requestDataSource=true``).
 

@@ -296,3 +296,68 @@ def _success():
     from airflow.utils.state import TaskInstanceState
 
     return TaskInstanceState.SUCCESS
+
+
+def _outlet_events():
+    if airflow_3():
+        from airflow.sdk.execution_time.context import OutletEventAccessors
+    else:
+        from airflow.utils.context import OutletEventAccessors  # type: ignore[no-redef]
+    return OutletEventAccessors()
+
+
+def _alias_events(events, name: str) -> list[tuple[str, dict]]:
+    from airflow_provider_aep.assets.aep import asset_alias_class
+
+    accessor = events[asset_alias_class()(name=name)]
+    if airflow_3():
+        return [(e.dest_asset_key.uri, e.extra) for e in accessor.asset_alias_events]
+    return [(e["dest_dataset_uri"], e["extra"]) for e in accessor.dataset_alias_events]
+
+
+def test_the_dataset_and_flow_tasks_give_their_dataset_an_event_and_the_flow_its_lineage(emulator, hook):
+    from airflow_provider_aep.operators.catalog import AEPCreateDatasetOperator
+    from airflow_provider_aep.operators.flow_service import AEPCreateFlowOperator
+    from tests.conftest import RecordingTI
+
+    flow_id = build_flow(hook, once())
+    state = emulator.snapshot()["prod"]
+    flow = state["flows"][flow_id]
+    (dataset_id,) = _flow_datasets(emulator, flow_id)
+    dataset = state["datasets"][dataset_id]
+    uri = dataset_uri(hook.config.org_id, hook.config.sandbox, dataset_id)
+
+    events = _outlet_events()
+    reused = AEPCreateDatasetOperator(
+        task_id="dataset",
+        name=dataset["name"],
+        schema_id=dataset["schemaRef"]["id"],
+        asset_alias="aep-datasets",
+        aep_retry_args=FAST_RETRIES,
+    ).execute({"ti": RecordingTI(), "outlet_events": events})
+    assert reused == dataset_id
+    assert _alias_events(events, "aep-datasets") == [
+        (uri, {"dataset_id": dataset_id, "name": dataset["name"], "created": False})
+    ]
+
+    task = AEPCreateFlowOperator(
+        task_id="flow",
+        name=flow["name"],
+        flow_spec_id=flow["flowSpec"]["id"],
+        source_connection_ids=flow["sourceConnectionIds"],
+        target_connection_ids=flow["targetConnectionIds"],
+        transformations=flow["transformations"],
+        schedule_params=flow["scheduleParams"],
+        asset_alias="aep-flows",
+        aep_retry_args=FAST_RETRIES,
+    )
+    events = _outlet_events()
+    assert task.execute({"ti": RecordingTI(), "outlet_events": events}) == flow_id
+    ((event_uri, extra),) = _alias_events(events, "aep-flows")
+    assert event_uri == uri and extra["flow_id"] == flow_id and extra["dataflow_url"].endswith(f"/{flow_id}/activity")
+
+    lineage = task.get_openlineage_facets_on_complete(None)
+    assert [f"{o.namespace}/{o.name}" for o in lineage.outputs] == [uri]
+    assert [i.name for i in lineage.inputs] == ["Orders"]
+    assert "outputStatistics" not in lineage.outputs[0].outputFacets  # a flow, not a run: no counts
+    assert set(lineage.outputs[0].facets["columnLineage"].fields) == {"_id", "createdByBatchID"}
