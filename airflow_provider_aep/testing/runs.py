@@ -23,6 +23,7 @@ from airflow_provider_aep.testing.state import FlowSchedule, RunRecord, SandboxS
 
 if TYPE_CHECKING:  # pragma: no cover
     from airflow_provider_aep.testing.server import AEPEmulator
+    from airflow_provider_aep.testing.source_catalog import SourceTable
 
 
 class RunOutcome:
@@ -132,12 +133,25 @@ def _etag(rec: RunRecord, status: str) -> str:
     return f'"{digest[:8]}-0000-0200-0000-{int(rec.created):08x}0000"'
 
 
+def source_table(emulator: AEPEmulator, sb: SandboxState, flow_id: str) -> SourceTable | None:
+    """The explorable table a flow's source connection reads, if it is one of the emulator's."""
+    for source_id in sb.flows.get(flow_id, {}).get("sourceConnectionIds", []):
+        params = (sb.sourceConnections.get(source_id) or {}).get("params") or {}
+        found = emulator.source_tables.get(params.get("tableName") or params.get("path") or "")
+        if found is not None:
+            return found
+    return None
+
+
 def render_run(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[str, Any]:
     """The run object AEP returns from ``GET /runs/{id}`` (aep-api.md §4.9)."""
     now = emulator.store.now()
     status = status_of(emulator, sb, rec)
     rng = random.Random(rec.seed)
     total = rng.randint(500, 5000)
+    table = source_table(emulator, sb, rec.flow_id)
+    if table is not None:
+        total = table.row_count
     row_bytes = rng.randint(150, 400)
     files = rng.randint(1, 3)
     batch_id = hashlib.sha256(f"batch:{rec.id}".encode()).hexdigest()[:26].upper()
