@@ -55,6 +55,8 @@ SOURCE_FIELDS_SCHEMA: dict[str, Any] = {
     "minProperties": 1,
     "additionalProperties": {"type": "string", "minLength": 1},
 }
+# None (JSON null) lets the pipeline infer the fields from the explored table.
+OPTIONAL_SOURCE_FIELDS_SCHEMA: dict[str, Any] = {**SOURCE_FIELDS_SCHEMA, "type": ["object", "null"]}
 MAPPING_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {

@@ -207,8 +207,8 @@ def _schema_fields(req: Request, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mapping_errors(index: int, raw: Any, schema: dict[str, Any]) -> list[dict[str, Any]]:
-    """What Data Prep reports of one mapping, as its ``TransformErrorInfo`` objects: a malformed mapping, or a
-    destination the output schema lacks."""
+    """What Data Prep reports of one mapping, as its ``TransformErrorInfo`` objects: a malformed mapping, an
+    expression that does not parse, a destination the output schema lacks."""
     try:
         mapping = _normalise_mapping(raw, index)
     except APIError as exc:
@@ -222,16 +222,28 @@ def _mapping_errors(index: int, raw: Any, schema: dict[str, Any]) -> list[dict[s
                 }
             )
         ]
-    if xdm_path_exists([schema], mapping["destination"]):
-        return []
-    return [
-        {
-            "source": mapping["source"],
-            "destination": mapping["destination"],
-            "exception": f"The destination path {mapping['destination']} does not exist in the output schema "
-            f"{schema['$id']}.",
-        }
-    ]
+    problems = []
+    if mapping["sourceType"] == "text/x.aep-expression" and not _balanced(mapping["source"]):
+        problems.append(f"The expression {mapping['source']} cannot be parsed: unbalanced parentheses or quotes.")
+    if not xdm_path_exists([schema], mapping["destination"]):
+        problems.append(
+            f"The destination path {mapping['destination']} does not exist in the output schema {schema['$id']}."
+        )
+    return [{"source": mapping["source"], "destination": mapping["destination"], "exception": p} for p in problems]
+
+
+def _balanced(expression: str) -> bool:
+    depth, quote = 0, None
+    for char in expression:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "()":
+            depth += 1 if char == "(" else -1
+            if depth < 0:
+                return False
+    return depth == 0 and quote is None
 
 
 def _mappings_of(body: dict[str, Any]) -> list[Any]:
