@@ -82,12 +82,15 @@ def test_a_run_of_a_flow_reading_a_catalog_table_counts_its_rows(client, emu):
     flow_id = create_flow(client, pipeline(client))  # the helper's source reads Orders
     run = wait_for(
         lambda: next(
-            (r for r in ok(client.get(f"{FS}/runs", params={"property": f"flowId=={flow_id}"}), 200)["items"]
-             if r["metrics"]["statusSummary"]["status"] == "success"),
+            (
+                r
+                for r in ok(client.get(f"{FS}/runs", params={"property": f"flowId=={flow_id}"}), 200)["items"]
+                if r["metrics"]["statusSummary"]["status"] == "success"
+            ),
             None,
         ),
         timeout=30,
-    )  # fmt: skip
+    )
     assert run["metrics"]["recordSummary"]["inputRecordCount"] == emu.source_tables["Orders"].row_count == 830
 
 
