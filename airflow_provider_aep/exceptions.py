@@ -114,5 +114,9 @@ class AEPFlowRunFailedError(AirflowException):
         return (type(self), (str(self), self.summary))
 
 
+class AEPRetriggerRefusedError(AirflowException):
+    """AEP would not re-trigger a flow run (e.g. the run is not finished, or its source is not a batch source)."""
+
+
 class AEPValidationError(AirflowException, ValueError):
     """Operator input that AEP would reject; raised before any create call."""

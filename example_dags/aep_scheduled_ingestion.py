@@ -5,6 +5,16 @@ Airflow owns the schedule: each hourly DAG run makes sure the pipeline exists (a
 `once`, so AEP never runs it on its own clock), starts an on-demand AEP run for the DAG run's data
 interval, waits for it in the triggerer (deferrable), then reports the run's metrics.
 
+Outcomes you can trust:
+
+- **Quality gate**: AEP reports a run `success` even when it rejected rows. More than 1% of the
+  interval's rows failing fails the task, in one line with the counts and the AEP links, followed by
+  the target batches and up to 5 row errors from AEP's error diagnostics (also in XCom `run_summary`).
+- **Re-trigger**: a run that fails is re-run once by AEP (`RE_TRIGGER`, same window) before the task
+  fails; a run is never re-triggered twice, even after a lost answer.
+- **Reattach**: a task retried after a crashed worker follows the run it started for its window
+  instead of starting a second one.
+
 Re-runs and backfills are safe: provisioning reuses what exists, and each DAG run asks AEP for exactly
 its own window.
 """
@@ -58,6 +68,10 @@ with DAG(
         deferrable=True,
         poll_interval=30,
         timeout=2 * 60 * 60,
+        max_failed_ratio=0.01,  # the quality gate: at most 1% of the input rows may be rejected
+        diagnostics_rows=5,
+        retrigger_failed=1,  # a failed run is re-run once for the same window before the task fails
+        retries=1,  # a crashed worker's retry reattaches to the run it started
     )
 
     @task

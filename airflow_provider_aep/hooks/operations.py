@@ -14,10 +14,10 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
-from airflow_provider_aep.exceptions import AEPApiError
+from airflow_provider_aep.exceptions import AEPApiError, AEPValidationError
 from airflow_provider_aep.links.urls import dataflow_url
 from airflow_provider_aep.utils.client_core import (
     XED_LOOKUP_ACCEPT,
@@ -29,11 +29,22 @@ from airflow_provider_aep.utils.client_core import (
     operation,
     unwrap_single_item,
 )
+from airflow_provider_aep.utils.flow_runs import run_window
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DATA_LAKE_CONNECTION_SPEC_ID = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"
 Resources = list[dict[str, Any]]
+# POST /flows/{id}/action?op=...: the spec's uppercase values (aep-api.md §4.8).
+FLOW_STATE_ACTIONS = {"enabled": "ENABLE", "disabled": "DISABLE"}
+
+
+def flow_state_action(state: Any) -> str:
+    """The ``op`` that puts a flow in ``state``; a clear error for a state a flow cannot be put in."""
+    if state not in FLOW_STATE_ACTIONS:
+        raise AEPValidationError(f"state={state!r}: must be one of {', '.join(map(repr, FLOW_STATE_ACTIONS))}")
+    return FLOW_STATE_ACTIONS[state]
 
 
 def _q(resource_id: str) -> str:
@@ -265,11 +276,15 @@ class AEPOperations(ClientCore):
             return str(result["id"])
         raise AEPApiError(f"unexpected dataset create response: {result!r}", method="POST", url="/dataSets")
 
+    def _catalog_get(self, collection: str, object_id: str) -> Flow[dict[str, Any]]:
+        """Catalog answers GET-by-id with an object keyed by the id; return that object, with its id."""
+        body = (yield from self.request.flow("GET", "catalog", f"/{collection}/{_q(object_id)}")) or {}
+        obj: dict[str, Any] = body.get(object_id) or next(iter(body.values()), {})
+        return {"id": object_id, **obj}
+
     @operation
     def get_dataset(self, dataset_id: str) -> Flow[dict[str, Any]]:
-        body = (yield from self.request.flow("GET", "catalog", f"/dataSets/{_q(dataset_id)}")) or {}
-        obj: dict[str, Any] = body.get(dataset_id) or next(iter(body.values()), {})
-        return {"id": dataset_id, **obj}
+        return (yield from self._catalog_get("dataSets", dataset_id))
 
     @operation
     def list_datasets(self, params: Mapping[str, Any] | None = None) -> Flow[Resources]:
@@ -284,6 +299,20 @@ class AEPOperations(ClientCore):
     @operation
     def delete_dataset(self, dataset_id: str) -> Flow[bool]:
         return (yield from self._delete("catalog", f"/dataSets/{_q(dataset_id)}", what=f"dataset {dataset_id}"))
+
+    @operation
+    def get_batch(self, batch_id: str) -> Flow[dict[str, Any]]:
+        """GET /batches/{BATCH_ID}: the batch's status, record counts and errors."""
+        return (yield from self._catalog_get("batches", batch_id))
+
+    # ------------------------------------------------------------------ Data Access
+    @operation
+    def get_batch_meta(self, batch_id: str, path: str) -> Flow[Any]:
+        """
+        GET /batches/{batchId}/meta?path=...: the listing of a meta directory (``row_errors``, ``input_files``)
+        as ``{"data": [{"name", ...}], "_page"}``, or one file's content (``row_errors/<name>``).
+        """
+        return (yield from self.request.flow("GET", "export", f"/batches/{_q(batch_id)}/meta", params={"path": path}))
 
     # ------------------------------------------------------------------ Flow Service (shared shapes)
     def _flow_get(self, collection: str, resource_id: str) -> Flow[dict[str, Any]]:
@@ -431,26 +460,48 @@ class AEPOperations(ClientCore):
     def find_flows_by_name(self, name: str) -> Flow[Resources]:
         return (yield from self._flow_find("flows", name, name_filter("name", name)))
 
-    @operation
-    def update_flow(self, flow_id: str, operations: list[dict[str, Any]]) -> Flow[dict[str, Any]]:
-        """JSON-Patch a flow with the If-Match its etag needs; on a stale etag (412) re-read and apply once more."""
+    def _on_current_flow(self, flow_id: str, what: str, act: Callable[[dict[str, Any]], Flow[T]]) -> Flow[T]:
+        """``act(flow)`` on the flow as read now; on a stale etag (412) it is read again and ``act`` runs once more."""
         for stale_seen in (False, True):
-            etag = (yield from self.get_flow.flow(flow_id)).get("etag")
+            flow = yield from self.get_flow.flow(flow_id)
             try:
-                return (
-                    yield from self.request.flow(
-                        "PATCH",
-                        "flowservice",
-                        f"/flows/{_q(flow_id)}",
-                        json=operations,
-                        headers={"If-Match": etag or ""},
-                    )
-                )
+                return (yield from act(flow))
             except AEPApiError as exc:
                 if exc.status != 412 or stale_seen:
                     raise
-                log.info("Flow %s changed while we patched it (HTTP 412); re-reading its etag", flow_id)
+                log.info("Flow %s changed while we %s it (HTTP 412); reading it again", flow_id, what)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @operation
+    def update_flow(self, flow_id: str, operations: list[dict[str, Any]]) -> Flow[dict[str, Any]]:
+        """JSON-Patch a flow with the If-Match its etag needs; on a stale etag (412) re-read and apply once more."""
+
+        def patch(flow: dict[str, Any]) -> Flow[dict[str, Any]]:
+            path = f"/flows/{_q(flow_id)}"
+            headers = {"If-Match": flow.get("etag") or ""}
+            return (yield from self.request.flow("PATCH", "flowservice", path, json=operations, headers=headers))
+
+        return (yield from self._on_current_flow(flow_id, "patched", patch))
+
+    @operation
+    def set_flow_state(self, flow_id: str, state: str) -> Flow[bool]:
+        """
+        Enable or disable a flow (``POST /flows/{id}/action?op=ENABLE|DISABLE`` with its etag as If-Match);
+        False when it already was in ``state``. Sent again after a lost answer: a stale etag then means done.
+        """
+        op = flow_state_action(state)
+
+        def transition(flow: dict[str, Any]) -> Flow[bool]:
+            if flow.get("state") == state:
+                return False
+            path = f"/flows/{_q(flow_id)}/action"
+            headers = {"If-Match": flow.get("etag") or ""}
+            yield from self.request.flow(
+                "POST", "flowservice", path, params={"op": op}, headers=headers, idempotent=True
+            )
+            return True
+
+        return (yield from self._on_current_flow(flow_id, f"set {state}", transition))
 
     @operation
     def delete_flow(self, flow_id: str) -> Flow[bool]:
@@ -481,6 +532,58 @@ class AEPOperations(ClientCore):
         """The flow's runs, newest first (sorted here too, since the allowed ``orderby`` fields are undocumented)."""
         runs = yield from self.paginate_flow_service.flow("/runs", runs_query(flow_id, created_after_ms, limit))
         return newest_first(runs, created_after_ms)
+
+    @operation
+    def find_runs_for_window(
+        self, flow_id: str, window: tuple[int, int], *, created_after_ms: int | None = None
+    ) -> Flow[Resources]:
+        """The flow's runs for exactly this ingestion window (epoch seconds), newest first."""
+        runs = yield from self.list_runs.flow(flow_id, created_after_ms=created_after_ms)
+        return [r for r in runs if run_window(r) == tuple(window)]
+
+    @operation
+    def retrigger_run(self, run_id: str) -> Flow[str]:
+        """
+        Re-run a finished run (``POST /runs/{RUN_ID}/action?op=RE_TRIGGER``); returns the id of the run AEP
+        answers with. A run of the same flow and window created after it already is its re-run: that one is
+        returned and nothing is sent, so neither a lost answer nor a retried task re-triggers one run twice.
+        """
+        original = yield from self.get_run.flow(run_id)
+        flow_id, window = original.get("flowId") or "", run_window(original)
+        sent_at_ms = int(time.time() * 1000) - 1000
+
+        def rerun(*, since_sent: bool) -> Flow[dict[str, Any] | None]:
+            """The newest later run of the same window; after a send, also one created since that says none."""
+
+            def matches(run: dict[str, Any]) -> bool:
+                theirs = run_window(run)
+                if run.get("id") == run_id:
+                    return False
+                if window is not None and theirs == window:
+                    return True
+                return since_sent and None in (window, theirs) and (run.get("createdAt") or 0) >= sent_at_ms
+
+            after = int(original.get("createdAt") or sent_at_ms)
+            return next(filter(matches, (yield from self.list_runs.flow(flow_id, created_after_ms=after))), None)
+
+        earlier = (yield from rerun(since_sent=False)) if window is not None else None
+        if earlier is not None:
+            log.info("AEP flow run %s was already re-run as %s; following that one", run_id, earlier["id"])
+            return str(earlier["id"])
+        result = yield from self.request.flow(
+            "POST",
+            "flowservice",
+            f"/runs/{_q(run_id)}/action",
+            params={"op": "RE_TRIGGER"},
+            idempotent=False,
+            recover=lambda: rerun(since_sent=True),
+        )
+        if isinstance(result, FoundAfterLostResponse):
+            log.warning(
+                "The answer to re-triggering run %s was lost, but it did commit: %s", run_id, result.resource["id"]
+            )
+            return str(result.resource["id"])
+        return created_id(result)
 
     # ------------------------------------------------------------------ Conversion (Data Prep)
     @operation

@@ -8,11 +8,23 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_aep.exceptions import AEPApiError, AEPResourceConflictError, AEPValidationError
+from airflow_provider_aep.exceptions import (
+    AEPApiError,
+    AEPFlowRunFailedError,
+    AEPResourceConflictError,
+    AEPValidationError,
+)
 from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.links.aep import AEPDataflowLink, AEPFlowRunLink
 from airflow_provider_aep.utils.client_core import oldest_match
-from airflow_provider_aep.utils.flow_runs import FlowRunWatch, result_of_event, result_of_finished_run
+from airflow_provider_aep.utils.diagnostics import DEFAULT_DIAGNOSTICS_ROWS, collect_diagnostics
+from airflow_provider_aep.utils.flow_runs import (
+    RUN_SUMMARY_KEY,
+    FlowRunWatch,
+    QualityGate,
+    result_of_finished_run,
+    summary_of_event,
+)
 from airflow_provider_aep.version_compat import AirflowSensorTimeout, BaseOperator, conf
 
 IF_EXISTS_CHOICES = ("reuse", "fail")
@@ -71,10 +83,12 @@ class AEPGetOrCreateOperator(AEPBaseOperator):
         what was asked; ``"fail"`` raises naming the existing id.
     """
 
+    if_exists_choices: tuple[str, ...] = IF_EXISTS_CHOICES
+
     def __init__(self, *, if_exists: str = "reuse", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if if_exists not in IF_EXISTS_CHOICES:
-            raise AEPValidationError(f"if_exists={if_exists!r}: must be one of {', '.join(IF_EXISTS_CHOICES)}")
+        if if_exists not in self.if_exists_choices:
+            raise AEPValidationError(f"if_exists={if_exists!r}: must be one of {', '.join(self.if_exists_choices)}")
         self.if_exists = if_exists
 
     def get_or_create(
@@ -85,11 +99,13 @@ class AEPGetOrCreateOperator(AEPBaseOperator):
         find: Callable[[], list[dict[str, Any]]],
         create: Callable[[], str],
         differences: Callable[[dict[str, Any]], list[str]],
+        update: Callable[[dict[str, Any]], None] | None = None,
         id_key: str = "id",
     ) -> tuple[str, bool]:
         """
         Return ``(id, created)``: the existing ``kind`` named ``name`` when it matches, else a new one. Of
-        several with the name, the oldest is used and the others are logged as orphans to clean up.
+        several with the name, the oldest is used and the others are logged as orphans to clean up. Under
+        ``if_exists="update"`` an existing one that differs is brought in line by ``update(existing)``.
 
         A create refused because the name is taken (XDM-1521-400 or 409: someone created it since our
         lookup) resolves to the existing resource under ``reuse``.
@@ -119,6 +135,10 @@ class AEPGetOrCreateOperator(AEPBaseOperator):
         if self.if_exists == "fail":
             raise AEPResourceConflictError(f"{kind} {name!r} already exists with id {resource_id} and if_exists='fail'")
         diffs = differences(resource)
+        if diffs and self.if_exists == "update" and update is not None:
+            update(resource)
+            self.log.info("Updated %s %r: %s (%s)", kind, name, resource_id, "; ".join(diffs))
+            return resource_id, False
         if diffs:
             raise AEPResourceConflictError(
                 f"{kind} {name!r} already exists ({resource_id}) but differs from what was asked: {'; '.join(diffs)}"
@@ -134,12 +154,19 @@ def differ(label: str, existing: Any, wanted: Any) -> list[str]:
 
 class AEPFlowRunWaitOperator(AEPBaseOperator):
     """
-    Base of :class:`~airflow_provider_aep.sensors.flow_run.AEPFlowRunSensor` and
-    :class:`~airflow_provider_aep.operators.flow_run.AEPRunFlowOperator`: waiting for a flow run, in the
-    worker or deferred to :class:`~airflow_provider_aep.triggers.flow_run.AEPFlowRunTrigger`, and judging it.
+    Base of :class:`~airflow_provider_aep.sensors.flow_run.AEPFlowRunSensor` and the operators that start a
+    run (:class:`~airflow_provider_aep.operators.flow_run.AEPRunFlowOperator`,
+    :class:`~airflow_provider_aep.operators.flow_run.AEPRetriggerFlowRunOperator`): waiting for a flow run,
+    in the worker or deferred to :class:`~airflow_provider_aep.triggers.flow_run.AEPFlowRunTrigger`, and
+    judging it the same way after either.
 
     :param flow_id: the dataflow.
     :param fail_on_partial_success: fail on ``partialSuccess`` instead of succeeding with a warning.
+    :param max_failed_records: fail the task when more records than this failed, whatever AEP's status.
+    :param max_failed_ratio: fail the task when more than this share (0 to 1) of the input records failed.
+    :param diagnostics_rows: row-error samples read from AEP's error diagnostics when a run failed, partly
+        succeeded or broke the gate (0: none); they go with the batches' status and counts into the error,
+        the warning and the summary (``diagnostics``). A failed run's summary is XCom ``run_summary``.
     :param deferrable: wait in the triggerer; the status is read first, so a finished run never defers.
     """
 
@@ -151,12 +178,21 @@ class AEPFlowRunWaitOperator(AEPBaseOperator):
         *,
         flow_id: str,
         fail_on_partial_success: bool = False,
+        max_failed_records: int | None = None,
+        max_failed_ratio: float | None = None,
+        diagnostics_rows: int = DEFAULT_DIAGNOSTICS_ROWS,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(diagnostics_rows, bool) or not isinstance(diagnostics_rows, int) or diagnostics_rows < 0:
+            raise AEPValidationError(f"diagnostics_rows={diagnostics_rows!r}: must be a whole number >= 0")
         self.flow_id = flow_id
         self.fail_on_partial_success = fail_on_partial_success
+        self.max_failed_records = max_failed_records
+        self.max_failed_ratio = max_failed_ratio
+        self.quality_gate = QualityGate(max_failed_records, max_failed_ratio)  # validates both
+        self.diagnostics_rows = diagnostics_rows
         self.deferrable = deferrable
 
     @property
@@ -169,11 +205,23 @@ class AEPFlowRunWaitOperator(AEPBaseOperator):
         """How long to wait for the run to finish."""
         raise NotImplementedError
 
-    def result(self, watch: FlowRunWatch) -> dict[str, Any]:
-        """The task's result for the finished run ``watch`` saw."""
-        return result_of_finished_run(
-            watch.summary or {}, fail_on_partial_success=self.fail_on_partial_success, logger=self.log
-        )
+    def finish(self, context: Any, summary: Mapping[str, Any]) -> dict[str, Any]:
+        """The task's result for a finished run, however it was waited for; a failure's summary goes to XCom."""
+        try:
+            return result_of_finished_run(
+                summary,
+                fail_on_partial_success=self.fail_on_partial_success,
+                gate=self.quality_gate,
+                diagnose=self.diagnose,
+                logger=self.log,
+            )
+        except AEPFlowRunFailedError as exc:
+            context["ti"].xcom_push(key=RUN_SUMMARY_KEY, value=exc.summary)
+            raise
+
+    def diagnose(self, summary: Mapping[str, Any]) -> dict[str, Any]:
+        """AEP's diagnostics of a finished run (see :func:`~airflow_provider_aep.utils.diagnostics.collect_diagnostics`)."""
+        return self.hook.drive(collect_diagnostics(self.hook, summary, rows=self.diagnostics_rows, logger=self.log))
 
     def timeout_error(self, watch: FlowRunWatch, deadline: float) -> AirflowSensorTimeout:
         return AirflowSensorTimeout(watch.timeout_message(deadline, self.hook.dataflow_url(self.flow_id)))
@@ -198,12 +246,11 @@ class AEPFlowRunWaitOperator(AEPBaseOperator):
             timeout=timedelta(seconds=max(0.0, deadline - time.time()) + self.poll_seconds + DEFER_TIMEOUT_BUFFER),
         )
 
+    def summary_of_event(self, context: Any, event: Any) -> dict[str, Any]:
+        """The finished run's summary from the trigger's event (timeouts and errors raise as in the worker)."""
+        ti = context["ti"]
+        return summary_of_event(event, push=lambda key, value: ti.xcom_push(key=key, value=value))
+
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
         """Resume after the trigger: the same value and errors as waiting in the worker."""
-        ti = context["ti"]
-        return result_of_event(
-            event,
-            fail_on_partial_success=self.fail_on_partial_success,
-            logger=self.log,
-            push=lambda key, value: ti.xcom_push(key=key, value=value),
-        )
+        return self.finish(context, self.summary_of_event(context, event))

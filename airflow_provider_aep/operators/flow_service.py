@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_aep.exceptions import AEPDuplicateResourceError, AEPResourceNotFoundError, AEPValidationError
-from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID
+from airflow_provider_aep.exceptions import (
+    AEPDuplicateResourceError,
+    AEPResourceConflictError,
+    AEPResourceNotFoundError,
+    AEPValidationError,
+)
+from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID, flow_state_action
 from airflow_provider_aep.links.aep import AEPDataflowLink
 from airflow_provider_aep.links.urls import DATAFLOW_URL_KEY
 from airflow_provider_aep.operators.base import AEPBaseOperator, AEPGetOrCreateOperator, differ
@@ -419,8 +424,13 @@ class AEPCreateFlowOperator(AEPGetOrCreateOperator):
     ISO string. An existing flow of that name is reused only with the same flow spec, connections,
     mapping and frequency/interval.
 
+    :param if_exists: ``"reuse"`` (default), ``"fail"``, or ``"update"``: an existing flow whose mapping or
+        frequency/interval differ is patched (``PATCH /flows/{id}`` with its etag) to the ``transformations``
+        and ``schedule_params`` asked for; a differing flow spec or connection still fails the task.
     :return: the flow id; the AEP dataflow page URL is pushed as XCom ``dataflow_url``.
     """
+
+    if_exists_choices = (*AEPGetOrCreateOperator.if_exists_choices, "update")
 
     template_fields: Sequence[str] = (
         *AEPBaseOperator.template_fields,
@@ -479,27 +489,79 @@ class AEPCreateFlowOperator(AEPGetOrCreateOperator):
                 payload["description"] = self.description
             return hook.create_flow(payload)
 
-        def differences(existing: dict[str, Any]) -> list[str]:
-            have_schedule = existing.get("scheduleParams") or {}
+        def fixed_differences(existing: dict[str, Any]) -> list[str]:
             return (
                 differ("flow spec", (existing.get("flowSpec") or {}).get("id"), flow_spec_id)
                 + differ("source connections", sorted(existing.get("sourceConnectionIds") or []), sorted(sources))
                 + differ("target connections", sorted(existing.get("targetConnectionIds") or []), sorted(targets))
-                + differ("mapping", _mapping_of(existing.get("transformations")), _mapping_of(transformations))
-                + differ("frequency", have_schedule.get("frequency"), schedule["frequency"])
-                + differ("interval", _as_int(have_schedule.get("interval")), schedule.get("interval"))
             )
+
+        def mapping_differences(existing: dict[str, Any]) -> list[str]:
+            return differ("mapping", _mapping_of(existing.get("transformations")), _mapping_of(transformations))
+
+        def schedule_differences(existing: dict[str, Any]) -> list[str]:
+            have_schedule = existing.get("scheduleParams") or {}
+            return differ("frequency", have_schedule.get("frequency"), schedule["frequency"]) + differ(
+                "interval", _as_int(have_schedule.get("interval")), schedule.get("interval")
+            )
+
+        def update(existing: dict[str, Any]) -> None:
+            fixed = fixed_differences(existing)
+            if fixed:
+                raise AEPResourceConflictError(
+                    f"dataflow {name!r} already exists ({existing.get('id')}) and differs in what an update cannot "
+                    f"change: {'; '.join(fixed)}"
+                )
+            operations: list[dict[str, Any]] = []
+            if schedule_differences(existing):
+                operations.append({"op": "replace", "path": "/scheduleParams", "value": schedule})
+            if mapping_differences(existing):
+                operations.append({"op": "replace", "path": "/transformations", "value": transformations})
+            hook.update_flow(str(existing.get("id")), operations)
 
         flow_id, _ = self.get_or_create(
             kind="dataflow",
             name=name,
             find=lambda: hook.find_flows_by_name(name),
             create=create,
-            differences=differences,
+            differences=lambda f: fixed_differences(f) + mapping_differences(f) + schedule_differences(f),
+            update=update,
         )
         url = hook.dataflow_url(flow_id)
         context["ti"].xcom_push(key=DATAFLOW_URL_KEY, value=url)
         self.log.info("AEP dataflow page: %s", url)
+        return flow_id
+
+
+class AEPSetFlowStateOperator(AEPBaseOperator):
+    """
+    Enable or disable a dataflow (``POST /flows/{FLOW_ID}/action?op=ENABLE|DISABLE`` with the flow's etag as
+    ``If-Match``). A disabled flow gets no scheduled runs. A flow already in that state is left alone, and
+    the log says so: running the task twice is safe.
+
+    :param flow_id: the dataflow.
+    :param state: ``"enabled"`` or ``"disabled"``; templated.
+    :return: the flow id; the AEP dataflow page URL is pushed as XCom ``dataflow_url``.
+    """
+
+    template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "flow_id", "state")
+    operator_extra_links = (AEPDataflowLink(),)
+
+    def __init__(self, *, flow_id: str, state: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.flow_id = flow_id
+        self.state = state
+
+    def execute(self, context: Any) -> str:
+        flow_id = require_text("flow_id", self.flow_id)
+        flow_state_action(self.state)  # validates before any call
+        hook = self.hook
+        url = hook.dataflow_url(flow_id)
+        context["ti"].xcom_push(key=DATAFLOW_URL_KEY, value=url)
+        if hook.set_flow_state(flow_id, self.state):
+            self.log.info("AEP dataflow %s is now %s: %s", flow_id, self.state, url)
+        else:
+            self.log.info("AEP dataflow %s was already %s; nothing to do: %s", flow_id, self.state, url)
         return flow_id
 
 

@@ -26,7 +26,8 @@ class AEPFlowRunSensor(AEPFlowRunWaitOperator, BaseSensorOperator):
     counts, links; see :func:`~airflow_provider_aep.utils.flow_runs.run_summary`).
 
     Takes the arguments of :class:`~airflow_provider_aep.operators.base.AEPFlowRunWaitOperator`
-    (``flow_id``, ``fail_on_partial_success``, ``deferrable``, ``aep_conn_id``, ``aep_retry_*``) and:
+    (``flow_id``, ``fail_on_partial_success``, the quality gate ``max_failed_records``/``max_failed_ratio``,
+    ``diagnostics_rows``, ``deferrable``, ``aep_conn_id``, ``aep_retry_*``) and:
 
     :param run_id: the run to watch. Without it, the newest run of the flow created at or after
         ``created_after`` is watched (and followed to its end); the sensor waits while there is none.
@@ -84,7 +85,7 @@ class AEPFlowRunSensor(AEPFlowRunWaitOperator, BaseSensorOperator):
         self._deadline = time.time() + self.wait_seconds
         watch = self._get_watch(context)
         if self._poll(watch, context) is not Outcome.WAIT:
-            return self.result(watch)
+            return self.finish(context, watch.summary or {})
         self.defer_watch(watch, self._deadline)
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
@@ -93,7 +94,7 @@ class AEPFlowRunSensor(AEPFlowRunWaitOperator, BaseSensorOperator):
             raise self.timeout_error(watch, self._deadline)
         if self._poll(watch, context) is Outcome.WAIT:
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self.result(watch))
+        return PokeReturnValue(is_done=True, xcom_value=self.finish(context, watch.summary or {}))
 
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
         try:

@@ -11,6 +11,7 @@ excused, with the defect, rather than as problems.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import threading
@@ -239,6 +240,11 @@ class AdobeSpecs:
     def _body_problems_uncached(
         self, service: str, method: str, path: str, content_type: str, body: bytes
     ) -> tuple[Problem, ...]:
+        if body and "json" in content_type.lower():
+            try:  # openapi-core would fail on JSON no parser reads (invalid UTF-8, nesting past the stack)
+                json.loads(body)
+            except (ValueError, RecursionError) as exc:
+                return (Problem("body", "(root)", "invalid", f"not readable JSON ({type(exc).__name__})"),)
         request = _Request(method, path, (), (("Content-Type", content_type),) if content_type else (), body)
         with self._lock:
             errors = list(self._validators[service][1].iter_errors(request))

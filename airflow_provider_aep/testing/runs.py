@@ -8,14 +8,20 @@ run's status is a pure function of "now":
     scheduled                    inProgress                   success | failed | partialSuccess
 
 Durations are emulated seconds divided by ``time_scale``; timestamps are real
-epoch milliseconds. The final outcome is fixed the first time a run is seen
-complete, from :meth:`AEPEmulator.set_flow_outcome` (or the emulator default).
+epoch milliseconds. The final outcome (and how many rows it rejects) is fixed the
+first time a run is seen complete, from :meth:`AEPEmulator.set_flow_outcome` (or the
+emulator default).
+
+A finished run that got past the copy wrote one target batch: Catalog serves it
+(:func:`render_batch`) and Data Access its ``row_errors`` files (:func:`row_error_files`),
+one rejected row per file, as the error-diagnostics guide's samples show them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aep.testing.specs import FREQUENCY_SECONDS
@@ -37,6 +43,15 @@ class RunOutcome:
 
 # After a long idle period only the most recent slots become runs, not thousands.
 MAX_CATCH_UP_RUNS = 20
+# Data Access lists at most 100 meta files per request; the emulator keeps the first 100 rejected rows.
+MAX_ROW_ERROR_FILES = 100
+# The row errors of the error-diagnostics guide: (file kind, code, message), alternating over rejected rows.
+ROW_ERROR_KINDS = (
+    ("parsing", "1401", "Row is corrupted and cannot be read, please fix and resend."),
+    ("conversion", "1555", "A required field is either missing or has a value of null."),
+)
+# Catalog's batch error code for each kind (error-diagnostics guide).
+_BATCH_ERROR_CODES = {"parsing": "INGEST-1401-400", "conversion": "INGEST-1555-400"}
 
 
 def make_schedule(params: dict[str, Any], now: float, time_scale: float) -> FlowSchedule:
@@ -90,6 +105,7 @@ def create_run(
     window: tuple[float, float],
     on_demand: bool = False,
     params: dict[str, Any] | None = None,
+    retrigger_of: str | None = None,
 ) -> RunRecord:
     scale = emulator.time_scale
     starts = due + emulator.run_start_delay / scale
@@ -106,9 +122,13 @@ def create_run(
         window_end=window[1],
         on_demand=on_demand,
         params=params,
+        retrigger_of=retrigger_of,
     )
+    table = source_table(emulator, sb, flow_id)
+    rec.source_rows = table.row_count if table is not None else None
     sb.run_records[run_id] = rec
     sb.runs_by_flow.setdefault(flow_id, []).append(run_id)
+    sb.batch_runs[batch_id_of(rec)] = run_id
     return rec
 
 
@@ -120,8 +140,53 @@ def status_of(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> str:
         return "inProgress"
     if rec.outcome is None:
         flow = sb.flows.get(rec.flow_id)
-        rec.outcome = emulator._next_outcome(rec.flow_id, flow.get("name") if flow else None)
+        rec.outcome, rec.failed_records = emulator._next_outcome(rec.flow_id, flow.get("name") if flow else None)
     return rec.outcome
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A run's synthetic size, drawn from its seed: the same on every read."""
+
+    total: int
+    row_bytes: int
+    files: int
+    partial_share: float
+
+
+def _shape(rec: RunRecord) -> _Shape:
+    rng = random.Random(rec.seed)
+    total = rng.randint(500, 5000)
+    if rec.source_rows is not None:  # the run reads one of the emulator's explorable tables: its rows
+        total = rec.source_rows
+    return _Shape(total, rng.randint(150, 400), rng.randint(1, 3), rng.uniform(0.01, 0.05))
+
+
+def rejected_rows(rec: RunRecord) -> int | None:
+    """Rows a finished run rejected; None for a failed run that never got past the copy (no batch)."""
+    shape, asked = _shape(rec), rec.failed_records
+    if asked is None:
+        return {RunOutcome.SUCCESS: 0, RunOutcome.PARTIAL_SUCCESS: max(1, int(shape.total * shape.partial_share))}.get(
+            rec.outcome or ""
+        )
+    count = max(1, round(shape.total * asked)) if isinstance(asked, float) and asked > 0 else int(asked)
+    return min(count, shape.total)
+
+
+def batch_id_of(rec: RunRecord) -> str:
+    return hashlib.sha256(f"batch:{rec.id}".encode()).hexdigest()[:26].upper()
+
+
+def _rejected_text(rejected: int, written: int, failed: bool) -> str:
+    if failed:
+        return (
+            f"Encountered {rejected} errors in the data, more than the flow's partial ingestion threshold allows: "
+            "the batch failed and no rows were ingested. Review the associated diagnostics for more details."
+        )
+    return (
+        f"Encountered {rejected} errors in the data. Successfully ingested {written} rows. "
+        "Review the associated diagnostics for more details."
+    )
 
 
 def _ms(t: float) -> int:
@@ -147,18 +212,17 @@ def render_run(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[
     """The run object AEP returns from ``GET /runs/{id}`` (aep-api.md §4.9)."""
     now = emulator.store.now()
     status = status_of(emulator, sb, rec)
-    rng = random.Random(rec.seed)
-    total = rng.randint(500, 5000)
-    table = source_table(emulator, sb, rec.flow_id)
-    if table is not None:
-        total = table.row_count
-    row_bytes = rng.randint(150, 400)
-    files = rng.randint(1, 3)
-    batch_id = hashlib.sha256(f"batch:{rec.id}".encode()).hexdigest()[:26].upper()
+    shape = _shape(rec)
+    total, row_bytes, files = shape.total, shape.row_bytes, shape.files
+    batch_id = batch_id_of(rec)
     copy_id, promo_id = f"{rec.id}-copy", f"{rec.id}-promotion"
     flow = sb.flows.get(rec.flow_id, {})
     target_ids = flow.get("targetConnectionIds", [])
     source_ids = flow.get("sourceConnectionIds", [])
+    final = status in RunOutcome.ALL
+    rejected = rejected_rows(rec) if final else 0
+    copy_failed = status == RunOutcome.FAILED and rejected is None
+    promoted = final and not copy_failed  # the run wrote a batch
 
     if status == "scheduled":
         progress = 0.0
@@ -170,7 +234,7 @@ def render_run(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[
     read = int(total * progress)
     failed_records = 0
     errors: list[dict[str, Any]] = []
-    if status == "failed":
+    if copy_failed:
         read = int(total * 0.4)
         written = 0
         errors = [
@@ -180,17 +244,17 @@ def render_run(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[
                 "(the OData service closed the connection).",
             }
         ]
-    elif status == "partialSuccess":
-        failed_records = max(1, int(total * rng.uniform(0.01, 0.05)))
-        written = total - failed_records
-        errors = [
-            {
-                "code": "INGEST-1212-400",
-                "message": f"Encountered {failed_records} errors in the data. Successfully ingested "
-                f"{written} rows. Review the associated diagnostics for more details.",
-                "recordCount": failed_records,
-            }
-        ]
+    elif final:
+        failed_records = rejected or 0
+        written = 0 if status == RunOutcome.FAILED else total - failed_records
+        if failed_records:
+            errors = [
+                {
+                    "code": "INGEST-1212-400",
+                    "message": _rejected_text(failed_records, written, status == RunOutcome.FAILED),
+                    "recordCount": failed_records,
+                }
+            ]
     else:
         written = int(read * 0.97) if status == "inProgress" else read
 
@@ -208,7 +272,7 @@ def render_run(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[
             for tid in target_ids
         ],
     }
-    if status == "failed":
+    if copy_failed:
         size_summary = {"inputBytes": -1, "outputBytes": -1}
     else:
         size_summary = {"inputBytes": read * row_bytes, "outputBytes": int(written * row_bytes * 0.6)}
@@ -225,13 +289,12 @@ def render_run(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[
     duration: dict[str, Any] = {}
     if status != "scheduled":
         duration["startedAtUTC"] = _ms(rec.starts)
-    final = status in RunOutcome.ALL
     if final:
         duration["completedAtUTC"] = _ms(rec.completes)
 
     status_summary: dict[str, Any] = {
         "status": status,
-        "activityRefs": [copy_id] + ([promo_id] if final and status != "failed" else []),
+        "activityRefs": [copy_id] + ([promo_id] if promoted else []),
     }
     if errors:
         status_summary["errors"] = errors
@@ -239,24 +302,24 @@ def render_run(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[
     window_ext = {"windowStart": _ms(rec.window_start), "windowEnd": _ms(rec.window_end)}
     activities: list[dict[str, Any]] = []
     if status != "scheduled":
-        copy_status = "failed" if status == "failed" else ("inProgress" if not final else "success")
+        copy_status = "failed" if copy_failed else ("inProgress" if not final else "success")
         copy_activity: dict[str, Any] = {
             "id": copy_id,
             "name": "Copy Activity",
             "updatedAtUTC": _ms(min(now, rec.completes)),
             "durationSummary": {**duration, "extensions": window_ext},
             "sizeSummary": dict(size_summary),
-            "recordSummary": {"inputRecordCount": read, "outputRecordCount": read if status != "failed" else 0},
+            "recordSummary": {"inputRecordCount": read, "outputRecordCount": 0 if copy_failed else read},
             "fileSummary": {k: v for k, v in file_summary.items() if k != "activityRefs"},
             "statusSummary": {"status": copy_status},
             "sourceInfo": [{"id": sid, "type": "SourceConnection"} for sid in source_ids],
         }
-        if status == "failed":
+        if copy_failed:
             copy_activity["statusSummary"]["errors"] = list(errors)
         activities.append(copy_activity)
-    if final and status != "failed":
+    if promoted:
         promo_status: dict[str, Any] = {"status": status}
-        if status == "partialSuccess":
+        if failed_records:
             promo_status["errors"] = list(errors)
             promo_status["extensions"] = {
                 "manifest": {
@@ -316,6 +379,77 @@ def render_run(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[
     if rec.params is not None:
         run["params"] = rec.params
     return run
+
+
+def _wrote_batch(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> bool:
+    status = status_of(emulator, sb, rec)
+    return status in RunOutcome.ALL and rejected_rows(rec) is not None
+
+
+def render_batch(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[str, Any] | None:
+    """The run's target batch as Catalog's ``GET /batches/{id}`` shows it; None before the run wrote one."""
+    if not _wrote_batch(emulator, sb, rec):
+        return None
+    run = render_run(emulator, sb, rec)
+    records = run["metrics"]["recordSummary"]
+    rejected = records["failedRecordCount"]
+    status = "failed" if run["metrics"]["statusSummary"]["status"] == RunOutcome.FAILED else "success"
+    errors = [
+        {"code": e["code"], "description": e["message"]} for e in run["metrics"]["statusSummary"].get("errors", [])
+    ]
+    for index, (kind, _, message) in enumerate(ROW_ERROR_KINDS):
+        count = (rejected + len(ROW_ERROR_KINDS) - 1 - index) // len(ROW_ERROR_KINDS)
+        if count:
+            errors.append({"code": _BATCH_ERROR_CODES[kind], "description": message, "recordCount": count})
+    flow = sb.flows.get(rec.flow_id, {})
+    datasets = [
+        sb.targetConnections[t].get("params", {}).get("dataSetId")
+        for t in flow.get("targetConnectionIds", [])
+        if t in sb.targetConnections
+    ]
+    batch: dict[str, Any] = {
+        "imsOrg": emulator.org_id,
+        "created": _ms(rec.starts),
+        "createdClient": emulator.client_id,
+        "createdUser": emulator.user_id,
+        "updatedUser": emulator.user_id,
+        "updated": _ms(rec.completes),
+        "externalId": batch_id_of(rec),
+        "started": _ms(rec.starts),
+        "completed": _ms(rec.completes),
+        "status": status,
+        "recordCount": records["inputRecordCount"],
+        "failedRecordCount": rejected,
+        "metrics": {
+            "inputRecordCount": records["inputRecordCount"],
+            "outputRecordCount": records["outputRecordCount"],
+            "failedRecordCount": rejected,
+        },
+        "relatedObjects": [{"type": "dataSet", "id": d} for d in datasets if d],
+        "inputFormat": {"format": "parquet"},
+        "version": "1.0.0",
+    }
+    if errors:
+        batch["errors"] = errors
+    return batch
+
+
+def row_error_files(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[str, dict[str, Any]]:
+    """The batch's ``row_errors`` files, name -> content: one rejected row each, the first 100 rows."""
+    if not _wrote_batch(emulator, sb, rec):
+        return {}
+    shape = _shape(rec)
+    files: dict[str, dict[str, Any]] = {}
+    for row in range(min(rejected_rows(rec) or 0, MAX_ROW_ERROR_FILES)):
+        kind, code, message = ROW_ERROR_KINDS[row % len(ROW_ERROR_KINDS)]
+        content: dict[str, Any] = {
+            "_errors": [{"code": code, "message": message}],
+            "_filename": f"part-{row % shape.files:05d}.parquet",
+        }
+        if kind == "parsing":
+            content["_corrupt_record"] = f'{{"OrderID": {row}, "OrderDate": '
+        files[f"{kind}_errors_{row // len(ROW_ERROR_KINDS)}.json"] = content
+    return files
 
 
 def last_run_details(emulator: AEPEmulator, sb: SandboxState, flow_id: str) -> dict[str, Any] | None:

@@ -43,7 +43,7 @@ from airflow_provider_aep.testing.errors import (
 from airflow_provider_aep.testing.faults import FaultConfig, FaultInjector
 from airflow_provider_aep.testing.routing import Request, Response, Service
 from airflow_provider_aep.testing.runs import RunOutcome
-from airflow_provider_aep.testing.services import catalog, conversion, flow_service, ims, schema_registry
+from airflow_provider_aep.testing.services import catalog, conversion, data_access, flow_service, ims, schema_registry
 from airflow_provider_aep.testing.source_catalog import SourceTable
 from airflow_provider_aep.testing.state import KINDS, Store
 
@@ -53,6 +53,7 @@ SERVICES: tuple[Service, ...] = (
     catalog.SERVICE,
     flow_service.SERVICE,
     conversion.SERVICE,
+    data_access.SERVICE,
 )
 
 # How the undocumented DELETE /mappingSets/{id} is answered (Adobe's spec has only GET and PUT there).
@@ -106,12 +107,13 @@ class _Token:
 
 @dataclass
 class _Outcome:
-    """Outcomes queued for a flow; the last one repeats forever."""
+    """Outcomes queued for a flow, the last one repeating forever, and the failed rows of each."""
 
     queue: collections.deque[str] = field(default_factory=collections.deque)
+    failed_records: int | float | None = None
 
-    def next(self) -> str:
-        return self.queue.popleft() if len(self.queue) > 1 else self.queue[0]
+    def next(self) -> tuple[str, int | float | None]:
+        return (self.queue.popleft() if len(self.queue) > 1 else self.queue[0]), self.failed_records
 
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -447,29 +449,44 @@ class AEPEmulator:
         if outcome not in RunOutcome.ALL:
             raise ValueError(f"unknown run outcome {outcome!r}; expected one of {RunOutcome.ALL}")
 
-    def set_flow_outcome(self, flow_id_or_name: str, outcome: str | Iterable[str]) -> None:
+    def set_flow_outcome(
+        self, flow_id_or_name: str, outcome: str | Iterable[str], *, failed_records: int | float | None = None
+    ) -> None:
         """Outcome of the flow's runs that have not completed yet.
 
         ``outcome`` is one status, or a sequence consumed one per completing run with the
         last one repeating (e.g. ``["failed", "success"]`` to exercise a retry).
+
+        ``failed_records`` is how many of a run's rows are rejected: a count (int) or a share of its
+        input rows (float, 0 to 1). Each gets a row error in the batch's diagnostics (Data Access), and
+        the counts show in the run and its batch (Catalog). With ``"success"`` the run still reports
+        success, as AEP does under a flow's partial-ingestion threshold; with ``"failed"`` the copy
+        succeeds and the batch fails at promotion. Left out: none for success, 1-5% for partialSuccess,
+        and a failure copying from the source (no batch) for failed.
         """
         outcomes = [outcome] if isinstance(outcome, str) else list(outcome)
         if not outcomes:
             raise ValueError("at least one outcome is needed")
         for value in outcomes:
             self._check_outcome(value)
+        if failed_records is not None and (
+            isinstance(failed_records, bool)
+            or failed_records < 0
+            or (isinstance(failed_records, float) and failed_records > 1)
+        ):
+            raise ValueError(f"failed_records={failed_records!r}: a count (int >= 0) or a share (float 0 to 1)")
         with self.store.lock:
-            self._outcomes[flow_id_or_name] = _Outcome(collections.deque(outcomes))
+            self._outcomes[flow_id_or_name] = _Outcome(collections.deque(outcomes), failed_records)
 
     def set_default_outcome(self, outcome: str) -> None:
         self._check_outcome(outcome)
         self.default_outcome = outcome
 
-    def _next_outcome(self, flow_id: str, flow_name: str | None) -> str:
+    def _next_outcome(self, flow_id: str, flow_name: str | None) -> tuple[str, int | float | None]:
         for key in (flow_id, flow_name):
             if key is not None and key in self._outcomes:
                 return self._outcomes[key].next()
-        return self.default_outcome
+        return self.default_outcome, None
 
     # ------------------------------------------------------------------ observation
 

@@ -55,7 +55,10 @@ class RunRecord:
     window_end: float
     on_demand: bool = False
     outcome: str | None = None  # resolved lazily when the run completes
+    failed_records: int | float | None = None  # asked for with the outcome: a count, or a share of the rows
     params: dict[str, Any] | None = None  # on-demand run parameters, echoed back
+    retrigger_of: str | None = None  # the failed run this one re-runs (RE_TRIGGER)
+    source_rows: int | None = None  # rows of the explorable table the flow reads, if it reads one
 
 
 @dataclass
@@ -74,6 +77,7 @@ class SandboxState:
     flow_schedules: dict[str, FlowSchedule] = field(default_factory=dict)
     run_records: dict[str, RunRecord] = field(default_factory=dict)
     runs_by_flow: dict[str, list[str]] = field(default_factory=dict)  # index: flow id -> run ids, oldest first
+    batch_runs: dict[str, str] = field(default_factory=dict)  # index: the run's target batch id -> run id
     recent: list[dict[str, Any]] = field(default_factory=list)  # XDM recentlyCreatedResources
 
 

@@ -53,6 +53,7 @@ SERVICE_BASE_PATHS = {
     "catalog": "/data/foundation/catalog",
     "flowservice": "/data/foundation/flowservice",
     "conversion": "/data/foundation/conversion",
+    "export": "/data/foundation/export",  # Data Access: a batch's files and error diagnostics
 }
 TOKEN_PATH = "/ims/token/v3"
 

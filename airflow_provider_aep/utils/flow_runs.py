@@ -1,5 +1,6 @@
 """
-Flow runs: the one status table, run summaries, the watch that polls a run, and the judgement of a finished one.
+Flow runs: the one status table, run summaries, the watch that polls a run, and the judgement of a finished one
+(its status, the quality gate, and AEP's diagnostics of what went wrong).
 
 Poke mode, the run operator's wait, the deferrable trigger and ``execute_complete`` all go through this
 module, so a run is watched and judged the same way whichever path watched it (aep-api.md §4.9).
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from types import MappingProxyType
@@ -23,6 +25,7 @@ from airflow_provider_aep.exceptions import (
 )
 from airflow_provider_aep.links.urls import RUN_URL_KEY, dataflow_url
 from airflow_provider_aep.utils.client_core import Flow, dig, is_retryable
+from airflow_provider_aep.utils.timestamps import to_epoch_seconds
 
 if TYPE_CHECKING:
     from airflow_provider_aep.hooks.operations import AEPOperations
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # Keep XCom and trigger events small: a failed run can list thousands of record errors.
 MAX_ERRORS = 20
+# The XCom key of a failed run's summary (with its diagnostics): a failed task has no return value.
+RUN_SUMMARY_KEY = "run_summary"
 
 
 class FlowRunStatus(str, Enum):
@@ -130,14 +135,48 @@ def run_errors(run: Mapping[str, Any] | None) -> list[dict[str, Any]]:
             found.append(entry)
 
     add(dig(run, "metrics", "statusSummary", "errors"), None)
-    activities = (run or {}).get("activities") or (run or {}).get("activites") or []  # the spec misspells it
-    for activity in activities if isinstance(activities, list) else []:
-        if not isinstance(activity, Mapping):
-            continue
+    for activity in _activities(run):
         name = activity.get("name") if isinstance(activity.get("name"), str) else None
         add(dig(activity, "statusSummary", "errors"), name)
         add(dig(activity, "statusSummary", "extensions", "errors"), name)
     return found
+
+
+def _activities(run: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    activities = (run or {}).get("activities") or (run or {}).get("activites") or []  # the spec misspells it
+    return [a for a in activities if isinstance(a, Mapping)] if isinstance(activities, list) else []
+
+
+def run_batch_ids(run: Mapping[str, Any] | None) -> list[str]:
+    """The batches a run wrote to its targets: each activity's ``targetInfo[].reference`` of type ``Batch``."""
+    ids: list[str] = []
+    for activity in _activities(run):
+        for target in activity.get("targetInfo") or []:
+            reference = target.get("reference") if isinstance(target, Mapping) else None
+            if isinstance(reference, Mapping) and str(reference.get("type", "")).casefold() == "batch":
+                ids.extend(i for i in reference.get("ids") or [] if isinstance(i, str) and i not in ids)
+    return ids
+
+
+def run_window(run: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """
+    A run's ingestion window in epoch seconds: its on-demand ``params`` (``windowStartTime``/``windowEndTime``),
+    else its activities' ``durationSummary.extensions`` (``windowStart``/``windowEnd``); None when neither says.
+    """
+    candidates = [dig(run, "params", "windowStartTime"), dig(run, "params", "windowEndTime")]
+    for activity in _activities(run):
+        candidates += [
+            dig(activity, "durationSummary", "extensions", "windowStart"),
+            dig(activity, "durationSummary", "extensions", "windowEnd"),
+        ]
+    for start, end in zip(candidates[::2], candidates[1::2], strict=True):
+        try:
+            window = to_epoch_seconds(start), to_epoch_seconds(end)
+        except AEPValidationError:
+            continue
+        if window[0] is not None and window[1] is not None:
+            return window[0], window[1]
+    return None
 
 
 def run_summary(run: Mapping[str, Any], flow_id: str | None, org_id: str, sandbox: str) -> dict[str, Any]:
@@ -148,10 +187,13 @@ def run_summary(run: Mapping[str, Any], flow_id: str | None, org_id: str, sandbo
     completed = _ms(dig(run, "metrics", "durationSummary", "completedAtUTC"))
     records = dig(run, "metrics", "recordSummary") or {}
     files = dig(run, "metrics", "fileSummary") or {}
+    window = run_window(run)
     return {
         "run_id": run_id,
         "flow_id": flow_id,
         "status": run_status(run),
+        "window_start": _iso(window[0] * 1000) if window else None,
+        "window_end": _iso(window[1] * 1000) if window else None,
         "created_at": _iso(_ms(run.get("createdAt"))),
         "started_at": _iso(started),
         "completed_at": _iso(completed),
@@ -167,6 +209,7 @@ def run_summary(run: Mapping[str, Any], flow_id: str | None, org_id: str, sandbo
             "failed": _count(files, "failedFileCount"),
         },
         "errors": run_errors(run)[:MAX_ERRORS],
+        "batch_ids": run_batch_ids(run),
         "dataflow_url": dataflow_url(org_id, sandbox, flow_id) if flow_id else None,
         "run_url": dataflow_url(org_id, sandbox, flow_id, run_id) if flow_id and run_id else None,
     }
@@ -196,42 +239,136 @@ def format_duration(seconds: float) -> str:
 
 
 # ---------------------------------------------------------------- judgement
+@dataclass(frozen=True)
+class QualityGate:
+    """
+    Limits on a finished run's failed records (``metrics.recordSummary.failedRecordCount``): AEP reports a run
+    ``success`` even when it rejected rows. ``max_failed_ratio`` is failed / input records; None means no limit.
+    """
+
+    max_failed_records: int | None = None
+    max_failed_ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        count, ratio = self.max_failed_records, self.max_failed_ratio
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            raise AEPValidationError(f"max_failed_records={count!r}: must be a whole number >= 0, or None")
+        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1):
+            raise AEPValidationError(
+                f"max_failed_ratio={ratio!r}: must be a share of the input records from 0 to 1 (0.01 is 1%), or None"
+            )
+
+    def breach(self, summary: Mapping[str, Any], logger: Any = None) -> str | None:
+        """What the run's counts break, in words with the counts and thresholds; None when it passes."""
+        if self.max_failed_records is None and self.max_failed_ratio is None:
+            return None
+        records = summary.get("records") or {}
+        failed, total = records.get("failed"), records.get("input")
+        if failed is None:
+            (logger or log).warning(
+                "%s: AEP reported no failed-record count, so the quality gate cannot be checked", _where(summary)
+            )
+            return None
+        broken = []
+        if self.max_failed_records is not None and failed > self.max_failed_records:
+            broken.append(f"max_failed_records={self.max_failed_records:,}")
+        ratio = failed / total if total else (1.0 if failed else 0.0)
+        if self.max_failed_ratio is not None and ratio > self.max_failed_ratio:
+            broken.append(f"max_failed_ratio={self.max_failed_ratio:g} ({_percent(self.max_failed_ratio)})")
+        if not broken:
+            return None
+        share = f" ({_percent(ratio)})" if total else ""
+        return f"{_fmt(failed)} of {_fmt(total)} records failed{share}, more than {' and '.join(broken)}"
+
+
+Diagnose = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
 def result_of_finished_run(
     summary: Mapping[str, Any],
     *,
     fail_on_partial_success: bool = False,
+    gate: QualityGate | None = None,
+    diagnose: Diagnose | None = None,
     logger: logging.Logger | None = None,
 ) -> dict[str, Any]:
     """
     The task's result for a finished run: its summary (success, or partialSuccess with a warning), or
-    :class:`AEPFlowRunFailedError` carrying the error codes, messages and run URL.
+    :class:`AEPFlowRunFailedError` carrying the error codes, messages and run URL. A run that breaks the
+    quality ``gate`` fails whatever AEP's status says, in one line with the counts, thresholds and links.
+
+    A failed run, a partial success or a gate failure is explained by ``diagnose(summary)`` (AEP's
+    diagnostics, added to the summary as ``diagnostics`` and to the error or warning); a diagnose that
+    fails is logged and never changes the outcome.
 
     Waiting in the worker and ``execute_complete`` both end here, so both give the same value and errors.
     """
     logger = logger or log
     outcome = outcome_of(summary.get("status"))
     where = _where(summary)
-    if outcome is Outcome.SUCCESS:
-        return dict(summary)
-    if outcome is Outcome.PARTIAL:
-        details = _error_text(summary)
-        if fail_on_partial_success:
-            raise AEPFlowRunFailedError(
-                f"{where} finished partialSuccess and fail_on_partial_success is set{details}. "
-                f"See {summary.get('run_url')}",
-                summary,
-            )
-        logger.warning(
-            "%s finished partialSuccess: %s records failed%s. See %s",
-            where,
-            _fmt((summary.get("records") or {}).get("failed")),
-            details,
-            summary.get("run_url"),
-        )
-        return dict(summary)
+    see = f"See {summary.get('run_url')}"
+    if outcome is Outcome.WAIT:
+        raise ValueError(f"{where} has not finished (status {summary.get('status')!r}); nothing to judge yet")
+    breach = None
     if outcome is Outcome.FAILED:
-        raise AEPFlowRunFailedError(f"{where} failed{_error_text(summary)}. See {summary.get('run_url')}", summary)
-    raise ValueError(f"{where} has not finished (status {summary.get('status')!r}); nothing to judge yet")
+        problem: str | None = f"{where} failed{_error_text(summary)}"
+    elif outcome is Outcome.PARTIAL and fail_on_partial_success:
+        problem = f"{where} finished partialSuccess and fail_on_partial_success is set{_error_text(summary)}"
+    else:
+        breach = (gate or QualityGate()).breach(summary, logger)
+        problem = breach and f"{where} finished {summary.get('status')} but failed the quality gate: {breach}"
+        see = f"See {summary.get('run_url')} (dataflow: {summary.get('dataflow_url')})"
+    if problem is None and outcome is Outcome.SUCCESS:
+        return dict(summary)
+    explained = _with_diagnostics(summary, diagnose, logger)
+    details = diagnostics_text(explained.get("diagnostics"), with_errors=breach is not None)
+    if problem:
+        raise AEPFlowRunFailedError(f"{problem}. {see}{details}", explained)
+    logger.warning(
+        "%s finished partialSuccess: %s records failed%s. %s%s",
+        where,
+        _fmt((summary.get("records") or {}).get("failed")),
+        _error_text(summary),
+        see,
+        details,
+    )
+    return explained
+
+
+def _with_diagnostics(summary: Mapping[str, Any], diagnose: Diagnose | None, logger: Any) -> dict[str, Any]:
+    if diagnose is None:
+        return dict(summary)
+    try:
+        diagnostics = dict(diagnose(summary))
+    except Exception as exc:  # the run's own outcome stands, whatever went wrong reading why
+        logger.warning("Reading AEP's diagnostics of %s failed (%s); going on without them", _where(summary), exc)
+        diagnostics = {"unavailable": [f"{type(exc).__name__}: {exc}"]}
+    return {**summary, "diagnostics": diagnostics}
+
+
+def diagnostics_text(diagnostics: Mapping[str, Any] | None, *, with_errors: bool = False) -> str:
+    """The diagnostics as lines to append to an error or warning ("" for none)."""
+    if not diagnostics:
+        return ""
+    lines = []
+    errors_of_run = diagnostics.get("errors") or []
+    if with_errors and errors_of_run:
+        lines.append("Errors:" + _error_text({"errors": errors_of_run})[1:])
+    said = {(e.get("code"), e.get("message")) for e in errors_of_run}
+    for batch in diagnostics.get("batches") or []:
+        records = batch.get("records") or {}
+        counts = ", ".join(f"{k} {_fmt(records.get(k))}" for k in ("input", "output", "failed"))
+        news = [e for e in batch.get("errors") or [] if (e.get("code"), e.get("message")) not in said]
+        errors = _error_text({"errors": news})
+        lines.append(f"Batch {batch.get('id')}: {batch.get('status') or 'status unknown'}; records {counts}{errors}")
+    samples = diagnostics.get("row_errors") or []
+    if samples:
+        lines.append(f"Row errors ({len(samples)} shown):")
+        lines += [
+            f"  batch {e.get('batch_id')}: [{e.get('code') or 'no code'}] {e.get('message') or ''}" for e in samples
+        ]
+    lines += [f"Not available: {what}" for what in diagnostics.get("unavailable") or []]
+    return "".join(f"\n{line}".rstrip() for line in lines)
 
 
 def timeout_message(flow_id: str, run_id: str | None, last_status: str | None, deadline: float, url: str | None) -> str:
@@ -283,6 +420,10 @@ def _count(obj: Any, key: str) -> int | None:
 
 def _fmt(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else "?"
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.2f}".rstrip("0").rstrip(".") + "%"
 
 
 # ---------------------------------------------------------------- watching
@@ -388,17 +529,11 @@ class FlowRunWatch:
         }
 
 
-def result_of_event(
-    event: Any,
-    *,
-    fail_on_partial_success: bool,
-    logger: logging.Logger,
-    push: Any = None,
-) -> dict[str, Any]:
+def summary_of_event(event: Any, *, push: Any = None) -> dict[str, Any]:
     """
-    The task's result from the trigger's event: the same value and the same exceptions as waiting in the
-    worker (:func:`result_of_finished_run`; ``AirflowSensorTimeout`` on ``timeout``). ``push(key, value)``
-    records the run's link once it is known.
+    The finished run's summary from the trigger's event, for the task to judge as waiting in the worker does;
+    ``AirflowSensorTimeout`` on ``timeout`` and ``AirflowException`` on ``error``, as in the worker.
+    ``push(key, value)`` records the run's link once it is known.
     """
     from airflow_provider_aep.version_compat import AirflowException, AirflowSensorTimeout
 
@@ -415,4 +550,4 @@ def result_of_event(
         raise AirflowException(
             f"Waiting for AEP flow run {event.get('run_id')} of flow {event.get('flow_id')} failed: {event.get('message')}"
         )
-    return result_of_finished_run(summary, fail_on_partial_success=fail_on_partial_success, logger=logger)
+    return dict(summary)

@@ -252,6 +252,32 @@ def test_scheduled_dag_runs_on_demand_for_its_interval(example, emulator):
     assert report["status"] == "success" and report["records_input"] > 0
 
 
+def test_scheduled_dag_re_runs_a_failed_run_once(example, emulator):
+    emulator.set_flow_outcome("Scheduled Orders dataflow", ["failed", "success"])
+    run = example("aep_scheduled_ingestion").test()
+    assert run.state == "success", _states(run)
+    posted = [r for r in emulator.request_log if r.method == "POST" and r.path.endswith("/runs")]
+    retriggered = [r for r in emulator.request_log if r.method == "POST" and r.path.endswith("/action")]
+    assert (len(posted), len(retriggered)) == (1, 1)
+    runs = emulator.snapshot()["prod"]["runs"].values()  # the `once` flow's own run at its startTime aside:
+    statuses = [r["metrics"]["statusSummary"]["status"] for r in runs if "params" in r]  # the on-demand ones
+    assert statuses == ["failed", "success"]
+
+
+def test_scheduled_dag_gate_fails_a_success_that_rejected_too_many_rows(example, emulator):
+    emulator.set_flow_outcome("Scheduled Orders dataflow", "success", failed_records=0.05)
+    run = example("aep_scheduled_ingestion").test()
+    states = _states(run)
+    assert (run.state, states["run_for_interval"], states["report_metrics"]) == ("failed", "failed", "upstream_failed")
+    summary = run.get_task_instance("run_for_interval").xcom_pull(task_ids="run_for_interval", key="run_summary")
+    assert summary["status"] == "success" and summary["records"]["failed"] > 0
+    assert (
+        len(summary["diagnostics"]["row_errors"]) == 5 and summary["diagnostics"]["batches"][0]["status"] == "success"
+    )
+    retriggered = [r for r in emulator.request_log if r.method == "POST" and r.path.endswith("/action")]
+    assert retriggered == []  # a gate failure is not a failed run: nothing to re-trigger
+
+
 def test_multi_source_dag_maps_one_pipeline_per_table(example, emulator):
     dag = example("aep_multi_source_ingestion")
     run = dag.test()

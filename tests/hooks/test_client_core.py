@@ -28,66 +28,14 @@ from airflow_provider_aep.utils import token_store
 from airflow_provider_aep.utils.client_core import TOKEN_CACHE, StoredToken
 from airflow_provider_aep.utils.connection import DEFAULT_SCOPES
 from airflow_provider_aep.utils.token_store import FileTokenStore
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, IMS, ORG_ID, SECRET_MASKER, TOKEN, conn_json
-from tests.fake_aep import FakeAEP
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, IMS, ORG_ID, TOKEN, conn_json
+from tests.hooks.conftest import Driver
 
 FS = "/data/foundation/flowservice"
 SR = "/data/foundation/schemaregistry"
 CAT = "/data/foundation/catalog"
 CONV = "/data/foundation/conversion"
 FLOW = {"items": [{"id": "f1", "name": "my flow"}]}
-
-
-class Driver:
-    """One of the two drivers, with the fake AEP behind it and its waits and masked secrets recorded."""
-
-    def __init__(self, kind: str, fake: FakeAEP, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.kind = kind
-        self.fake = fake
-        self.slept: list[float] = []
-        self.masked: list[str] = []
-
-        async def asleep(seconds: float) -> None:
-            self.slept.append(seconds)
-
-        async def amask(value: str, name: Any = None) -> None:
-            self.masked.append(value)
-
-        monkeypatch.setattr(AEPHook, "sleep", staticmethod(self.slept.append))
-        monkeypatch.setattr(AEPAsyncHook, "sleep", staticmethod(asleep))
-        monkeypatch.setattr(SECRET_MASKER, self.masked.append)
-        try:
-            monkeypatch.setattr("airflow.sdk.log.amask_secret", amask)
-        except (ImportError, AttributeError):  # no async masker: the async hook uses the synchronous one
-            pass
-
-    def hook(self, **kwargs: Any) -> AEPHook | AEPAsyncHook:
-        if self.kind == "sync":
-            return AEPHook(**kwargs)
-        return AEPAsyncHook(transport=self.fake.transport, **kwargs)
-
-    async def call(self, hook: AEPHook | AEPAsyncHook, name: str, *args: Any, **kwargs: Any) -> Any:
-        method = getattr(hook, name)
-        if isinstance(hook, AEPHook):
-            return method(*args, **kwargs)
-        async with hook:
-            return await method(*args, **kwargs)
-
-    def timeouts(self) -> list[tuple[float, float]]:
-        """(connect, read) of each call, as the client library received it."""
-        return [(t["connect"], t["read"]) if isinstance(t, dict) else t for t in self.fake.timeouts]
-
-
-@pytest.fixture(params=["sync", "async"])
-def driver(request, aep_conn, requests_mock, monkeypatch) -> Driver:
-    fake = FakeAEP()
-    fake.install(requests_mock)
-    return Driver(request.param, fake, monkeypatch)
-
-
-@pytest.fixture
-def hook(driver):
-    return driver.hook(retry_limit=3, retry_delay=0.01)
 
 
 def platform(driver: Driver, method: str | None = None) -> list[httpx.Request]:

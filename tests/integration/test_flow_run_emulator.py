@@ -19,12 +19,11 @@ from airflow_provider_aep.testing import AEPEmulator, FaultConfig
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
 from airflow_provider_aep.utils.client_core import TOKEN_CACHE
 from tests.conftest import airflow_3, xcoms
+from tests.integration.conftest import FAST_RETRIES
 
 ODATA_SPEC = "8e6b41a8-d998-4545-ad7d-c6a9fff406c3"
 DATA_LAKE_SPEC = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"
 PROFILE = "https://ns.adobe.com/xdm/context/profile"
-# One emulated minute per real second / 15 minutes: a run is scheduled ~0.1 s, in progress >= 1 s.
-EMULATOR_ARGS = {"time_scale": 60.0, "run_start_delay": 6.0, "run_duration": 60.0, "min_run_seconds": 1.0}
 
 
 # ---------------------------------------------------------------- setup helpers
@@ -123,21 +122,6 @@ def once() -> dict[str, Any]:
 
 def every_15_minutes(first_run_in: int = 0) -> dict[str, Any]:
     return {"startTime": int(time.time()) + first_run_in, "frequency": "minute", "interval": 15}
-
-
-@pytest.fixture
-def emulator(monkeypatch):
-    with AEPEmulator(**EMULATOR_ARGS) as emu:
-        monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emu.connection_json())
-        yield emu
-
-
-FAST_RETRIES = {"retry_limit": 8, "retry_delay": 0.01, "max_delay": 0.05, "retry_after_cap": 0.05}
-
-
-@pytest.fixture
-def hook(emulator) -> AEPHook:
-    return AEPHook(retry_args=FAST_RETRIES)
 
 
 def platform_calls(emu: AEPEmulator, fragment: str) -> list[Any]:
@@ -255,7 +239,7 @@ def {name}():
         deferrable={deferrable},
         fail_on_partial_success={fail_on_partial_success},
         aep_retry_limit=8,
-        aep_retry_args={{"retry_delay": 0.01, "max_delay": 0.05, "retry_after_cap": 0.05}},
+        aep_retry_args={{"retry_delay": 0.01, "max_delay": 0.05, "retry_after_cap": 0.05}},{extra}
     )
 
 {name}_dag = {name}()
@@ -280,7 +264,7 @@ def {name}():
         deferrable={deferrable},
         poll_interval=0.2,
         timeout=60,
-        aep_retry_args={{"retry_delay": 0.01, "max_delay": 0.05, "retry_after_cap": 0.05}},
+        aep_retry_args={{"retry_delay": 0.01, "max_delay": 0.05, "retry_after_cap": 0.05}},{extra}
     )
     watch = AEPFlowRunSensor(
         task_id="watch_run",
@@ -324,7 +308,8 @@ def test_sensor_in_dag_test_waits_for_the_scheduled_run_and_returns_its_summary(
     flow_id = build_flow(hook, every_15_minutes(first_run_in=4))  # no run yet when the sensor starts
     name = f"aep_sensor_{'deferred' if deferrable else 'poke'}"
     module = load_dag_file(
-        SENSOR_DAG.format(name=name, flow_id=flow_id, deferrable=deferrable, fail_on_partial_success=False), name
+        SENSOR_DAG.format(name=name, flow_id=flow_id, deferrable=deferrable, fail_on_partial_success=False, extra=""),
+        name,
     )
     dag_run = dag_test(module, name)
     assert states(dag_run) == {"wait_for_run": "success"}
@@ -343,7 +328,8 @@ def test_sensor_in_dag_test_fails_the_task_on_a_failed_run(emulator, hook, load_
     emulator.set_flow_outcome(flow_id, "failed")
     name = f"aep_sensor_failed_{'deferred' if deferrable else 'poke'}"
     module = load_dag_file(
-        SENSOR_DAG.format(name=name, flow_id=flow_id, deferrable=deferrable, fail_on_partial_success=False), name
+        SENSOR_DAG.format(name=name, flow_id=flow_id, deferrable=deferrable, fail_on_partial_success=False, extra=""),
+        name,
     )
     dag_run = dag_test(module, name)
     assert states(dag_run) == {"wait_for_run": "failed"}
@@ -354,7 +340,9 @@ def test_on_demand_run_then_sensor_in_dag_test(emulator, hook, load_dag_file, de
     flow_id = build_flow(hook, once())
     emulator.set_flow_outcome(flow_id, "partialSuccess")
     name = f"aep_run_flow_{'deferred' if deferrable else 'poke'}"
-    module = load_dag_file(RUN_FLOW_DAG.format(name=name, flow_id=flow_id, wait=True, deferrable=deferrable), name)
+    module = load_dag_file(
+        RUN_FLOW_DAG.format(name=name, flow_id=flow_id, wait=True, deferrable=deferrable, extra=""), name
+    )
     dag_run = dag_test(module, name)
     assert states(dag_run) == {"start_run": "success", "watch_run": "success"}
     started = xcoms(dag_run, "start_run")
@@ -370,7 +358,9 @@ def test_on_demand_run_under_faults_creates_exactly_one_run(emulator, hook, load
     flow_id = build_flow(hook, once())
     emulator.faults = FaultConfig(rate=0.3, retry_after=0, seed=3)
     name = "aep_run_flow_faults"
-    module = load_dag_file(RUN_FLOW_DAG.format(name=name, flow_id=flow_id, wait=False, deferrable=False), name)
+    module = load_dag_file(
+        RUN_FLOW_DAG.format(name=name, flow_id=flow_id, wait=False, deferrable=False, extra=""), name
+    )
     dag_run = dag_test(module, name)
     assert states(dag_run) == {"start_run": "success", "watch_run": "success"}
     emulator.faults = FaultConfig()

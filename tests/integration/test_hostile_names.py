@@ -57,9 +57,9 @@ with DAG("hostile_names", schedule=None, start_date=pendulum.datetime(2024, 1, 1
 """
 
 
-def names_held(emulator) -> collections.Counter[tuple[str, str]]:
+def names_held(pipeline_emulator) -> collections.Counter[tuple[str, str]]:
     """(kind, name or title) of every resource the emulator holds."""
-    state = emulator.snapshot()["prod"]
+    state = pipeline_emulator.snapshot()["prod"]
     return collections.Counter(
         (kind, resource.get("title") or resource.get("name"))
         for kind in PIPELINE_KINDS
@@ -83,22 +83,22 @@ def expected(name: str) -> set[tuple[str, str]]:
     }
 
 
-def test_pipelines_with_hostile_names_exist_once_after_a_rerun(load_dag_file, emulator):
-    emulator.page_size = 5  # lookups that filter here page through whole lists
+def test_pipelines_with_hostile_names_exist_once_after_a_rerun(load_dag_file, pipeline_emulator):
+    pipeline_emulator.page_size = 5  # lookups that filter here page through whole lists
     dag = load_dag_file(DAG_SOURCE.format(names=HOSTILE_NAMES), "hostile_names").dag
     for attempt in ("first run", "re-run"):
         run = dag.test()
         failed = {ti.task_id: ti.state for ti in run.get_task_instances() if ti.state != "success"}
         assert run.state == "success", (attempt, failed)
-        held = names_held(emulator)
+        held = names_held(pipeline_emulator)
         for name in HOSTILE_NAMES:
             assert {key: held[key] for key in expected(name)} == dict.fromkeys(expected(name), 1), (attempt, name)
-        assert pipeline_resource_counts(emulator) == {
+        assert pipeline_resource_counts(pipeline_emulator) == {
             kind: count * len(HOSTILE_NAMES) for kind, count in ONE_LEGACY_PIPELINE.items()
         }
 
 
-def test_hooks_find_a_hostile_name_exactly_and_nothing_that_only_resembles_it(emulator):
+def test_hooks_find_a_hostile_name_exactly_and_nothing_that_only_resembles_it(pipeline_emulator):
     hook = AEPHook()
     for name in ("Orders, EU", "Orders", "EU", " Orders, EU", "Orders,EU", "Order*"):
         hook.create_base_connection(
@@ -110,7 +110,7 @@ def test_hooks_find_a_hostile_name_exactly_and_nothing_that_only_resembles_it(em
 
 
 def test_duplicates_are_logged_the_oldest_is_used_and_the_teardown_deletes_every_copy(
-    load_dag_file, emulator, capfd, caplog
+    load_dag_file, pipeline_emulator, capfd, caplog
 ):
     dag = load_dag_file(DAG_SOURCE.format(names=["Dup, EU"]), "hostile_names_dup").dag
     assert dag.test().state == "success"
@@ -119,8 +119,8 @@ def test_duplicates_are_logged_the_oldest_is_used_and_the_teardown_deletes_every
     (first,) = hook.find_base_connections_by_name(names["base_connection"])
     # Someone (or a lost create committed late) made a second base connection of the same name.
     extra = requests.post(
-        f"{emulator.base_url}/data/foundation/flowservice/connections",
-        headers={**emulator.headers(), "Content-Type": "application/json"},
+        f"{pipeline_emulator.base_url}/data/foundation/flowservice/connections",
+        headers={**pipeline_emulator.headers(), "Content-Type": "application/json"},
         json={
             "name": names["base_connection"],
             "connectionSpec": {"id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c", "version": "1.0"},
@@ -136,11 +136,11 @@ def test_duplicates_are_logged_the_oldest_is_used_and_the_teardown_deletes_every
         in logs
     )
     assert "orphans to clean up" in logs
-    flow = next(iter(emulator.snapshot()["prod"]["flows"].values()))
-    source = emulator.snapshot()["prod"]["sourceConnections"][flow["sourceConnectionIds"][0]]
+    flow = next(iter(pipeline_emulator.snapshot()["prod"]["flows"].values()))
+    source = pipeline_emulator.snapshot()["prod"]["sourceConnections"][flow["sourceConnectionIds"][0]]
     assert source["baseConnectionId"] == first["id"]  # the pipeline kept using the oldest
 
     found = find_pipeline_resources(hook, "Dup, EU")
     assert {first["id"], extra} <= set(found["base_connection_ids"])
     AEPDeleteResourcesOperator(task_id="teardown", **found).execute({"ti": RecordingTI()})
-    assert pipeline_resource_counts(emulator) == dict.fromkeys(PIPELINE_KINDS, 0)
+    assert pipeline_resource_counts(pipeline_emulator) == dict.fromkeys(PIPELINE_KINDS, 0)

@@ -105,26 +105,28 @@ def dag(load_dag_file):
     return load_dag_file(DAG_SOURCE, "pipeline_inputs").dag
 
 
-def _changes(emulator):
-    return [r for r in emulator.request_log if r.method != "GET" and "/ims/" not in r.path]
+def _changes(pipeline_emulator):
+    return [r for r in pipeline_emulator.request_log if r.method != "GET" and "/ims/" not in r.path]
 
 
 @pytest.mark.parametrize(("case", "overrides", "message"), BAD_INPUTS, ids=[case for case, _, _ in BAD_INPUTS])
-def test_bad_input_fails_the_first_task_and_creates_nothing(dag, emulator, capfd, caplog, case, overrides, message):
+def test_bad_input_fails_the_first_task_and_creates_nothing(
+    dag, pipeline_emulator, capfd, caplog, case, overrides, message
+):
     run = dag.test(run_conf=overrides)
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "failed" and states["validate_inputs"] == "failed", states
     assert not any(state == "success" for task, state in states.items() if task != "validate_inputs"), states
-    assert _changes(emulator) == []
-    assert pipeline_resource_counts(emulator) == dict.fromkeys(PIPELINE_KINDS, 0)
+    assert _changes(pipeline_emulator) == []
+    assert pipeline_resource_counts(pipeline_emulator) == dict.fromkeys(PIPELINE_KINDS, 0)
     captured = capfd.readouterr()
     assert message in captured.out + captured.err + caplog.text
 
 
-def test_good_input_provisions_the_whole_pipeline(dag, emulator):
+def test_good_input_provisions_the_whole_pipeline(dag, pipeline_emulator):
     run = dag.test()
     assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert set(pipeline_resource_counts(emulator).values()) >= {1}
+    assert set(pipeline_resource_counts(pipeline_emulator).values()) >= {1}
 
 
 def test_several_problems_are_listed_together_one_line_each(aep_conn):

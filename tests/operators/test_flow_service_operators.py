@@ -20,6 +20,7 @@ from airflow_provider_aep.operators.flow_service import (
     AEPCreateTargetConnectionOperator,
     AEPExploreSourceOperator,
     AEPGetFlowSpecOperator,
+    AEPSetFlowStateOperator,
 )
 from airflow_provider_aep.operators.teardown import AEPDeleteResourcesOperator
 from tests.conftest import ORG_ID, task_log_text
@@ -520,6 +521,92 @@ def test_flow_create_lost_response_does_not_duplicate(context, requests_mock):
     post = requests_mock.post(f"{FS}/flows", exc=requests.ConnectionError("connection reset"))
     assert _flow_op().execute(context) == "flow1"
     assert post.call_count == 1
+
+
+EXISTING_FLOW = {
+    "id": "flow1",
+    "name": "orders flow",
+    "etag": '"e1"',
+    "flowSpec": {"id": FLOW_SPEC_ID},
+    "sourceConnectionIds": ["sc1"],
+    "targetConnectionIds": ["tc1"],
+    "transformations": [TRANSFORMATIONS[0], {"name": "Mapping", "params": {"mappingId": "ms0", "mappingVersion": "3"}}],
+    "scheduleParams": {"startTime": 1, "frequency": "hour", "interval": 1},
+}
+
+
+def test_update_patches_a_differing_schedule_and_mapping_with_the_etag(context, requests_mock):
+    requests_mock.get(f"{FS}/flowSpecs/{FLOW_SPEC_ID}", json={"items": [FLOW_SPEC]})
+    requests_mock.get(f"{FS}/flows", json={"items": [EXISTING_FLOW], "_links": {}})
+    requests_mock.get(f"{FS}/flows/flow1", json={"items": [EXISTING_FLOW]})
+    patch = requests_mock.patch(f"{FS}/flows/flow1", json={"id": "flow1", "etag": '"e2"'})
+    assert _flow_op(if_exists="update").execute(context) == "flow1"
+    assert posts(requests_mock) == []
+    assert patch.last_request.headers["If-Match"] == '"e1"'
+    assert patch.last_request.json() == [
+        {
+            "op": "replace",
+            "path": "/scheduleParams",
+            "value": {"startTime": 1767225600, "frequency": "minute", "interval": 30},
+        },
+        {
+            "op": "replace",
+            "path": "/transformations",
+            "value": [TRANSFORMATIONS[0], {"name": "Mapping", "params": {"mappingId": "ms1", "mappingVersion": "0"}}],
+        },
+    ]
+
+
+def test_update_patches_only_what_differs_and_nothing_when_all_matches(context, requests_mock):
+    same_mapping = {**EXISTING_FLOW, "transformations": TRANSFORMATIONS}
+    requests_mock.get(f"{FS}/flowSpecs/{FLOW_SPEC_ID}", json={"items": [FLOW_SPEC]})
+    requests_mock.get(f"{FS}/flows", json={"items": [same_mapping], "_links": {}})
+    requests_mock.get(f"{FS}/flows/flow1", json={"items": [same_mapping]})
+    patch = requests_mock.patch(f"{FS}/flows/flow1", json={"id": "flow1", "etag": '"e2"'})
+    _flow_op(if_exists="update").execute(context)
+    assert [op["path"] for op in patch.last_request.json()] == ["/scheduleParams"]
+    schedule = {"startTime": 5, "frequency": "hour", "interval": 1}
+    _flow_op(if_exists="update", schedule_params=schedule).execute(context)
+    assert patch.call_count == 1  # the second run matched: reused, nothing patched
+
+
+def test_update_cannot_change_a_flows_connections_or_spec(context, requests_mock):
+    requests_mock.get(f"{FS}/flowSpecs/{FLOW_SPEC_ID}", json={"items": [FLOW_SPEC]})
+    requests_mock.get(f"{FS}/flows", json={"items": [{**EXISTING_FLOW, "sourceConnectionIds": ["scX"]}], "_links": {}})
+    patch = requests_mock.patch(f"{FS}/flows/flow1", json={})
+    with pytest.raises(AEPResourceConflictError, match=r"differs in what an update cannot change: source connections"):
+        _flow_op(if_exists="update").execute(context)
+    assert patch.call_count == 0
+
+
+def test_update_is_only_for_flows(context):
+    with pytest.raises(AEPValidationError, match="if_exists='update': must be one of reuse, fail"):
+        AEPCreateTargetConnectionOperator(task_id="t", name="n", dataset_id="d", schema_id="s", if_exists="update")
+
+
+# ---------------------------------------------------------------- flow state
+def test_set_flow_state_disables_an_enabled_flow_with_its_etag(context, requests_mock, caplog, capsys):
+    requests_mock.get(f"{FS}/flows/flow1", json={"items": [{"id": "flow1", "state": "enabled", "etag": '"e1"'}]})
+    action = requests_mock.post(f"{FS}/flows/flow1/action", json={"id": "flow1", "etag": '"e2"'})
+    with caplog.at_level("INFO"):
+        assert AEPSetFlowStateOperator(task_id="t", flow_id="flow1", state="disabled").execute(context) == "flow1"
+    assert action.last_request.qs == {"op": ["disable"]} and action.last_request.headers["If-Match"] == '"e1"'
+    assert "AEP dataflow flow1 is now disabled" in task_log_text(caplog, capsys)
+    assert context["ti"].xcom["dataflow_url"].endswith("/dataflows/flow1/activity")
+
+
+def test_set_flow_state_on_a_flow_already_there_is_a_logged_no_op(context, requests_mock, caplog, capsys):
+    requests_mock.get(f"{FS}/flows/flow1", json={"items": [{"id": "flow1", "state": "enabled", "etag": '"e1"'}]})
+    with caplog.at_level("INFO"):
+        AEPSetFlowStateOperator(task_id="t", flow_id="flow1", state="enabled").execute(context)
+    assert posts(requests_mock) == []
+    assert "AEP dataflow flow1 was already enabled; nothing to do" in task_log_text(caplog, capsys)
+
+
+def test_set_flow_state_names_the_states_it_takes(context, requests_mock):
+    with pytest.raises(AEPValidationError, match=r"state='paused': must be one of 'enabled', 'disabled'"):
+        AEPSetFlowStateOperator(task_id="t", flow_id="flow1", state="paused").execute(context)
+    assert requests_mock.request_history == []
 
 
 # ---------------------------------------------------------------- teardown

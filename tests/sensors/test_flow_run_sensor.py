@@ -344,33 +344,45 @@ def outcome(fn):
 
 
 @pytest.mark.parametrize(
-    ("run", "fail_on_partial_success", "soft_fail"),
+    ("run", "options"),
     [
-        (make_run("success"), False, False),
+        (make_run("success"), {}),
         (
             make_run(
                 "failed",
                 errors=[{"code": "CONNECTOR-1001-500", "message": "copy failed"}],
                 activities=FAILED_ACTIVITIES,
             ),
-            False,
-            False,
+            {},
         ),
-        (make_run("partialSuccess"), False, False),
-        (make_run("partialSuccess"), True, False),
-        (make_run("failed"), False, True),
+        (make_run("partialSuccess"), {}),
+        (make_run("partialSuccess"), {"fail_on_partial_success": True}),
+        (make_run("failed"), {"soft_fail": True}),
+        (make_run("success"), {"max_failed_records": 50, "max_failed_ratio": 0.05}),  # 50 of 1,200 failed
+        (make_run("success"), {"max_failed_records": 49}),
+        (make_run("partialSuccess"), {"max_failed_ratio": 0.01}),
+        (make_run("success"), {"max_failed_records": 0, "soft_fail": True}),
     ],
-    ids=["success", "failed", "partial-ok", "partial-fails", "failed-soft"],
+    ids=[
+        "success",
+        "failed",
+        "partial-ok",
+        "partial-fails",
+        "failed-soft",
+        "gate-passes",
+        "gate-fails",
+        "gate-fails-partial",
+        "gate-fails-soft",
+    ],
 )
 async def test_execute_complete_returns_and_raises_exactly_like_poke_mode(
-    context, requests_mock, trigger_against, run, fail_on_partial_success, soft_fail
+    context, requests_mock, trigger_against, run, options
 ):
     serve(requests_mock, make_run("inProgress"), run)
-    poke = outcome(
-        lambda: sensor(fail_on_partial_success=fail_on_partial_success, soft_fail=soft_fail).execute(context)
-    )
+    poked_ti = RecordingTI()
+    poke = outcome(lambda: sensor(**options).execute({"ti": poked_ti}))
 
-    deferring = sensor(deferrable=True, fail_on_partial_success=fail_on_partial_success, soft_fail=soft_fail)
+    deferring = sensor(deferrable=True, **options)
     serve(requests_mock, make_run("inProgress"))
     with pytest.raises(TaskDeferred) as deferred:
         deferring.execute({"ti": RecordingTI()})
@@ -380,8 +392,11 @@ async def test_execute_complete_returns_and_raises_exactly_like_poke_mode(
 
     assert resumed == poke
     assert ti.xcom.get("run_url") == RUN_URL
-    if soft_fail:
+    assert ti.xcom.get("run_summary") == poked_ti.xcom.get("run_summary")
+    if options.get("soft_fail"):
         assert poke[0] == "AirflowSkipException"
+    if "max_failed_records" in options and poke[0] != "returned":
+        assert poked_ti.xcom["run_summary"]["diagnostics"]["errors"] == []
 
 
 async def test_deferred_timeout_is_a_sensor_timeout_and_soft_fail_skips(context, requests_mock, trigger_against, clock):

@@ -10,16 +10,19 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pendulum
 import pytest
 
-from airflow_provider_aep.exceptions import AEPFlowRunFailedError
+from airflow_provider_aep.exceptions import AEPFlowRunFailedError, AEPValidationError
 from airflow_provider_aep.utils.flow_runs import (
     STATUS_OUTCOMES,
     FlowRunStatus,
     Outcome,
+    QualityGate,
     outcome_of,
     progress_line,
     result_of_finished_run,
+    run_batch_ids,
     run_errors,
     run_summary,
+    run_window,
     timeout_message,
 )
 from airflow_provider_aep.utils.timestamps import to_epoch_ms, to_epoch_seconds
@@ -127,6 +130,8 @@ def test_summary_has_ids_times_counts_and_links_and_is_json():
         "run_id": "run-1",
         "flow_id": "flow-1",
         "status": "success",
+        "window_start": None,
+        "window_end": None,
         "created_at": "2023-12-31T23:59:55+00:00",
         "started_at": "2024-01-01T00:00:00+00:00",
         "completed_at": "2024-01-01T00:01:30.500000+00:00",
@@ -134,6 +139,7 @@ def test_summary_has_ids_times_counts_and_links_and_is_json():
         "records": {"input": 1200, "output": 1150, "failed": 50},
         "files": {"input": 2, "output": 1, "failed": 0},
         "errors": [],
+        "batch_ids": [],
         "dataflow_url": f"https://experience.adobe.com/#/@{ORG}/sname:dev/platform/source/dataflows/flow-1/activity",
         "run_url": f"https://experience.adobe.com/#/@{ORG}/sname:dev/platform/source/dataflows/flow-1/activity/run-1",
     }
@@ -281,3 +287,174 @@ def test_to_epoch_ms_rejects_other_values(value):
 def test_to_epoch_seconds_truncates():
     assert to_epoch_seconds(1_704_067_200_999) == 1_704_067_200
     assert to_epoch_seconds(None) is None
+
+
+# ---------------------------------------------------------------- batches and windows
+PROMOTION = {
+    "name": "Promotion Activity",
+    "targetInfo": [
+        {"id": "t1", "type": "TargetConnection", "reference": {"type": "Batch", "ids": ["B1", "B2"]}},
+        {"id": "t2", "type": "TargetConnection", "reference": {"type": "Batch", "ids": ["B2", "B3"]}},
+        {"id": "t3", "type": "TargetConnection", "reference": {"type": "Dataset", "ids": ["D1"]}},
+    ],
+}
+
+
+def test_batch_ids_come_from_the_activities_targets_once_each():
+    assert run_batch_ids(make_run("success", activities=[PROMOTION])) == ["B1", "B2", "B3"]
+    assert run_summary(make_run("success", activities=[PROMOTION]), "f", ORG, "dev")["batch_ids"] == ["B1", "B2", "B3"]
+    assert run_batch_ids(make_run("failed")) == []
+
+
+def test_a_runs_window_comes_from_its_params_or_its_activities():
+    on_demand = make_run("scheduled")
+    on_demand["params"] = {"startTime": 5, "windowStartTime": "1704067200", "windowEndTime": 1704070800}
+    assert run_window(on_demand) == (1704067200, 1704070800)
+    scheduled = make_run(
+        "inProgress",
+        activities=[
+            {"durationSummary": {"extensions": {"windowStart": STARTED_MS, "windowEnd": STARTED_MS + 900_000}}}
+        ],
+    )
+    assert run_window(scheduled) == (1704067200, 1704068100)
+    assert run_window(make_run("scheduled")) is None
+    assert run_window({"params": {"windowStartTime": "soon", "windowEndTime": 1}}) is None
+    summary = run_summary(on_demand, "f", ORG, "dev")
+    assert (summary["window_start"], summary["window_end"]) == (
+        "2024-01-01T00:00:00+00:00",
+        "2024-01-01T01:00:00+00:00",
+    )
+
+
+# ---------------------------------------------------------------- the quality gate
+@pytest.mark.parametrize(
+    ("gate", "failed", "passes"),
+    [
+        ({"max_failed_records": 50}, 50, True),  # at the limit passes: only more than it fails
+        ({"max_failed_records": 49}, 50, False),
+        ({"max_failed_ratio": 0.05}, 50, True),  # 50 of 1,200 is 4.17%
+        ({"max_failed_ratio": 0.04}, 50, False),
+        ({"max_failed_records": 0, "max_failed_ratio": 0}, 0, True),
+        ({"max_failed_records": 0}, 1, False),
+        ({}, 1_000, True),  # no gate
+    ],
+)
+def test_the_gate_fails_only_what_breaks_a_threshold(gate, failed, passes):
+    summary = run_summary(
+        make_run("success", records={"inputRecordCount": 1200, "failedRecordCount": failed}), "flow-1", ORG, "dev"
+    )
+    if passes:
+        assert result_of_finished_run(summary, gate=QualityGate(**gate)) == summary
+    else:
+        with pytest.raises(AEPFlowRunFailedError, match="failed the quality gate"):
+            result_of_finished_run(summary, gate=QualityGate(**gate))
+
+
+def test_a_gate_failure_is_one_line_with_counts_thresholds_and_both_links():
+    summary = run_summary(make_run("success"), "flow-1", ORG, "dev")
+    with pytest.raises(AEPFlowRunFailedError) as err:
+        result_of_finished_run(summary, gate=QualityGate(max_failed_records=10, max_failed_ratio=0.01))
+    assert str(err.value) == (
+        "AEP flow run run-1 of flow flow-1 finished success but failed the quality gate: 50 of 1,200 records "
+        "failed (4.17%), more than max_failed_records=10 and max_failed_ratio=0.01 (1%). "
+        f"See {summary['run_url']} (dataflow: {summary['dataflow_url']})"
+    )
+    assert err.value.summary == summary
+
+
+def test_the_gate_judges_a_partial_success_too_and_leaves_failures_as_they_were():
+    partial = run_summary(make_run("partialSuccess"), "flow-1", ORG, "dev")
+    with pytest.raises(AEPFlowRunFailedError, match=r"finished partialSuccess but failed the quality gate: 50 of"):
+        result_of_finished_run(partial, gate=QualityGate(max_failed_records=0))
+    failed = run_summary(make_run("failed", errors=[{"code": "C-1", "message": "m"}]), "flow-1", ORG, "dev")
+    with pytest.raises(AEPFlowRunFailedError) as err:
+        result_of_finished_run(failed, gate=QualityGate(max_failed_records=0))
+    assert "quality gate" not in str(err.value) and "[C-1] m" in str(err.value)
+
+
+def test_failed_rows_of_no_input_break_any_ratio_and_an_unknown_count_is_warned(caplog):
+    none_read = run_summary(make_run("success", records={"inputRecordCount": 0, "failedRecordCount": 3}), "f", ORG, "d")
+    with pytest.raises(AEPFlowRunFailedError, match=r"3 of 0 records failed, more than max_failed_ratio=0.5"):
+        result_of_finished_run(none_read, gate=QualityGate(max_failed_ratio=0.5))
+    unknown = run_summary(make_run("success", records={"inputRecordCount": 10}), "f", ORG, "d")
+    with caplog.at_level(logging.WARNING):
+        assert result_of_finished_run(unknown, gate=QualityGate(max_failed_records=0)) == unknown
+    assert "quality gate cannot be checked" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("gate", "match"),
+    [
+        ({"max_failed_records": -1}, "max_failed_records=-1"),
+        ({"max_failed_records": 1.5}, "max_failed_records=1.5"),
+        ({"max_failed_records": True}, "max_failed_records=True"),
+        ({"max_failed_ratio": 1.5}, r"max_failed_ratio=1.5: must be a share of the input records from 0 to 1"),
+        ({"max_failed_ratio": -0.1}, "max_failed_ratio=-0.1"),
+        ({"max_failed_ratio": "1%"}, "max_failed_ratio='1%'"),
+    ],
+)
+def test_gate_thresholds_are_checked_with_a_clear_error(gate, match):
+    with pytest.raises(AEPValidationError, match=match):
+        QualityGate(**gate)
+
+
+# ---------------------------------------------------------------- diagnostics in the judgement
+DIAGNOSTICS = {
+    "errors": [{"code": "INGEST-1212-400", "message": "Encountered 50 errors"}],
+    "batch_ids": ["B1"],
+    "batches": [
+        {
+            "id": "B1",
+            "status": "success",
+            "records": {"input": 1200, "output": 1150, "failed": 50},
+            "errors": [
+                {"code": "INGEST-1212-400", "message": "Encountered 50 errors"},
+                {"code": "INGEST-1401-400", "message": "corrupt", "records": 50},
+            ],
+        }
+    ],
+    "row_errors": [{"batch_id": "B1", "file": "f.json", "code": "1401", "message": "Row is corrupted."}],
+    "unavailable": ["the row errors of batch B2: HTTP 500"],
+}
+
+
+def test_a_gate_failure_carries_the_diagnostics_in_its_error_and_summary():
+    summary = run_summary(make_run("success"), "flow-1", ORG, "dev")
+    asked: list[dict] = []
+    with pytest.raises(AEPFlowRunFailedError) as err:
+        result_of_finished_run(
+            summary, gate=QualityGate(max_failed_records=0), diagnose=lambda s: asked.append(s) or DIAGNOSTICS
+        )
+    assert asked == [summary]
+    first, *rest = str(err.value).splitlines()
+    assert "failed the quality gate" in first
+    assert rest == [
+        "Errors: [INGEST-1212-400] Encountered 50 errors",
+        "Batch B1: success; records input 1,200, output 1,150, failed 50: [INGEST-1401-400] corrupt",
+        "Row errors (1 shown):",
+        "  batch B1: [1401] Row is corrupted.",
+        "Not available: the row errors of batch B2: HTTP 500",
+    ]
+    assert err.value.summary == {**summary, "diagnostics": DIAGNOSTICS}
+
+
+def test_a_partial_success_returns_its_diagnostics_and_a_success_reads_none(caplog):
+    partial = run_summary(make_run("partialSuccess"), "flow-1", ORG, "dev")
+    with caplog.at_level(logging.WARNING):
+        assert result_of_finished_run(partial, diagnose=lambda s: DIAGNOSTICS)["diagnostics"] == DIAGNOSTICS
+    assert "Row errors (1 shown)" in caplog.records[-1].getMessage()
+    success = run_summary(make_run("success"), "flow-1", ORG, "dev")
+    assert result_of_finished_run(success, diagnose=lambda s: pytest.fail("read diagnostics of a success")) == success
+
+
+def test_diagnostics_that_cannot_be_read_never_hide_the_runs_outcome(caplog):
+    failed = run_summary(make_run("failed", errors=[{"code": "C-1", "message": "boom"}]), "flow-1", ORG, "dev")
+
+    def broken(summary):
+        raise RuntimeError("Data Access is down")
+
+    with caplog.at_level(logging.WARNING), pytest.raises(AEPFlowRunFailedError) as err:
+        result_of_finished_run(failed, diagnose=broken)
+    assert str(err.value).splitlines()[0].startswith("AEP flow run run-1 of flow flow-1 failed: [C-1] boom. See ")
+    assert "Not available: RuntimeError: Data Access is down" in str(err.value)
+    assert "Reading AEP's diagnostics" in caplog.text

@@ -1,4 +1,4 @@
-"""Catalog Service, ``/data/foundation/catalog`` (aep-api.md §3): datasets.
+"""Catalog Service, ``/data/foundation/catalog`` (aep-api.md §3): datasets, and the batches runs write.
 
 * ``POST /dataSets?requestDataSource=true`` → 201 ``["@/dataSets/<24-hex id>"]``; the
   schema must exist in the sandbox; without ``requestDataSource`` a ``dataSourceId`` is needed.
@@ -7,6 +7,8 @@
   ``orderBy=asc:created``, ``properties=name,schemaRef``.
 * ``GET /dataSets/{id}`` → ``{id: {...}}``; ``DELETE`` → 200 ``["@/dataSets/<id>"]``
   (200 ``[]`` when nothing matched, as Catalog does).
+* ``GET /batches/{id}`` → ``{id: {...}}`` (catalog.yaml ``batchResponse``): the target batch of a finished
+  run, with its status, record counts and errors; 404 until the run wrote it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import copy
 import random
 from typing import Any
 
+from airflow_provider_aep.testing import runs as run_engine
 from airflow_provider_aep.testing.errors import APIError, placeholder_error
 from airflow_provider_aep.testing.query import Filter, matches, parse_filter, sort_key, whole_number
 from airflow_provider_aep.testing.routing import Request, Response, Service, route
@@ -146,6 +149,15 @@ def delete_dataset(req: Request, id: str) -> Response:
     return Response(200, [f"@/dataSets/{id}"])
 
 
+def get_batch(req: Request, id: str) -> Response:
+    sb = req.sb
+    rec = sb.run_records.get(sb.batch_runs.get(id, ""))
+    batch = run_engine.render_batch(req.emulator, sb, rec) if rec is not None else None
+    if batch is None:
+        raise placeholder_error(404, "NotFoundError", f"Batch {id} was not found.")
+    return Response(200, {id: batch})
+
+
 SERVICE = Service(
     name="catalog",
     prefix=PREFIX,
@@ -154,5 +166,6 @@ SERVICE = Service(
         route("POST", "/dataSets", create_dataset, creates=True),
         route("GET", "/dataSets/{id}", get_dataset),
         route("DELETE", "/dataSets/{id}", delete_dataset),
+        route("GET", "/batches/{id}", get_batch),
     ],
 )

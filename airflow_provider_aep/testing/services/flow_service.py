@@ -16,6 +16,10 @@ connections), ``sourceConnections``, ``targetConnections``, ``flows``, ``runs``.
 * ``POST /runs`` starts an on-demand run of a flow scheduled ``once``; the flow's first needs
   ``params.deltaColumn``, later ones may leave it out but not change it (lenient mode: the flow's Copy
   transformation stands in on the first).
+* ``POST /runs/{id}/action?op=RE_TRIGGER`` re-runs a failed run: a new run for the same window, answered
+  200 with it (``FlowRunItemDTO``); a run that did not fail → 1422-400, a disabled flow → 1444-400.
+* ``POST /flows/{id}/action?op=enable|disable``: a disabled flow gets no scheduled runs, and on enabling
+  again the slots it missed are skipped.
 * Strict mode sends no number where the flow spec types a string (``mappingVersion``); lenient mode coerces.
 Error bodies are FLOW problem bodies; codes come from flow-service-errors.md.
 """
@@ -884,6 +888,48 @@ def create_run(req: Request) -> Response:
     return Response(201, {"items": [{"id": rec.id, "etag": run["etag"]}]}, {"Location": f"{PREFIX}/runs/{rec.id}"})
 
 
+def run_action(req: Request, id: str) -> Response:
+    """``POST /runs/{id}/action?op=RE_TRIGGER``: a new run of a failed run's flow, for the same window."""
+    sb, emulator = req.sb, req.emulator
+    rec = sb.run_records.get(id)
+    if rec is None:
+        raise _not_found(req, "runs", id)
+    op = req.q("op") or ""
+    if op.upper() != "RE_TRIGGER":
+        raise _invalid(
+            req,
+            f"Unsupported operation '{op}' received. Please use one of the supported operation types and try again.",
+            "1434",
+        )
+    flow = sb.flows.get(rec.flow_id)
+    if flow is None:
+        raise _invalid(req, f"Flow not found with id {rec.flow_id}.", "1430")
+    if flow["state"] != "enabled":
+        raise _invalid(req, f"Flow {rec.flow_id} is not in expected state enabled.", "1444")
+    status = run_engine.status_of(emulator, sb, rec)
+    if status != "failed":
+        raise _invalid(
+            req,
+            f"The action re_trigger cannot be applied on the current state {status}: only a failed run can be "
+            "re-triggered.",
+            "1422",
+        )
+    if req.headers.get("If-Match"):  # optional on actions, but checked when sent
+        _check_if_match(req, {"id": id, "etag": run_engine.render_run(emulator, sb, rec)["etag"]}, "runs")
+    run_engine.materialise(emulator, sb, rec.flow_id)
+    rerun = run_engine.create_run(
+        emulator,
+        sb,
+        rec.flow_id,
+        emulator.store.now(),
+        window=(rec.window_start, rec.window_end),
+        on_demand=rec.on_demand,
+        params=copy.deepcopy(rec.params),
+        retrigger_of=rec.id,
+    )
+    return Response(200, run_engine.render_run(emulator, sb, rerun))
+
+
 def _not_found_route(req: Request) -> APIError:
     parts = req.path.strip("/").split("/")
     kind = parts[0] if parts and parts[0] else "resource"
@@ -928,5 +974,6 @@ SERVICE = Service(
         route("GET", "/runs", list_runs),
         route("POST", "/runs", create_run, creates=True),
         route("GET", "/runs/{id}", get_run),
+        route("POST", "/runs/{id}/action", run_action, creates=True),
     ],
 )

@@ -1,0 +1,222 @@
+"""
+Run outcomes against the emulator, in real ``dag.test()`` DAG runs, waiting in the worker and in the
+triggerer alike: the quality gate with AEP's diagnostics, re-triggering failed runs, a retried task that
+reattaches to its run, and flow states and updates.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+import pytest
+
+from airflow_provider_aep.exceptions import AEPResourceConflictError
+from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator
+from airflow_provider_aep.operators.flow_service import AEPCreateFlowOperator, AEPSetFlowStateOperator
+from airflow_provider_aep.testing import FaultConfig
+from tests.conftest import RecordingTI
+from tests.integration.conftest import FAST_RETRIES
+from tests.integration.test_flow_run_emulator import (
+    RUN_FLOW_DAG,
+    SENSOR_DAG,
+    build_flow,
+    dag_test,
+    every_15_minutes,
+    once,
+    states,
+    xcoms,
+)
+
+MODES = pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+
+
+def mode(deferrable: bool) -> str:
+    return "deferred" if deferrable else "poke"
+
+
+def posts(emulator, suffix: str) -> list[Any]:
+    return [r for r in emulator.request_log if r.method == "POST" and r.path.endswith(suffix)]
+
+
+# ---------------------------------------------------------------- the quality gate
+@MODES
+@pytest.mark.parametrize(
+    ("max_failed_ratio", "task_state"), [(0.01, "failed"), (0.1, "success")], ids=["over", "under"]
+)
+def test_sensor_gate_fails_a_success_with_too_many_rejected_rows(
+    emulator, hook, load_dag_file, deferrable, max_failed_ratio, task_state
+):
+    flow_id = build_flow(hook, every_15_minutes(first_run_in=3))
+    emulator.set_flow_outcome(flow_id, "success", failed_records=0.05)  # AEP still says success
+    name = f"aep_gate_{mode(deferrable)}_{task_state}"
+    extra = f"max_failed_ratio={max_failed_ratio}, diagnostics_rows=3"
+    source = SENSOR_DAG.format(
+        name=name, flow_id=flow_id, deferrable=deferrable, fail_on_partial_success=False, extra=extra
+    )
+    dag_run = dag_test(load_dag_file(source, name), name)
+    assert states(dag_run) == {"wait_for_run": task_state}
+    pushed = xcoms(dag_run, "wait_for_run")
+    if task_state == "success":
+        assert pushed["return_value"]["status"] == "success" and "run_summary" not in pushed
+        return
+    summary = pushed["run_summary"]
+    assert summary["status"] == "success" and summary["records"]["failed"] > 0
+    diagnostics = summary["diagnostics"]
+    (batch_id,) = summary["batch_ids"]
+    assert diagnostics["batches"][0]["id"] == batch_id and diagnostics["batches"][0]["status"] == "success"
+    assert diagnostics["batches"][0]["records"]["failed"] == summary["records"]["failed"]
+    assert len(diagnostics["row_errors"]) == 3
+    assert {(e["batch_id"], e["code"]) for e in diagnostics["row_errors"]} == {(batch_id, "1401"), (batch_id, "1555")}
+    assert diagnostics["unavailable"] == []
+
+
+# ---------------------------------------------------------------- re-trigger
+@MODES
+def test_a_failed_run_is_re_triggered_once_and_its_re_run_succeeds(emulator, hook, load_dag_file, deferrable):
+    flow_id = build_flow(hook, once())
+    emulator.set_flow_outcome(flow_id, ["failed", "success"])
+    name = f"aep_retrigger_{mode(deferrable)}"
+    source = RUN_FLOW_DAG.format(
+        name=name, flow_id=flow_id, wait=True, deferrable=deferrable, extra="retrigger_failed=2"
+    )
+    dag_run = dag_test(load_dag_file(source, name), name)
+    assert states(dag_run) == {"start_run": "success", "watch_run": "success"}
+    pushed = xcoms(dag_run, "start_run")
+    assert xcoms(dag_run, "watch_run")["return_value"]["run_id"] == pushed["run_id"]  # the sensor saw the re-run
+    runs = hook.list_runs(flow_id)
+    assert [r["metrics"]["statusSummary"]["status"] for r in runs] == ["success", "failed"]  # newest first
+    assert pushed["return_value"]["run_id"] == pushed["run_id"] == runs[0]["id"]
+    assert len(posts(emulator, "/runs")) == 1
+    assert [r.path.split("/")[-2] for r in posts(emulator, "/action")] == [runs[1]["id"]]
+
+
+@MODES
+def test_a_run_that_keeps_failing_fails_the_task_after_the_re_triggers_allowed(
+    emulator, hook, load_dag_file, deferrable
+):
+    flow_id = build_flow(hook, once())
+    emulator.set_flow_outcome(flow_id, "failed", failed_records=4)  # fails at promotion, with row errors
+    name = f"aep_retrigger_spent_{mode(deferrable)}"
+    source = RUN_FLOW_DAG.format(
+        name=name, flow_id=flow_id, wait=True, deferrable=deferrable, extra="retrigger_failed=1"
+    )
+    dag_run = dag_test(load_dag_file(source, name), name)
+    assert states(dag_run) == {"start_run": "failed", "watch_run": "upstream_failed"}
+    runs = hook.list_runs(flow_id)
+    assert len(runs) == 2 and len(posts(emulator, "/action")) == 1
+    summary = xcoms(dag_run, "start_run")["run_summary"]
+    assert summary["run_id"] == runs[0]["id"] and summary["status"] == "failed"
+    assert len(summary["diagnostics"]["row_errors"]) == 4
+    assert summary["diagnostics"]["batches"][0]["status"] == "failed"
+
+
+def test_a_lost_answer_to_a_re_trigger_does_not_re_trigger_twice(emulator, hook):
+    flow_id = build_flow(hook, once())
+    emulator.set_flow_outcome(flow_id, "failed")
+    now = int(time.time())
+    failed = hook.create_run(
+        flow_id,
+        {"startTime": now, "windowStartTime": now - 60, "windowEndTime": now, "deltaColumn": {"name": "OrderDate"}},
+    )
+    while hook.get_run(failed)["metrics"]["statusSummary"]["status"] != "failed":
+        time.sleep(0.1)
+    emulator.faults = FaultConfig(drop_after_commit_rate=1.0)
+    rerun = hook.retrigger_run(failed)
+    emulator.faults = FaultConfig()
+    assert rerun != failed
+    assert [r["id"] for r in hook.list_runs(flow_id)] == [rerun, failed]
+    assert [r.fault for r in posts(emulator, "/action")] == ["drop_after_commit"]
+    assert hook.retrigger_run(failed) == rerun  # and asked again (a retried task), it is found, not re-sent
+    assert len(posts(emulator, "/action")) == 1
+
+
+# ---------------------------------------------------------------- reattach
+class DagRun:
+    def __init__(self, start_date: Any) -> None:
+        self.start_date = start_date
+
+
+@MODES
+def test_a_retried_task_follows_its_earlier_run_instead_of_starting_a_second(emulator, hook, deferrable):
+    flow_id = build_flow(hook, once())
+    end = pendulum.now("UTC").replace(microsecond=0)
+    start = end - timedelta(hours=1)
+    dag_run = DagRun(pendulum.now("UTC") - timedelta(minutes=5))
+
+    def operator(**kwargs: Any) -> AEPRunFlowOperator:
+        return AEPRunFlowOperator(
+            task_id="run",
+            flow_id=flow_id,
+            window_start=start,
+            window_end=end,
+            delta_column="OrderDate",
+            poll_interval=0.2,
+            timeout=60,
+            aep_retry_args=FAST_RETRIES,
+            **kwargs,
+        )
+
+    first = operator(wait_for_completion=False).execute({"ti": RecordingTI(), "dag_run": dag_run})  # the crashed try
+    retried = operator(deferrable=deferrable)
+    context = {"ti": RecordingTI(), "dag_run": dag_run}
+    if deferrable:
+        from airflow_provider_aep.version_compat import TaskDeferred
+
+        with pytest.raises(TaskDeferred) as deferred:
+            retried.execute(context)
+        assert deferred.value.trigger.run_id == first
+    else:
+        assert retried.execute(context)["run_id"] == first
+    assert context["ti"].xcom["run_id"] == first
+    assert len(posts(emulator, "/runs")) == 1
+    # A different window is a different run.
+    other = AEPRunFlowOperator(
+        task_id="run",
+        flow_id=flow_id,
+        window_start=start - timedelta(hours=1),
+        window_end=start,
+        wait_for_completion=False,
+        aep_retry_args=FAST_RETRIES,
+    ).execute({"ti": RecordingTI(), "dag_run": dag_run})
+    assert other != first and len(posts(emulator, "/runs")) == 2
+
+
+# ---------------------------------------------------------------- flow states and updates
+def test_set_flow_state_disables_once_and_a_disabled_flow_gets_no_runs(emulator, hook):
+    flow_id = build_flow(hook, every_15_minutes(first_run_in=1))
+    for _ in range(2):
+        AEPSetFlowStateOperator(task_id="off", flow_id=flow_id, state="disabled").execute({"ti": RecordingTI()})
+    assert hook.get_flow(flow_id)["state"] == "disabled"
+    assert len(posts(emulator, f"/flows/{flow_id}/action")) == 1
+    time.sleep(2)
+    assert hook.list_runs(flow_id) == []
+    AEPSetFlowStateOperator(task_id="on", flow_id=flow_id, state="enabled").execute({"ti": RecordingTI()})
+    assert hook.get_flow(flow_id)["state"] == "enabled"
+
+
+def test_create_flow_with_update_patches_the_schedule_of_the_existing_flow(emulator, hook):
+    flow_id = build_flow(hook, every_15_minutes(first_run_in=3600), prefix="upd")
+    existing = hook.get_flow(flow_id)
+
+    def operator(**kwargs: Any) -> AEPCreateFlowOperator:
+        return AEPCreateFlowOperator(
+            task_id="flow",
+            name="upd flow",
+            flow_spec_id=existing["flowSpec"]["id"],
+            source_connection_ids=existing["sourceConnectionIds"],
+            target_connection_ids=kwargs.pop("targets", existing["targetConnectionIds"]),
+            transformations=existing["transformations"],
+            schedule_params={"startTime": int(time.time()) + 3600, "frequency": "hour", "interval": 2},
+            if_exists="update",
+            aep_retry_args=FAST_RETRIES,
+        )
+
+    assert operator().execute({"ti": RecordingTI()}) == flow_id
+    updated = hook.get_flow(flow_id)
+    assert (updated["scheduleParams"]["frequency"], updated["scheduleParams"]["interval"]) == ("hour", 2)
+    assert updated["etag"] != existing["etag"]
+    with pytest.raises(AEPResourceConflictError, match="target connections"):
+        operator(targets=["another"]).execute({"ti": RecordingTI()})
