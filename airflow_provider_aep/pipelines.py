@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_aep.exceptions import AEPValidationError
+from airflow_provider_aep.exceptions import AEPApiError, AEPValidationError
 from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID
 from airflow_provider_aep.operators.base import AEPBaseOperator
@@ -232,8 +232,8 @@ class AEPResolveSourceFieldsOperator(AEPBaseOperator):
         base_id = require_text("base_connection_id", self.base_connection_id)
         table = require_text("source_table", self.source_table)
         mappings = normalize_mappings(self.mappings)
-        columns = table_columns(self.hook.explore(base_id, table), table)
         try:
+            columns = table_columns(self.hook.explore(base_id, table), table)
             check_against_table(
                 columns, table, source_fields=self.source_fields, mappings=mappings, delta_column=self.delta_column
             )
@@ -241,7 +241,7 @@ class AEPResolveSourceFieldsOperator(AEPBaseOperator):
                 fields = {str(k): str(v) for k, v in dict(self.source_fields).items()}
             else:
                 fields = infer_source_fields(columns, table)
-        except AEPValidationError:
+        except (AEPValidationError, AEPApiError):
             self.log.error(
                 "Of this pipeline only the base connection %s exists (explore needs it; a re-run reuses it)", base_id
             )

@@ -83,8 +83,15 @@ def test_without_source_fields_the_fields_are_inferred_from_the_table(dag, emula
             },
             "Employees.Photo='binary': has a column type no XDM field type holds",
         ),
+        ({"source_table": "Ordrs"}, "The table 'Ordrs' was not found in the source"),
     ],
-    ids=["typo in source_fields", "typo in a mapping", "typo in the delta column", "unmappable column type"],
+    ids=[
+        "typo in source_fields",
+        "typo in a mapping",
+        "typo in the delta column",
+        "unmappable column type",
+        "typo in the table",
+    ],
 )
 def test_a_wrong_column_fails_before_anything_but_the_base_connection(dag, emulator, caplog, capsys, conf, line):
     run = dag.test(run_conf=conf)
