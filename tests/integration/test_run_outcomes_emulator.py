@@ -186,12 +186,14 @@ def test_a_retried_task_follows_its_earlier_run_instead_of_starting_a_second(emu
 
 # ---------------------------------------------------------------- flow states and updates
 def test_set_flow_state_disables_once_and_a_disabled_flow_gets_no_runs(emulator, hook):
-    flow_id = build_flow(hook, every_15_minutes(first_run_in=1))
+    schedule = every_15_minutes(first_run_in=5)  # disabled well before its first run is due, even on a busy machine
+    flow_id = build_flow(hook, schedule)
     for _ in range(2):
         AEPSetFlowStateOperator(task_id="off", flow_id=flow_id, state="disabled").execute({"ti": RecordingTI()})
     assert hook.get_flow(flow_id)["state"] == "disabled"
     assert len(posts(emulator, f"/flows/{flow_id}/action")) == 1
-    time.sleep(2)
+    assert hook.list_runs(flow_id) == []
+    time.sleep(max(0.0, schedule["startTime"] + 2 - time.time()))  # past the first run's due time
     assert hook.list_runs(flow_id) == []
     AEPSetFlowStateOperator(task_id="on", flow_id=flow_id, state="enabled").execute({"ti": RecordingTI()})
     assert hook.get_flow(flow_id)["state"] == "enabled"
