@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_aep.exceptions import AEPApiError, AEPValidationError
 from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID
 from airflow_provider_aep.operators.base import AEPBaseOperator
@@ -32,7 +33,13 @@ from airflow_provider_aep.operators.schema_registry import (
     adhoc_class_title,
 )
 from airflow_provider_aep.operators.teardown import AEPDeleteResourcesOperator
-from airflow_provider_aep.utils.validation import require_text, require_variant, validate_pipeline_inputs
+from airflow_provider_aep.utils.source_columns import check_against_table, infer_source_fields, table_columns
+from airflow_provider_aep.utils.validation import (
+    normalize_mappings,
+    require_text,
+    require_variant,
+    validate_pipeline_inputs,
+)
 
 GENERIC_ODATA_CONNECTION_SPEC_ID = "8e6b41a8-d998-4545-ad7d-c6a9fff406c3"
 PROFILE_FIELD_GROUPS = (
@@ -48,6 +55,8 @@ SOURCE_FIELDS_SCHEMA: dict[str, Any] = {
     "minProperties": 1,
     "additionalProperties": {"type": "string", "minLength": 1},
 }
+# None (JSON null) lets the pipeline infer the fields from the explored table.
+OPTIONAL_SOURCE_FIELDS_SCHEMA: dict[str, Any] = {**SOURCE_FIELDS_SCHEMA, "type": ["object", "null"]}
 MAPPING_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -133,10 +142,10 @@ class AEPValidatePipelineOperator(AEPBaseOperator):
         *,
         name: Any,
         source_table: Any,
-        source_fields: Any,
         mappings: Any,
         schedule_params: Any,
         odata_url: Any,
+        source_fields: Any = None,
         delta_column: Any = None,
         variant: Any = "current",
         field_group_ids: Any = PROFILE_FIELD_GROUPS,
@@ -182,6 +191,68 @@ class AEPValidatePipelineOperator(AEPBaseOperator):
         return names
 
 
+class AEPResolveSourceFieldsOperator(AEPBaseOperator):
+    """
+    Explore the pipeline's source table through its base connection, then either infer the ad hoc fields from
+    its columns (``source_fields`` None; the type table of :mod:`~airflow_provider_aep.utils.source_columns`)
+    or check every given field against them; either way every attribute mapping's source and the delta column
+    too. Runs after the base connection (explore needs one) and before every other create.
+
+    :return: the source fields, column name → XDM field type.
+    """
+
+    template_fields: Sequence[str] = (
+        *AEPBaseOperator.template_fields,
+        "base_connection_id",
+        "source_table",
+        "source_fields",
+        "mappings",
+        "delta_column",
+    )
+    template_fields_renderers = {"source_fields": "json", "mappings": "json"}
+
+    def __init__(
+        self,
+        *,
+        base_connection_id: Any,
+        source_table: Any,
+        source_fields: Any,
+        mappings: Any,
+        delta_column: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.base_connection_id = base_connection_id
+        self.source_table = source_table
+        self.source_fields = source_fields
+        self.mappings = mappings
+        self.delta_column = delta_column
+
+    def execute(self, context: Any) -> dict[str, str]:
+        base_id = require_text("base_connection_id", self.base_connection_id)
+        table = require_text("source_table", self.source_table)
+        mappings = normalize_mappings(self.mappings)
+        try:
+            columns = table_columns(self.hook.explore(base_id, table), table)
+            check_against_table(
+                columns, table, source_fields=self.source_fields, mappings=mappings, delta_column=self.delta_column
+            )
+            if self.source_fields is not None:
+                fields = {str(k): str(v) for k, v in dict(self.source_fields).items()}
+            else:
+                fields = infer_source_fields(columns, table)
+        except (AEPValidationError, AEPApiError):
+            self.log.error(
+                "Of this pipeline only the base connection %s exists (explore needs it; a re-run reuses it)", base_id
+            )
+            raise
+        how = "given" if self.source_fields is not None else "inferred from its columns"
+        self.log.info(
+            "Source fields of table %r (%s): %s", table, how, ", ".join(f"{k} {v}" for k, v in fields.items())
+        )
+        return fields
+
+
 def _container(xdm_id: str) -> str:
     return "global" if xdm_id.startswith("https://ns.adobe.com/xdm/") else "tenant"
 
@@ -224,10 +295,10 @@ def build_protocols_pipeline(
     *,
     name: Any,
     source_table: Any,
-    source_fields: Any,
     mappings: Any,
     schedule_params: Any,
     odata_url: Any,
+    source_fields: Any = None,
     delta_column: Any = None,
     variant: Any = "current",
     field_group_ids: Any = PROFILE_FIELD_GROUPS,
@@ -238,12 +309,16 @@ def build_protocols_pipeline(
 ) -> ProtocolsPipeline:
     """
     Add the provisioning tasks of the protocols tutorial to the current DAG or task group, after a
-    ``validate_inputs`` task (:class:`AEPValidatePipelineOperator`) that checks them all before any create.
+    ``validate_inputs`` task (:class:`AEPValidatePipelineOperator`) that checks them all before any create,
+    and a ``source_fields`` task (:class:`AEPResolveSourceFieldsOperator`) that explores the source table
+    through the base connection before any other create.
 
     :param name: prefix of every resource name (``"<name> source connection"`` …; see
         :func:`pipeline_resource_names`); make it unique per pipeline. May be an XComArg or a mapped argument.
     :param source_table: the table (current variant) or path (legacy variant) to ingest.
-    :param source_fields: column name → XDM type of the source data.
+    :param source_fields: column name → XDM type of the source data; None (default) infers them from the
+        explored table's columns. Either way the table is explored first, and a field, mapping source or delta
+        column it lacks fails the pipeline before anything but the base connection is created.
     :param variant: ``"current"`` (tabular source, no dataset base connection) or ``"legacy"`` (the seed:
         ad hoc schema, ``parquet_xdm`` source, dataset base connection on the target); may be a template.
     :param operator_kwargs: passed to every operator (``aep_retry_limit``, ``if_exists``, ``pool`` …).
@@ -287,10 +362,26 @@ def build_protocols_pipeline(
         **lookup,
     )
     names = validate.output
+    base = AEPCreateBaseConnectionOperator(
+        task_id="base_connection",
+        name=names["base_connection"],
+        connection_spec_id=source_connection_spec_id,
+        auth={"specName": "Anonymous Authentication", "params": {"url": odata_url}},
+        **common,
+    )
+    fields = AEPResolveSourceFieldsOperator(
+        task_id="source_fields",
+        base_connection_id=base.output,
+        source_table=source_table,
+        source_fields=source_fields,
+        mappings=mappings,
+        delta_column=delta_column,
+        **lookup,
+    )
     legacy = is_legacy_variant(variant)
-    validate >> legacy
+    fields >> legacy
     adhoc = AEPCreateAdHocSchemaOperator(
-        task_id="adhoc_schema", title=names["adhoc_schema"], fields=source_fields, **common
+        task_id="adhoc_schema", title=names["adhoc_schema"], fields=fields.output, **common
     )
     dataset_base = AEPCreateBaseConnectionOperator(
         task_id="dataset_base_connection",
@@ -300,14 +391,7 @@ def build_protocols_pipeline(
     )
     legacy >> [adhoc, dataset_base]
 
-    base = AEPCreateBaseConnectionOperator(
-        task_id="base_connection",
-        name=names["base_connection"],
-        connection_spec_id=source_connection_spec_id,
-        auth={"specName": "Anonymous Authentication", "params": {"url": odata_url}},
-        **common,
-    )
-    spec = source_spec(variant, source_table, source_fields, adhoc.output)
+    spec = source_spec(variant, source_table, fields.output, adhoc.output)
     source = AEPCreateSourceConnectionOperator(
         task_id="source_connection",
         name=names["source_connection"],
@@ -320,6 +404,7 @@ def build_protocols_pipeline(
     target_schema = AEPCreateSchemaOperator(
         task_id="target_schema", title=names["target_schema"], field_group_ids=field_group_ids, **common
     )
+    fields >> target_schema
     dataset = AEPCreateDatasetOperator(
         task_id="dataset", name=names["dataset"], schema_id=target_schema.output, **common
     )

@@ -11,7 +11,8 @@ Runs in its own process (``python -m bench.provisioning``; it sets up a throwawa
   request, then the creates (no get-or-create).
 
 Requests are counted from ``emulator.request_log``: ``token`` = /ims/token/v3, ``create`` = a Platform
-POST, ``lookup`` = GET, ``other`` = everything else (PATCH, PUT, DELETE).
+POST, ``lookup`` = GET and Data Prep's dry runs (POST validate/preview), ``other`` = everything else (PATCH,
+PUT, DELETE).
 """
 
 from __future__ import annotations
@@ -40,10 +41,14 @@ FIELD_GROUPS = (
 ODATA_URL = "https://services.odata.org/V4/Northwind/Northwind.svc"
 
 
+# POSTs that create nothing: Data Prep's dry runs of a mapping set.
+DRY_RUN_SUFFIXES = ("/mappingSets/validate", "/mappingSets/preview")
+
+
 def kind_of(record: Any) -> str:
     if record.path.endswith("/ims/token/v3"):
         return "token"
-    if record.method == "GET":
+    if record.method == "GET" or record.path.endswith(DRY_RUN_SUFFIXES):
         return "lookup"
     if record.method == "POST":
         return "create"

@@ -2,12 +2,14 @@
 # AEP protocols ingestion
 
 The Adobe Experience Platform Flow Service "protocols source" tutorial, end to end:
-ad hoc schema → base connection → source connection → target Profile schema → dataset →
+base connection → explore the source table (its fields) → ad hoc schema → source connection →
+target Profile schema → dataset →
 (dataset base connection) → target connection → mapping set → flow spec lookup → dataflow,
 then an `AEPFlowRunSensor` that waits for the dataflow's first run.
 
-Trigger it from the Airflow UI: the form asks for the source table, its fields, the resource names,
-the schedule and the mappings. Every task is get-or-create by name, so triggering it again reuses
+Trigger it from the Airflow UI: the form asks for the source table, the resource names, the schedule and
+the mappings; the source fields are optional (inferred from the explored table when left empty, checked
+against it when given, so a mistyped column fails before anything but the base connection is created). Every task is get-or-create by name, so triggering it again reuses
 what exists and creates nothing new; a resource that exists with different settings fails the task
 with a message saying what differs.
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import pendulum
 
-from airflow_provider_aep.pipelines import MAPPINGS_SCHEMA, SOURCE_FIELDS_SCHEMA, build_protocols_pipeline
+from airflow_provider_aep.pipelines import MAPPINGS_SCHEMA, OPTIONAL_SOURCE_FIELDS_SCHEMA, build_protocols_pipeline
 from airflow_provider_aep.sensors.flow_run import AEPFlowRunSensor
 
 try:
@@ -68,10 +70,13 @@ with DAG(
             description="URL of the Generic OData service the base connection reads.",
         ),
         "source_fields": Param(
-            {"OrderID": "string", "CustomerID": "string", "EmployeeID": "string", "OrderDate": "date-time"},
-            title="Source fields",
-            description="Source columns and their XDM types (string, integer, number, boolean, date, date-time, long …).",
-            **SOURCE_FIELDS_SCHEMA,
+            None,
+            title="Source fields (optional)",
+            description="Leave empty (null) to infer them from the explored table; or source columns and their "
+            "XDM types (string, integer, number, boolean, date, date-time, long …). Either way every field and "
+            "mapping source is checked against the table's columns before anything but the base connection is "
+            "created.",
+            **OPTIONAL_SOURCE_FIELDS_SCHEMA,
         ),
         "mappings": Param(
             [{"source": "OrderID", "destination": "_id"}, {"source": "OrderDate", "destination": "createdByBatchID"}],

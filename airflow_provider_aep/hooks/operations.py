@@ -372,6 +372,34 @@ class AEPOperations(ClientCore):
     def delete_base_connection(self, connection_id: str) -> Flow[bool]:
         return (yield from self._flow_delete("connections", connection_id))
 
+    @operation
+    def test_base_connection(self, connection_id: str) -> Flow[bool]:
+        """GET /connections/{id}/test: whether AEP can reach the source with the connection's credentials."""
+        body = yield from self.request.flow("GET", "flowservice", f"/connections/{_q(connection_id)}/test")
+        return bool((body or {}).get("result"))
+
+    @operation
+    def explore(
+        self, base_connection_id: str, path: str | None = None, *, object_type: str | None = None, preview: bool = False
+    ) -> Flow[Any]:
+        """
+        GET /connections/{id}/explore. Without ``path``: the root listing, a list of
+        ``{type, name, path, canPreview, canFetchSchema}``; with a table's ``path``: its structure,
+        ``{"format", "schema": {"columns": [{name, type, xdm}]}}``, and with ``preview`` its first rows under
+        ``data`` (as many as AEP chooses). ``object_type`` is sent lowercase, as the explore guides send it.
+        """
+        kind = object_type or ("root" if path is None else "table")
+        params = [("objectType", kind.lower())]
+        if path is not None:
+            params.append(("object", path))
+        if preview:
+            params.append(("preview", "true"))
+        return (
+            yield from self.request.flow(
+                "GET", "flowservice", f"/connections/{_q(base_connection_id)}/explore", params=params
+            )
+        )
+
     # source connections (only id, connectionSpec.id and baseConnectionId are filterable server-side)
     @operation
     def create_source_connection(self, payload: Mapping[str, Any]) -> Flow[str]:
@@ -580,6 +608,27 @@ class AEPOperations(ClientCore):
         # Data Prep documents ``name`` only as "filter by name": sent only for a name no syntax could misread.
         listed = yield from self.list_mapping_sets.flow({"name": name} if name_filter("name", name) else None)
         return named(listed, name)
+
+    @operation
+    def validate_mapping_set(self, payload: Mapping[str, Any]) -> Flow[Resources]:
+        """POST /mappingSets/validate (a dry run of the create): one ``{"status", "errors"}`` per mapping, in order."""
+        body = yield from self.request.flow(
+            "POST", "conversion", "/mappingSets/validate", json=payload, idempotent=True
+        )
+        return list((body or {}).get("validationResponse") or [])
+
+    @operation
+    def preview_mapping_set(self, payload: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> Flow[Resources]:
+        """POST /mappingSets/preview: ``rows`` of source data through the mapping set ``payload``, one
+        ``{"data", "errors"}`` per row (AEP answers a list; the spec's single object is wrapped in one)."""
+        body = yield from self.request.flow(
+            "POST",
+            "conversion",
+            "/mappingSets/preview",
+            json={"data": list(rows), "mappingSet": dict(payload)},
+            idempotent=True,
+        )
+        return body if isinstance(body, list) else [body]
 
     @operation
     def delete_mapping_set(self, mapping_set_id: str) -> Flow[bool]:

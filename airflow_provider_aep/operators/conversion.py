@@ -27,6 +27,20 @@ def check_destinations(mappings: list[dict[str, Any]], documents: list[Any], wha
     )
 
 
+def invalid_mappings(mappings: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> list[str]:
+    """One line per mapping Data Prep's validation failed (its verdicts come in the mappings' order)."""
+    lines = []
+    for index, (mapping, verdict) in enumerate(zip(mappings, verdicts, strict=False)):
+        if str(verdict.get("status", "")).upper() != "FAILED":
+            continue
+        reasons = [str(e.get("exception") or e.get("message") or e) for e in verdict.get("errors") or []]
+        lines.append(
+            f"mappings[{index}] {mapping.get('source')!r} -> {mapping.get('destination')!r}: "
+            + ("; ".join(reasons) or "failed validation")
+        )
+    return lines
+
+
 def _mapping_pairs(mapping_set: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(sourceType, source, destination) of a mapping set, whichever vocabulary AEP echoed."""
     pairs = []
@@ -52,7 +66,7 @@ class AEPCreateMappingSetOperator(AEPGetOrCreateOperator):
     :param schema_id: the target schema ``$id``.
     :param mappings: list of ``{"source", "destination"[, "sourceType"]}`` (current form) or the
         tutorial's ``{"sourceAttribute", "destinationXdmPath"}``; the current form is sent. Before a create,
-        each destination is checked against the schema.
+        each destination is checked against the schema, then the mappings with Data Prep's validation.
     :return: the mapping set id; its version is pushed as XCom ``mapping_version`` (a string, as the
         flow's Mapping transformation wants it).
     """
@@ -88,6 +102,10 @@ class AEPCreateMappingSetOperator(AEPGetOrCreateOperator):
                 "outputSchema": {"schemaRef": {"id": schema_id, "contentType": MAPPING_SCHEMA_CONTENT_TYPE}},
                 "mappings": mappings,
             }
+            raise_problems(
+                invalid_mappings(mappings, hook.validate_mapping_set(payload)),
+                f"Data Prep refuses mappings of mapping set {name!r}; nothing was created",
+            )
             result = hook.create_mapping_set(payload)
             created_version["version"] = result.get("version", 0)
             return result["id"]

@@ -20,6 +20,7 @@ from airflow_provider_aep.operators.base import (
     AEPGetOrCreateOperator,
     differ,
 )
+from airflow_provider_aep.utils.source_columns import table_columns
 from airflow_provider_aep.utils.validation import (
     SOURCE_FORMAT_REQUIREMENTS,
     check_columns,
@@ -361,6 +362,62 @@ class AEPGetFlowSpecOperator(AEPBaseOperator):
             )
         self.log.info("Found flow spec %r: %s", name, specs[0]["id"])
         return specs[0]["id"]
+
+
+class AEPExploreSourceOperator(AEPBaseOperator):
+    """
+    Explore what a source's base connection reads (``GET /connections/{id}/explore``), before mapping it.
+
+    :param base_connection_id: a base connection of a source that can be explored (e.g. Generic OData).
+    :param table: a table's path as the listing shows it; None lists the tables.
+    :param preview_rows: with ``table``, also return up to this many of its rows (0: none, and none asked for).
+    :return: without ``table``, the tables: ``[{"type", "name", "path", "canPreview", "canFetchSchema"}]``;
+        with it, ``{"table", "columns": [{"name", "type", "xdm"}], "rows": [...]}``.
+    """
+
+    template_fields: Sequence[str] = (*AEPBaseOperator.template_fields, "base_connection_id", "table", "preview_rows")
+
+    def __init__(self, *, base_connection_id: str, table: str | None = None, preview_rows: int = 0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.base_connection_id = base_connection_id
+        self.table = table
+        self.preview_rows = preview_rows
+
+    def execute(self, context: Any) -> Any:
+        base_id = require_text("base_connection_id", self.base_connection_id)
+        rows = _preview_rows(self.preview_rows)
+        if self.table is None:
+            tables = self.hook.explore(base_id)
+            self.log.info(
+                "Base connection %s has %d tables: %s",
+                base_id,
+                len(tables),
+                ", ".join(str(t.get("path")) for t in tables),
+            )
+            return tables
+        table = require_text("table", self.table)
+        structure = self.hook.explore(base_id, table, preview=rows > 0)
+        columns = table_columns(structure, table)
+        data = list(structure.get("data") or [])[:rows]
+        self.log.info(
+            "Table %r of base connection %s: %d columns (%s)%s",
+            table,
+            base_id,
+            len(columns),
+            ", ".join(f"{c.get('name')} {c.get('type')}" for c in columns),
+            f", {len(data)} preview rows" if rows else "",
+        )
+        return {"table": table, "columns": columns, "rows": data}
+
+
+def _preview_rows(value: Any) -> int:
+    try:
+        rows = int(value)
+    except (TypeError, ValueError):
+        rows = -1
+    if rows < 0 or isinstance(value, bool):
+        raise invalid("preview_rows", value, "must be a whole number >= 0")
+    return rows
 
 
 class AEPCreateFlowOperator(AEPFlowLineageOperator, AEPGetOrCreateOperator):

@@ -193,6 +193,42 @@ DEFECTS: tuple[Defect, ...] = (
         part="",  # a unit, which no schema check sees: kept as the record of the contradiction
     ),
     Defect(
+        id="FS-EXPLORE-OBJECT-TYPE-CASE",
+        where="flow-service GET /connections/{BASE_CONNECTION_ID}/explore objectType",
+        spec_says="enum ROOT, TABLE, FILE, FOLDER, REST",
+        aep_does="lowercase objectType=root and objectType=table",
+        evidence="'Explore data tables using the Flow Service API' and 'Explore a protocols system' tutorials "
+        "(GET /connections/{BASE_CONNECTION_ID}/explore?objectType=root, ?objectType=table&object={TABLE_PATH})",
+        service="flowservice",
+        part="query",
+        rule="enum",
+        field="objectType",
+        operations=("GET /connections/{BASE_CONNECTION_ID}/explore",),
+    ),
+    Defect(
+        id="FS-EXPLORE-TABLE-ANSWER",
+        where="flow-service GET /connections/{BASE_CONNECTION_ID}/explore answer (ExploreConnectionResponse)",
+        spec_says="an array of {type, name, path, canPreview, canFetchSchema}, for every objectType",
+        aep_does="that array for objectType=root; for objectType=table an object {format, schema: {columns: "
+        "[{name, type, xdm}]}}, with the rows under data when preview=true",
+        evidence="'Explore data tables using the Flow Service API' tutorial, 'Inspect the structure of a table' "
+        "response",
+        service="flowservice",
+        part="response",
+        rule="type",
+        field=r"\(root\)",
+        operations=("GET /connections/{BASE_CONNECTION_ID}/explore",),
+    ),
+    Defect(
+        id="FS-EXPLORE-PREVIEW",
+        where="flow-service GET /connections/{BASE_CONNECTION_ID}/explore query parameters",
+        spec_says="no preview parameter",
+        aep_does="preview=true with objectType=table adds the table's first rows (data) to its structure",
+        evidence="the explore tutorials' preview requests (objectType=table&object={TABLE_PATH}&preview=true)",
+        service="flowservice",
+        part="",  # an undeclared query parameter, which no check reports: the record of the contradiction
+    ),
+    Defect(
         id="SR-PATCH-VALUE-TYPE",
         where="schema-registry patchSchema value",
         spec_says="type: string",
@@ -258,6 +294,18 @@ DEFECTS: tuple[Defect, ...] = (
         rule="type",
         field=r"validationResponse\[\d+\]\.errors",
         operations=("POST /mappingSets/validate",),
+    ),
+    Defect(
+        id="DP-PREVIEW-ARRAY",
+        where="data-prep POST /mappingSets/preview answer (PreviewResponse)",
+        spec_says="one object {data, errors}",
+        aep_does="an array with one {data, errors} per row sent, errors null for a row that mapped cleanly",
+        evidence="'Mapping sets' guide, 'Preview data for a mapping' response; shared/aep-api.md §5",
+        service="conversion",
+        part="response",
+        rule="type",
+        field=r"\(root\)",
+        operations=("POST /mappingSets/preview",),
     ),
     Defect(
         id="DP-LEGACY-NULLS",

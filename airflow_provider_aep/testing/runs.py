@@ -29,6 +29,7 @@ from airflow_provider_aep.testing.state import FlowSchedule, RunRecord, SandboxS
 
 if TYPE_CHECKING:  # pragma: no cover
     from airflow_provider_aep.testing.server import AEPEmulator
+    from airflow_provider_aep.testing.source_catalog import SourceTable
 
 
 class RunOutcome:
@@ -123,6 +124,8 @@ def create_run(
         params=params,
         retrigger_of=retrigger_of,
     )
+    table = source_table(emulator, sb, flow_id)
+    rec.source_rows = table.row_count if table is not None else None
     sb.run_records[run_id] = rec
     sb.runs_by_flow.setdefault(flow_id, []).append(run_id)
     sb.batch_runs[batch_id_of(rec)] = run_id
@@ -153,7 +156,10 @@ class _Shape:
 
 def _shape(rec: RunRecord) -> _Shape:
     rng = random.Random(rec.seed)
-    return _Shape(rng.randint(500, 5000), rng.randint(150, 400), rng.randint(1, 3), rng.uniform(0.01, 0.05))
+    total = rng.randint(500, 5000)
+    if rec.source_rows is not None:  # the run reads one of the emulator's explorable tables: its rows
+        total = rec.source_rows
+    return _Shape(total, rng.randint(150, 400), rng.randint(1, 3), rng.uniform(0.01, 0.05))
 
 
 def rejected_rows(rec: RunRecord) -> int | None:
@@ -190,6 +196,16 @@ def _ms(t: float) -> int:
 def _etag(rec: RunRecord, status: str) -> str:
     digest = hashlib.sha256(f"{rec.id}:{status}".encode()).hexdigest()
     return f'"{digest[:8]}-0000-0200-0000-{int(rec.created):08x}0000"'
+
+
+def source_table(emulator: AEPEmulator, sb: SandboxState, flow_id: str) -> SourceTable | None:
+    """The explorable table a flow's source connection reads, if it is one of the emulator's."""
+    for source_id in sb.flows.get(flow_id, {}).get("sourceConnectionIds", []):
+        params = (sb.sourceConnections.get(source_id) or {}).get("params") or {}
+        found = emulator.source_tables.get(params.get("tableName") or params.get("path") or "")
+        if found is not None:
+            return found
+    return None
 
 
 def render_run(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> dict[str, Any]:

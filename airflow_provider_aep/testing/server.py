@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from airflow_provider_aep.testing import openapi, validation
+from airflow_provider_aep.testing import openapi, source_catalog, validation
 from airflow_provider_aep.testing import runs as run_engine
 from airflow_provider_aep.testing.errors import (
     APIError,
@@ -44,6 +44,7 @@ from airflow_provider_aep.testing.faults import FaultConfig, FaultInjector
 from airflow_provider_aep.testing.routing import Request, Response, Service
 from airflow_provider_aep.testing.runs import RunOutcome
 from airflow_provider_aep.testing.services import catalog, conversion, data_access, flow_service, ims, schema_registry
+from airflow_provider_aep.testing.source_catalog import SourceTable
 from airflow_provider_aep.testing.state import KINDS, Store
 
 SERVICES: tuple[Service, ...] = (
@@ -250,6 +251,10 @@ class AEPEmulator:
     ``mapping_set_delete``: the answer to ``DELETE /mappingSets/{id}``, a call Adobe does not document:
     ``"405"`` (strict default: as the spec has it), ``"404"``, or ``"delete"`` (lenient default: 204).
 
+    ``source_tables``: what a Generic OData base connection explores (default: Northwind-like ``Orders``,
+    ``Customers``, ``Employees``; :mod:`~airflow_provider_aep.testing.source_catalog`). A run of a flow reading
+    one of them counts its rows.
+
     Use as a context manager, or call :meth:`start` / :meth:`stop`.
     """
 
@@ -276,6 +281,7 @@ class AEPEmulator:
         strict: bool = True,
         openapi_dir: str | os.PathLike[str] | None = None,
         mapping_set_delete: str | None = None,
+        source_tables: Iterable[SourceTable] | None = None,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
@@ -310,6 +316,8 @@ class AEPEmulator:
         self.default_outcome = default_outcome
         self.user_id = f"{client_id}@techacct.adobe.com"
         self.store = Store(self.sandboxes, clock or time.time)
+        # What a protocols base connection explores; a run of a flow reading one of them counts its rows.
+        self.source_tables = source_catalog.northwind() if source_tables is None else {t.path: t for t in source_tables}
         self._faults = FaultInjector(faults or FaultConfig(), seed=seed)
         self._tokens: dict[str, _Token] = {}
         self._issued_tokens: list[str] = []

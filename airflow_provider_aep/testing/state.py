@@ -58,6 +58,7 @@ class RunRecord:
     failed_records: int | float | None = None  # asked for with the outcome: a count, or a share of the rows
     params: dict[str, Any] | None = None  # on-demand run parameters, echoed back
     retrigger_of: str | None = None  # the failed run this one re-runs (RE_TRIGGER)
+    source_rows: int | None = None  # rows of the explorable table the flow reads, if it reads one
 
 
 @dataclass

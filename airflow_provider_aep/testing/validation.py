@@ -136,6 +136,7 @@ _MAPPING_SET = _object(
         "mappings": _array(_object({"source": _STRING, "destination": _STRING, "sourceType": _STRING})),
     }
 )
+_MAPPING_PREVIEW = _object({"data": _array(_OBJECT), "mappingSet": _MAPPING_SET})
 _XDM_RESOURCE = _object(
     {"type": _STRING, "title": _STRING, "description": _STRING, "allOf": _array(_OBJECT)}, required=("type",)
 )
@@ -162,6 +163,7 @@ RULES: dict[tuple[str, str, str], Rule] = {
     ),
     ("conversion", "POST", "/mappingSets"): Rule(headers=("Content-Type",), body=_MAPPING_SET),
     ("conversion", "POST", "/mappingSets/validate"): Rule(headers=("Content-Type",), body=_MAPPING_SET),
+    ("conversion", "POST", "/mappingSets/preview"): Rule(headers=("Content-Type",), body=_MAPPING_PREVIEW),
     ("conversion", "PUT", "/mappingSets/{id}"): Rule(headers=("Content-Type",), body=_MAPPING_SET),
     ("schemaregistry", "GET", "/{container}/{kind}"): Rule(headers=("Accept",)),
     ("schemaregistry", "GET", "/{container}/{kind}/{ident}"): Rule(headers=("Accept",)),

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from airflow_provider_aep.exceptions import AEPValidationError
 from airflow_provider_aep.utils.timestamps import to_epoch_seconds
+from airflow_provider_aep.utils.xdm_paths import xdm_path_exists
 
 # XDM field types an ad hoc class may declare, as the JSON Schema each becomes (XDM type reference).
 XDM_FIELD_TYPES: dict[str, dict[str, Any]] = {
@@ -299,41 +300,6 @@ def _check(schema: Mapping[str, Any], instance: Any, field: str, spec_name: Any,
         raise invalid(where, error.instance, f"{message} (flow spec {spec_name})")
 
 
-# ---------------------------------------------------------------- XDM paths
-def xdm_path_exists(documents: Iterable[Mapping[str, Any]], path: str) -> bool:
-    """
-    True when ``path`` (``person.name.firstName``) names a field of the fully expanded XDM resources
-    ``documents`` (a schema, or a class and its field groups). Below an object that lists no properties,
-    anything is taken to exist: the schema does not say.
-    """
-    nodes = [doc for doc in documents if isinstance(doc, Mapping)]
-    for segment in re.sub(r"\[\d+\]", "", path).split("."):
-        elements = [_element(node) for node in nodes]
-        if any(_properties(e) is None and e.get("type") in (None, "object") for e in elements):
-            return True
-        nodes = [p[segment] for e in elements if (p := _properties(e)) and isinstance(p.get(segment), Mapping)]
-        if not nodes:
-            return False
-    return True
-
-
-def _element(node: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The node whose properties an XDM path steps into: an array's items, else the node itself."""
-    while node.get("type") == "array" and isinstance(node.get("items"), Mapping):
-        node = node["items"]
-    return node
-
-
-def _properties(node: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The fields a node lists, its own and its ``definitions``' (how field groups hold theirs); None for none."""
-    holders = [
-        node,
-        *((node.get("definitions") or {}).values() if isinstance(node.get("definitions"), Mapping) else ()),
-    ]
-    found = [h["properties"] for h in holders if isinstance(h, Mapping) and isinstance(h.get("properties"), Mapping)]
-    return {key: value for props in found for key, value in props.items()} if found else None
-
-
 def check_destination_exists(index: int, mapping: Mapping[str, Any], documents: list[Any], what: str) -> None:
     """A mapping's destination is a field of ``what`` (the target schema, fully expanded in ``documents``)."""
     if not xdm_path_exists(documents, mapping["destination"]):
@@ -376,7 +342,7 @@ def validate_pipeline_inputs(
     """
     Every local check of a protocols pipeline's inputs, all at once, with the rules the operators apply to
     their own: an :class:`AEPValidationError` listing each problem on its own line. Returns the mappings in
-    their current form.
+    their current form. ``source_fields`` None: the columns are checked later, against the explored table.
     """
     columns = source_fields if isinstance(source_fields, Mapping) else {}
     normalized: list[tuple[int, dict[str, Any]]] = []
@@ -385,7 +351,7 @@ def validate_pipeline_inputs(
         lambda: require_variant(variant),
         lambda: require_text("source_table", source_table),
         lambda: require_url("odata_url", odata_url),
-        lambda: require_fields(source_fields, "source_fields"),
+        *(() if source_fields is None else (lambda: require_fields(source_fields, "source_fields"),)),
         *(partial(field_property, n, t, "source_fields") for n, t in columns.items()),
         lambda: normalize_schedule(schedule_params),
         lambda: require_text("flow_spec_name", flow_spec_name),

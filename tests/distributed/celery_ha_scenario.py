@@ -44,6 +44,7 @@ from cryptography.fernet import Fernet
 
 from airflow_provider_aep.pipelines import pipeline_resource_names
 from airflow_provider_aep.testing import AEPEmulator
+from airflow_provider_aep.testing.source_catalog import table as source_table
 from tests.airflow_stack import AirflowApi, HeldClock
 from tests.conftest import LEGACY_ONLY_TASKS, ONE_CURRENT_PIPELINE, PIPELINE_KINDS
 from tests.distributed.dags import aep_distributed_deadline as deadline_dag
@@ -577,7 +578,14 @@ def test_distributed_celery_ha() -> None:
     root.chmod(0o755)  # the servers' users walk into their own directories below it
     clock = HeldClock()
     emu = HoldingEmulator(
-        time_scale=TIME_SCALE, run_start_delay=HELD_RUN_START_DELAY, run_duration=RUN_DURATION, clock=clock
+        time_scale=TIME_SCALE,
+        run_start_delay=HELD_RUN_START_DELAY,
+        run_duration=RUN_DURATION,
+        clock=clock,
+        source_tables=[
+            source_table(s["table"], 100, "RecordID", ("RecordID", "string"), ("ModifiedDate", "date-time"))
+            for s in _sources()
+        ],
     ).start()
     deployment = CeleryDeployment(root, _dags_folder(root), emu)
     scenario = Scenario(deployment, emu, clock)

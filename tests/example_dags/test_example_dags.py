@@ -114,6 +114,8 @@ def _form_widget(schema: dict) -> str:
     typed other than string, or an object, is a JSON editor).
     """
     kind = schema.get("type")
+    if isinstance(kind, list):  # the form takes the first type that is not "null"
+        kind = next((k for k in kind if k != "null"), "string")
     if "enum" in schema:
         return "select"
     if kind == "array":

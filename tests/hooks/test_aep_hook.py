@@ -152,3 +152,44 @@ def test_dataflow_url_points_at_the_activity_page(hook):
         == f"https://experience.adobe.com/#/@{ORG_ID}/sname:dev/platform/source/dataflows/f1/activity"
     )
     assert hook.dataflow_url("f1", "r1").endswith("/dataflows/f1/activity/r1")
+
+
+# ---------------------------------------------------------------- exploring a source, Data Prep dry runs
+def test_explore_sends_the_guides_parameters(hook, ims, requests_mock):
+    listing = [{"type": "table", "name": "Orders", "path": "Orders", "canPreview": True, "canFetchSchema": True}]
+    structure = {"format": "flat", "schema": {"columns": [{"name": "OrderID", "type": "integer"}]}}
+    explore = requests_mock.get(
+        f"{FS}/connections/b%2F1/explore",
+        json=lambda request, _: listing if request.qs["objecttype"] == ["root"] else structure,
+    )
+    assert hook.explore("b/1") == listing
+    assert parse_qs(explore.last_request.query) == {"objecttype": ["root"]}
+    assert hook.explore("b/1", "dbo.Orders", preview=True) == structure
+    assert explore.last_request.url.endswith("explore?objectType=table&object=dbo.Orders&preview=true")
+    hook.explore("b/1", "dbo.Orders")
+    assert "preview" not in explore.last_request.url
+
+
+def test_test_base_connection_reads_the_result(hook, ims, requests_mock):
+    requests_mock.get(f"{FS}/connections/ok/test", json={"result": True})
+    requests_mock.get(f"{FS}/connections/bad/test", json={"result": False})
+    assert hook.test_base_connection("ok") is True
+    assert hook.test_base_connection("bad") is False
+
+
+def test_validate_and_preview_mapping_sets(hook, ims, requests_mock, no_sleep):
+    verdicts = [{"status": "SUCCESS", "errors": None}, {"status": "FAILED", "errors": [{"exception": "x"}]}]
+    validate = requests_mock.post(
+        f"{CONV}/mappingSets/validate",
+        [{"status_code": 503, "json": {}}, {"json": {"validationResponse": verdicts}}],
+    )
+    payload = {"mappings": [{"source": "a", "destination": "_id"}]}
+    assert hook.validate_mapping_set(payload) == verdicts
+    assert validate.call_count == 2  # a dry run creates nothing, so it is retried like a read
+    assert validate.last_request.json() == payload
+
+    preview = requests_mock.post(f"{CONV}/mappingSets/preview", json=[{"data": {"_id": 1}, "errors": None}])
+    assert hook.preview_mapping_set(payload, [{"a": 1}]) == [{"data": {"_id": 1}, "errors": None}]
+    assert preview.last_request.json() == {"data": [{"a": 1}], "mappingSet": payload}
+    requests_mock.post(f"{CONV}/mappingSets/preview", json={"data": {"_id": 1}})  # the spec's single object
+    assert hook.preview_mapping_set(payload, [{"a": 1}]) == [{"data": {"_id": 1}}]

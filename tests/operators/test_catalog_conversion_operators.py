@@ -89,7 +89,20 @@ def target_schema(requests_mock):
     return requests_mock.get(f"{SR}/tenant/schemas/{quote(SCHEMA_ID, safe='')}", json=TARGET_SCHEMA)
 
 
-def test_mapping_set_sends_the_current_form_from_legacy_mappings(context, requests_mock, target_schema):
+@pytest.fixture
+def data_prep_validates(requests_mock):
+    """Data Prep's validation passing every mapping."""
+    return requests_mock.post(
+        f"{CONV}/mappingSets/validate",
+        json=lambda request, _: {
+            "validationResponse": [{"status": "SUCCESS", "errors": None} for _ in request.json()["mappings"]]
+        },
+    )
+
+
+def test_mapping_set_sends_the_current_form_from_legacy_mappings(
+    context, requests_mock, target_schema, data_prep_validates
+):
     requests_mock.get(f"{CONV}/mappingSets", json={"data": [], "_page": {"count": 0}})
     post = requests_mock.post(f"{CONV}/mappingSets", json={"id": "ms1", "version": 0, "createdDate": 1})
     op = AEPCreateMappingSetOperator(task_id="t", name="orders-mapping", schema_id=SCHEMA_ID, mappings=LEGACY)
@@ -105,6 +118,42 @@ def test_mapping_set_sends_the_current_form_from_legacy_mappings(context, reques
             {"sourceType": "ATTRIBUTE", "source": "OrderDate", "destination": "createdByBatchID"},
         ],
     }
+    # Data Prep validated exactly what was then created, first
+    assert data_prep_validates.last_request.json() == post.last_request.json()
+    assert [r.path for r in requests_mock.request_history if r.method == "POST"][-2:] == [
+        "/data/foundation/conversion/mappingsets/validate",
+        "/data/foundation/conversion/mappingsets",
+    ]
+
+
+def test_mappings_data_prep_refuses_fail_one_line_each_before_the_create(context, requests_mock, target_schema):
+    requests_mock.get(f"{CONV}/mappingSets", json={"data": [], "_page": {"count": 0}})
+    requests_mock.post(
+        f"{CONV}/mappingSets/validate",
+        json={
+            "validationResponse": [
+                {"status": "SUCCESS", "errors": None},
+                {
+                    "status": "FAILED",
+                    "errors": [{"source": "upper(OrderDate", "exception": "The expression cannot be parsed."}],
+                },
+                {"status": "FAILED", "errors": [{"exception": "Type mismatch."}, {"exception": "Second reason."}]},
+            ]
+        },
+    )
+    mappings = [
+        {"source": "OrderID", "destination": "_id"},
+        {"sourceType": "EXPRESSION", "source": "upper(OrderDate", "destination": "createdByBatchID"},
+        {"source": "OrderDate", "destination": "_id"},
+    ]
+    with pytest.raises(AEPValidationError) as err:
+        AEPCreateMappingSetOperator(task_id="t", name="m", schema_id=SCHEMA_ID, mappings=mappings).execute(context)
+    assert str(err.value).splitlines() == [
+        "Data Prep refuses mappings of mapping set 'm'; nothing was created: 2 problems",
+        "  - mappings[1] 'upper(OrderDate' -> 'createdByBatchID': The expression cannot be parsed.",
+        "  - mappings[2] 'OrderDate' -> '_id': Type mismatch.; Second reason.",
+    ]
+    assert [r.path for r in posts(requests_mock)] == ["/data/foundation/conversion/mappingsets/validate"]
 
 
 def test_matching_mapping_set_is_reused_with_its_version(context, requests_mock):

@@ -18,6 +18,7 @@ from airflow_provider_aep.operators.flow_service import (
     AEPCreateFlowOperator,
     AEPCreateSourceConnectionOperator,
     AEPCreateTargetConnectionOperator,
+    AEPExploreSourceOperator,
     AEPGetFlowSpecOperator,
     AEPSetFlowStateOperator,
 )
@@ -694,3 +695,47 @@ def test_mapping_set_delete_fails_on_other_errors(context, requests_mock):
     requests_mock.delete(f"{CONV}/mappingSets/ms1", status_code=403, json={"error_code": "403027", "message": "no"})
     with pytest.raises(AEPApiError, match="403"):
         AEPDeleteResourcesOperator(task_id="t", mapping_set_ids=["ms1"]).execute(context)
+
+
+# ---------------------------------------------------------------- exploring a source
+ORDERS_STRUCTURE = {
+    "format": "flat",
+    "schema": {
+        "columns": [
+            {"name": "OrderID", "type": "integer", "xdm": {"type": "integer"}},
+            {"name": "OrderDate", "type": "date-time", "xdm": {"type": "string", "format": "date-time"}},
+        ]
+    },
+    "data": [{"OrderID": i, "OrderDate": "1996-07-04T00:00:00Z"} for i in range(1, 11)],
+}
+
+
+def test_explore_operator_lists_tables_without_a_table(context, requests_mock, caplog, capsys):
+    listing = [{"type": "table", "name": "Orders", "path": "Orders", "canPreview": True, "canFetchSchema": True}]
+    requests_mock.get(f"{FS}/connections/b1/explore", json=listing)
+    caplog.set_level("INFO")
+    assert AEPExploreSourceOperator(task_id="t", base_connection_id="b1").execute(context) == listing
+    assert "Base connection b1 has 1 tables: Orders" in task_log_text(caplog, capsys)
+
+
+def test_explore_operator_returns_columns_and_at_most_preview_rows(context, requests_mock):
+    explore = requests_mock.get(f"{FS}/connections/b1/explore", json=ORDERS_STRUCTURE)
+    out = AEPExploreSourceOperator(task_id="t", base_connection_id="b1", table="Orders", preview_rows=3).execute(
+        context
+    )
+    assert out == {
+        "table": "Orders",
+        "columns": ORDERS_STRUCTURE["schema"]["columns"],
+        "rows": ORDERS_STRUCTURE["data"][:3],
+    }
+    assert explore.last_request.qs == {"objecttype": ["table"], "object": ["orders"], "preview": ["true"]}
+    no_rows = AEPExploreSourceOperator(task_id="t", base_connection_id="b1", table="Orders").execute(context)
+    assert no_rows["rows"] == [] and "preview" not in explore.last_request.qs
+
+
+@pytest.mark.parametrize("rows", [-1, "many", True])
+def test_explore_operator_refuses_a_bad_preview_row_count_before_calling(context, requests_mock, rows):
+    op = AEPExploreSourceOperator(task_id="t", base_connection_id="b1", table="Orders", preview_rows=rows)
+    with pytest.raises(AEPValidationError, match=r"preview_rows=.*must be a whole number >= 0"):
+        op.execute(context)
+    assert requests_mock.call_count == 0

@@ -7,7 +7,8 @@ and accepts both bodies:
 * current: ``outputSchema.schemaRef.id`` + mappings with ``sourceType``/``source``/``destination``.
 
 Stored mapping sets echo both vocabularies, as GET does on AEP. ``PUT`` makes a new
-version; ``GET ?version=N`` reads an old one; ``DELETE`` (undocumented, aepp only): 405, 404 or 204, as the
+version; ``GET ?version=N`` reads an old one; ``POST /mappingSets/validate`` checks each mapping (its form and
+that its destination is a field of the output schema); ``POST /mappingSets/preview`` maps sample rows; ``DELETE`` (undocumented, aepp only): 405, 404 or 204, as the
 emulator's ``mapping_set_delete`` says.
 """
 
@@ -19,7 +20,9 @@ from typing import Any
 from airflow_provider_aep.testing.errors import APIError, method_not_allowed, placeholder_error
 from airflow_provider_aep.testing.query import whole_number
 from airflow_provider_aep.testing.routing import Request, Response, Service, route
+from airflow_provider_aep.testing.services import schema_registry
 from airflow_provider_aep.testing.state import new_hex
+from airflow_provider_aep.utils.xdm_paths import xdm_path_exists
 
 PREFIX = "/data/foundation/conversion"
 _SOURCE_TYPES = {"ATTRIBUTE", "EXPRESSION", "STATIC", "text/x.schema-path", "text/x.aep-expression"}
@@ -196,19 +199,114 @@ def delete_mapping_set(req: Request, id: str) -> Response:
     return Response(204)
 
 
-def validate_mapping_set(req: Request) -> Response:
-    body = req.json_object(_bad)
+def _schema_fields(req: Request, body: dict[str, Any]) -> dict[str, Any]:
+    """The output schema, expanded (its class's and field groups' fields merged in)."""
+    schema_id, _ = _schema_of(req, body)
+    schema = next(s for s in req.sb.schemas.values() if s["$id"] == schema_id)
+    return {**schema, "properties": schema_registry.full_properties(req, schema)}
+
+
+def _mapping_errors(index: int, raw: Any, schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """What Data Prep reports of one mapping, as its ``TransformErrorInfo`` objects: a malformed mapping, an
+    expression that does not parse, a destination the output schema lacks."""
+    try:
+        mapping = _normalise_mapping(raw, index)
+    except APIError as exc:
+        fields = raw if isinstance(raw, dict) else {}
+        return [
+            _present(
+                {
+                    "source": fields.get("source", fields.get("sourceAttribute")),
+                    "destination": fields.get("destination", fields.get("destinationXdmPath")),
+                    "exception": exc.body.get("detail"),
+                }
+            )
+        ]
+    problems = []
+    if mapping["sourceType"] == "text/x.aep-expression" and not _balanced(mapping["source"]):
+        problems.append(f"The expression {mapping['source']} cannot be parsed: unbalanced parentheses or quotes.")
+    if not xdm_path_exists([schema], mapping["destination"]):
+        problems.append(
+            f"The destination path {mapping['destination']} does not exist in the output schema {schema['$id']}."
+        )
+    return [{"source": mapping["source"], "destination": mapping["destination"], "exception": p} for p in problems]
+
+
+def _balanced(expression: str) -> bool:
+    depth, quote = 0, None
+    for char in expression:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "()":
+            depth += 1 if char == "(" else -1
+            if depth < 0:
+                return False
+    return depth == 0 and quote is None
+
+
+def _mappings_of(body: dict[str, Any]) -> list[Any]:
     mappings = body.get("mappings")
     if not isinstance(mappings, list) or not mappings:
         raise _bad("mappings must be a non-empty array.")
-    out: list[dict[str, Any]] = []
+    return mappings
+
+
+def validate_mapping_set(req: Request) -> Response:
+    """One entry per mapping, in order: SUCCESS with ``errors`` null, or FAILED with what is wrong."""
+    body = req.json_object(_bad)
+    mappings = _mappings_of(body)
+    schema = _schema_fields(req, body)
+    out = []
     for i, m in enumerate(mappings):
-        try:
-            _normalise_mapping(m, i)
-            out.append({"status": "SUCCESS", "errors": None})
-        except APIError as exc:
-            out.append({"status": "FAILED", "errors": [{"message": exc.body.get("detail")}]})
+        errors = _mapping_errors(i, m, schema)
+        out.append({"status": "FAILED", "errors": errors} if errors else {"status": "SUCCESS", "errors": None})
     return Response(200, {"validationResponse": out})
+
+
+def _put(target: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[leaf] = value
+
+
+def preview_mapping_set(req: Request) -> Response:
+    """Each row of ``data`` through the mapping set's attribute mappings: one ``{data, errors}`` per row, in order
+    (the guide's array; the spec says one object, defects.py). A mapping set that does not validate is a 400."""
+    body = req.json_object(_bad)
+    rows, mapping_set = body.get("data"), body.get("mappingSet")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise _bad("data must be a non-empty array of objects (the rows to map).")
+    if not isinstance(mapping_set, dict):
+        raise _bad("mappingSet is required: the mapping set to preview.")
+    mappings = _mappings_of(mapping_set)
+    schema = _schema_fields(req, mapping_set)
+    problems = [e["exception"] for i, m in enumerate(mappings) for e in _mapping_errors(i, m, schema)]
+    if problems:
+        raise _bad("The mapping set is invalid: " + " ".join(problems))
+    normalised = [_normalise_mapping(m, i) for i, m in enumerate(mappings)]
+    out = []
+    for row in rows:
+        mapped: dict[str, Any] = {}
+        errors = []
+        for m in normalised:
+            if m["sourceType"] != "text/x.schema-path":
+                continue  # expressions are not evaluated by the emulator
+            if m["source"] in row:
+                _put(mapped, m["destination"], row[m["source"]])
+            else:
+                errors.append(
+                    {
+                        "source": m["source"],
+                        "destination": m["destination"],
+                        "columnName": m["source"],
+                        "exception": f"The source attribute {m['source']} is not in the row.",
+                    }
+                )
+        out.append({"data": mapped, "errors": errors or None})
+    return Response(200, out)
 
 
 SERVICE = Service(
@@ -218,6 +316,7 @@ SERVICE = Service(
         route("GET", "/mappingSets", list_mapping_sets),
         route("POST", "/mappingSets", create_mapping_set, creates=True),
         route("POST", "/mappingSets/validate", validate_mapping_set),
+        route("POST", "/mappingSets/preview", preview_mapping_set),
         route("GET", "/mappingSets/{id}", get_mapping_set),
         route("PUT", "/mappingSets/{id}", update_mapping_set),
         route("DELETE", "/mappingSets/{id}", delete_mapping_set),

@@ -10,6 +10,8 @@ connections), ``sourceConnections``, ``targetConnections``, ``flows``, ``runs``.
   transformation's params and the scheduleParams against the spec's JSON schemas
   (digit strings are coerced first, as AEP accepts the tutorial's ``"interval": "30"``),
   the mapping set/version and that the mapping's schema is the target dataset's (1425-400).
+* ``GET /connections/{id}/explore`` (Generic OData connections): the emulator's ``source_tables``;
+  ``GET /connections/{id}/test`` answers ``{"result": true}``.
 * Deleting a base connection used by a flow → 1418-400; a source/target connection → 1447-400.
 * ``POST /runs`` starts an on-demand run of a flow scheduled ``once``; the flow's first needs
   ``params.deltaColumn``, later ones may leave it out but not change it (lenient mode: the flow's Copy
@@ -308,6 +310,64 @@ def create_connection(req: Request) -> Response:
         conn["auth"] = auth
     req.sb.connections[conn["id"]] = conn
     return _created(req, "connections", conn)
+
+
+_EXPLORE_OBJECT_TYPES = ("root", "table")
+# Rows an explore preview answers (AEP decides how many; its guides show a handful to a few dozen).
+EXPLORE_PREVIEW_ROWS = 100
+
+
+def _explorable(req: Request, id: str) -> dict[str, Any]:
+    conn = req.sb.connections.get(id)
+    if conn is None:
+        raise _not_found(req, "connections", id)
+    spec = _SPEC_BY_ID[conn["connectionSpec"]["id"]]
+    if "exploreSpec" not in spec:
+        raise _invalid(req, f"The connection spec {spec['name']} ({spec['id']}) does not support explore.")
+    return conn
+
+
+def explore_connection(req: Request, id: str) -> Response:
+    """``objectType`` root lists the tables, table (with ``object``) describes one, ``preview=true`` adds rows.
+    The guides send lowercase values, the spec's enum is uppercase: both are accepted (defects.py)."""
+    _explorable(req, id)
+    object_type = (req.q("objectType") or "root").lower()
+    if object_type not in _EXPLORE_OBJECT_TYPES:
+        raise _invalid(
+            req,
+            f"The objectType '{req.q('objectType')}' is not supported for a tabular source; use one of "
+            f"{', '.join(_EXPLORE_OBJECT_TYPES)}.",
+        )
+    tables = req.emulator.source_tables
+    if object_type == "root":
+        return Response(200, [t.listing() for t in tables.values()])
+    path = req.q("object")
+    if not path:
+        raise _invalid(req, "The query parameter 'object' is required with objectType=table: the table's path.")
+    found = tables.get(path)
+    if found is None:
+        raise _err(
+            req,
+            "1439",
+            404,
+            "Resource not found",
+            f"The table '{path}' was not found in the source. Explore with objectType=root for the tables' paths.",
+            resource_id=path,
+            resource_type="table",
+        )
+    answer: dict[str, Any] = {"format": "flat", "schema": {"columns": found.describe_columns()}}
+    preview = (req.q("preview") or "false").lower()
+    if preview not in ("true", "false"):
+        raise _invalid(req, f"The query parameter 'preview' must be true or false, got '{req.q('preview')}'.")
+    if preview == "true":
+        answer["data"] = found.rows(EXPLORE_PREVIEW_ROWS)
+    return Response(200, answer)
+
+
+def test_connection(req: Request, id: str) -> Response:
+    if id not in req.sb.connections:
+        raise _not_found(req, "connections", id)
+    return Response(200, {"result": True})
 
 
 # --------------------------------------------------------------------------- source / target connections
@@ -893,6 +953,8 @@ SERVICE = Service(
         route("GET", "/connections/{id}", _getter("connections")),
         route("PATCH", "/connections/{id}", _patcher("connections")),
         route("DELETE", "/connections/{id}", delete_connection),
+        route("GET", "/connections/{id}/explore", explore_connection),
+        route("GET", "/connections/{id}/test", test_connection),
         route("GET", "/sourceConnections", _lister("sourceConnections")),
         route("POST", "/sourceConnections", create_source_connection, creates=True),
         route("GET", "/sourceConnections/{id}", _getter("sourceConnections")),

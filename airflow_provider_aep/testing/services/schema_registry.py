@@ -425,7 +425,7 @@ def list_resources(req: Request, container: str, kind: str) -> Response:
     )
 
 
-def _full_properties(req: Request, doc: dict[str, Any]) -> dict[str, Any]:
+def full_properties(req: Request, doc: dict[str, Any]) -> dict[str, Any]:
     """Merge the properties of everything a resource composes (the ``xed-full`` views)."""
     props: dict[str, Any] = {}
     for part in doc.get("allOf", []):
@@ -433,7 +433,7 @@ def _full_properties(req: Request, doc: dict[str, Any]) -> dict[str, Any]:
         if ref is not None:
             found = _resolve_ref(req.sb, ref)
             if found is not None:
-                props.update(_full_properties(req, found[1]))
+                props.update(full_properties(req, found[1]))
         props.update(copy.deepcopy(part.get("properties", {})))
     props.update(copy.deepcopy(doc.get("properties", {})))
     return props
@@ -456,7 +456,7 @@ def lookup(req: Request, container: str, kind: str, ident: str) -> Response:
         raise _not_found(req, ident)
     doc = copy.deepcopy(item)
     if "full" in match.group(1):
-        doc["properties"] = _full_properties(req, item)
+        doc["properties"] = full_properties(req, item)
     return Response(200, doc)
 
 
