@@ -43,7 +43,7 @@ class AEPFlowRunEvent(TriggerEvent):
 # Polls are due on multiples of POLL_SLOT seconds, so the triggers of a loop whose polls fall due in the same
 # slot wake in the same loop iteration and share one list read (hooks/aep_async.py) instead of each sending
 # its own request.
-POLL_SLOT = 0.25
+POLL_SLOT = 0.5
 
 
 def poll_lead(interval: float) -> float:
