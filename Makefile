@@ -75,9 +75,12 @@ airflow: $(STAMP)
 CHROMIUM ?= /usr/bin/chromium
 UI_STAMP := $(VENV)/.installed-ui
 
+# CI runs suites side by side: one apt-get at a time (tests/distributed/services.py takes the same lock).
+APT_LOCK := /tmp/airflow-provider-aep-apt.lock
+
 $(CHROMIUM):
-	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+	flock $(APT_LOCK) sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends chromium'
 
 $(UI_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,ui]'

@@ -6,6 +6,7 @@ directory of its own under a throwaway root, on a free loopback port, as a norma
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -21,6 +22,8 @@ from airflow_provider_aep.testing.standalone import ProcessGroup, free_port
 DEBIAN_PACKAGES = ("postgresql", "redis-server")
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
 START_TIMEOUT = 60.0
+
+APT_LOCK = "/tmp/airflow-provider-aep-apt.lock"
 
 
 def _postgres_bindir() -> Path | None:
@@ -41,8 +44,10 @@ def ensure_debian_packages() -> None:
         POLICY_RC.write_text("#!/bin/sh\nexit 101\n")
         POLICY_RC.chmod(0o755)
     try:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "-q", *DEBIAN_PACKAGES], env=env, check=True)
+        with open(APT_LOCK, "w") as lock:  # CI runs suites side by side; the Makefile takes the same lock
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            subprocess.run(["apt-get", "update", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "install", "-y", "-q", *DEBIAN_PACKAGES], env=env, check=True)
     finally:
         if added_policy:
             POLICY_RC.unlink()
