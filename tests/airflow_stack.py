@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,16 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_aep.testing.standalone import api_token
+from airflow_provider_aep.testing.standalone import STOP_GRACE_SECONDS, api_token
+
+
+def check_stopped(killed: list[str], survivors: list[str]) -> None:
+    """What ``ProcessGroup.stop()`` returned: none may survive; those SIGTERM did not stop are a warning."""
+    assert not survivors, f"Airflow processes survived SIGKILL: {survivors}"
+    if killed:
+        warnings.warn(
+            f"Airflow processes ignored SIGTERM for {STOP_GRACE_SECONDS:.0f} s and were killed: {killed}", stacklevel=3
+        )
 
 
 class HeldClock:

@@ -20,15 +20,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_aep.assets.aep import dataset_uri
-from airflow_provider_aep.testing.standalone import STOP_GRACE_SECONDS, Standalone, airflow_cli, airflow_env, free_port
-from tests.airflow_stack import AirflowApi
+from airflow_provider_aep.testing.standalone import Standalone, airflow_cli, airflow_env, free_port
+from tests.airflow_stack import AirflowApi, check_stopped
 from tests.conftest import airflow_3
 from tests.integration.test_asset_events_emulator import start_run
 from tests.integration.test_flow_run_emulator import build_flow, once
@@ -143,11 +142,7 @@ def test_watcher_outlet_events_lineage_and_a_restart_on_the_real_stack(emulator,
         api.mark("every Airflow process stopped")
     survivors = [s for _, group in stopped for s in group]
     killed = [k for group, _ in stopped for k in group]
-    assert not survivors, f"Airflow processes survived SIGKILL: {survivors}"
-    if killed:
-        warnings.warn(
-            f"Airflow processes ignored SIGTERM for {STOP_GRACE_SECONDS:.0f} s and were killed: {killed}", stacklevel=2
-        )
+    check_stopped(killed, survivors)
 
 
 class Scenario:

@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-import warnings
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_aep.testing import AEPEmulator
-from airflow_provider_aep.testing.standalone import STOP_GRACE_SECONDS, Standalone, airflow_cli, airflow_env, free_port
-from tests.airflow_stack import AirflowApi, HeldClock
+from airflow_provider_aep.testing.standalone import Standalone, airflow_cli, airflow_env, free_port
+from tests.airflow_stack import AirflowApi, HeldClock, check_stopped
 
 DAG_ID = "aep_protocols_ingestion"
 SENSOR = "wait_for_first_run"
@@ -87,11 +86,7 @@ def test_full_stack_protocols_ingestion_defers_in_triggerer(tmp_path):
             api.client.close()
             killed, survivors = airflow.stop()
             api.mark("every Airflow process stopped")
-    assert not survivors, f"Airflow processes survived SIGKILL: {survivors}"
-    if killed:
-        warnings.warn(
-            f"Airflow processes ignored SIGTERM for {STOP_GRACE_SECONDS:.0f} s and were killed: {killed}", stacklevel=2
-        )
+    check_stopped(killed, survivors)
 
 
 def _run_and_check(api: AirflowApi, emu: AEPEmulator, clock: HeldClock, home: Path, name: str, conf: dict) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,8 @@ import pytest
 
 from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.testing import AEPEmulator
-from airflow_provider_aep.testing.standalone import STOP_GRACE_SECONDS, Standalone, airflow_cli, airflow_env, free_port
-from tests.airflow_stack import AirflowApi, HeldClock
+from airflow_provider_aep.testing.standalone import Standalone, airflow_cli, airflow_env, free_port
+from tests.airflow_stack import AirflowApi, HeldClock, check_stopped
 from tests.conftest import airflow_3
 from tests.integration.conftest import FAST_RETRIES
 from tests.integration.test_flow_run_emulator import build_flow, once
@@ -98,11 +97,7 @@ def test_a_task_killed_mid_wait_reattaches_to_its_run_on_retry(tmp_path, monkeyp
             api.client.close()
             killed, survivors = airflow.stop()
             api.mark("every Airflow process stopped")
-    assert not survivors, f"Airflow processes survived SIGKILL: {survivors}"
-    if killed:
-        warnings.warn(
-            f"Airflow processes ignored SIGTERM for {STOP_GRACE_SECONDS:.0f} s and were killed: {killed}", stacklevel=2
-        )
+    check_stopped(killed, survivors)
 
 
 def _runs_posted(emu: AEPEmulator) -> list[Any]:
