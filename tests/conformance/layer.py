@@ -9,6 +9,7 @@ defects (``airflow_provider_aep.testing.defects``) stand between it and conformi
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
@@ -23,18 +24,36 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROVIDER_AGENT = "airflow-provider-aep/"
 
 
+def _beside(repo: Path) -> Path:
+    return repo.parent / "shared" / "adobe-openapi"
+
+
+def _cloned_from() -> Path | None:
+    """The local repository this one was cloned from (CI runs a fresh clone elsewhere), if any."""
+    found = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "config", "--get", "remote.origin.url"], capture_output=True, text=True
+    )
+    origin = Path(found.stdout.strip()) if found.returncode == 0 and found.stdout.strip() else None
+    return origin.resolve() if origin is not None and origin.is_dir() else None
+
+
 def specs_dir() -> Path:
-    """``$AEP_OPENAPI_DIR``, else ``<repo root>/../shared/adobe-openapi``; a clear error if neither exists."""
+    """``$AEP_OPENAPI_DIR``, else ``../shared/adobe-openapi`` beside the repository or beside the one it was
+    cloned from; a clear error if none exists."""
     chosen = os.environ.get("AEP_OPENAPI_DIR")
-    directory = Path(chosen) if chosen else REPO_ROOT.parent / "shared" / "adobe-openapi"
-    if not (directory / SPEC_FILES["flowservice"][0]).is_file():
-        where = f"AEP_OPENAPI_DIR={chosen}" if chosen else f"{directory} (AEP_OPENAPI_DIR is not set)"
-        raise FileNotFoundError(
-            f"Adobe's OpenAPI specs were not found at {where}. The conformance tests need them: set AEP_OPENAPI_DIR "
-            "to a directory holding Adobe's spec files (AdobeDocs/experience-platform-apis, "
-            "static/swagger-specs/), or put them in ../shared/adobe-openapi beside the repository."
-        )
-    return directory
+    origin = _cloned_from()
+    candidates = [Path(chosen)] if chosen else [_beside(REPO_ROOT), *([_beside(origin)] if origin else [])]
+    for directory in candidates:
+        if (directory / SPEC_FILES["flowservice"][0]).is_file():
+            return directory
+    where = (
+        f"AEP_OPENAPI_DIR={chosen}" if chosen else f"{' or '.join(map(str, candidates))} (AEP_OPENAPI_DIR is not set)"
+    )
+    raise FileNotFoundError(
+        f"Adobe's OpenAPI specs were not found at {where}. The conformance tests need them: set AEP_OPENAPI_DIR "
+        "to a directory holding Adobe's spec files (AdobeDocs/experience-platform-apis, "
+        "static/swagger-specs/), or put them in ../shared/adobe-openapi beside the repository."
+    )
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import time
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -17,14 +16,14 @@ import yaml
 from emulator_helpers import CAT, FS, AEPClient, create_flow, ok, pipeline, wait_for
 
 from airflow_provider_aep.testing import AEPEmulator, FaultConfig, RunOutcome
+from tests.conformance.layer import specs_dir
 
 EXPORT = "/data/foundation/export"
-SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "adobe-openapi"
 
 
 @functools.cache
 def _components(spec_file: str) -> dict[str, Any]:
-    return yaml.safe_load((SPECS / spec_file).read_text())["components"]
+    return yaml.safe_load((specs_dir() / spec_file).read_text())["components"]
 
 
 def conforms(body: Any, spec_file: str, schema: dict[str, Any]) -> None:
