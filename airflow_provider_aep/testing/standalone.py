@@ -218,6 +218,14 @@ class ProcessGroup:
             except psutil.Error:
                 pass
 
+    def pause(self) -> None:
+        """SIGSTOP the process and everything it started: nothing in it runs or starts until :meth:`resume`."""
+        self.descendants()
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
     def kill(self) -> list[int]:
         """SIGKILL the process and everything it started, now; returns their PIDs."""
         self.descendants()

@@ -325,22 +325,15 @@ class Scenario:
         SIGKILL worker1 once it runs create tasks and every create task running has sent its create (whose
         answer is held back): the killed tries leave committed creates whose ids they never saw.
         """
-        stable = 0
         holding_since = time.monotonic()
-        while stable < 3:  # for a second: no create task is between its lookup and its create
-            mine = self.worker_tasks("worker1")
-            running = [*mine.values(), *self.worker_tasks("worker2").values()]
-            creating = sum(1 for task_id, _ in running if task_id in CREATE_TASKS)
-            mine_creating = [t for t in mine.values() if t[0] in CREATE_TASKS]
-            # Several creates on worker1, or at least one before the first held answers are let go.
-            enough = len(mine_creating) >= KILL_CREATES or time.monotonic() - holding_since > HOLD_LIMIT - 5
-            stable = stable + 1 if mine_creating and enough and self.emu.held_now >= creating else 0
-            if self.api.remaining() < 0:
-                self.api.fail(f"worker1 never ran create tasks with their answers all held back (running: {mine})")
-            died = self.d.died()
-            if died:
-                self.api.fail(f"{died} before the worker SIGKILL")
-            time.sleep(0.3)
+        while True:
+            self.wait_for_held_creates(holding_since)
+            # Paused, worker1 starts no task between this listing and the SIGKILL: those listed are those killed.
+            self.d.processes["worker1"].pause()
+            mine, mine_creating, all_held = self.creates_in_flight()
+            if all_held:
+                break
+            self.d.processes["worker1"].resume()
         held = self.emu.held_now
         pids = self.d.kill("worker1")
         kinds = sorted(collections.Counter(task_id.split(".")[-1] for task_id, _ in mine.values()).items())
@@ -350,6 +343,30 @@ class Scenario:
             f"{len(mine_creating)} of them creates whose answers were held back ({held} held in all)"
         )
         return mine
+
+    def creates_in_flight(self) -> tuple[dict[str, tuple[str, int]], list[tuple[str, int]], bool]:
+        """worker1's tasks, its create tasks, and whether it has some and every create task running (on either
+        worker) has sent its create, whose answer the emulator holds back."""
+        mine = self.worker_tasks("worker1")
+        running = [*mine.values(), *self.worker_tasks("worker2").values()]
+        creating = sum(1 for task_id, _ in running if task_id in CREATE_TASKS)
+        mine_creating = [t for t in mine.values() if t[0] in CREATE_TASKS]
+        return mine, mine_creating, bool(mine_creating) and self.emu.held_now >= creating
+
+    def wait_for_held_creates(self, holding_since: float) -> None:
+        """Until, for a second, worker1 runs enough create tasks and every create running has sent its create."""
+        stable = 0
+        while stable < 3:  # for a second: no create task is between its lookup and its create
+            mine, mine_creating, all_held = self.creates_in_flight()
+            # Several creates on worker1, or at least one before the first held answers are let go.
+            enough = len(mine_creating) >= KILL_CREATES or time.monotonic() - holding_since > HOLD_LIMIT - 5
+            stable = stable + 1 if all_held and enough else 0
+            if self.api.remaining() < 0:
+                self.api.fail(f"worker1 never ran create tasks with their answers all held back (running: {mine})")
+            died = self.d.died()
+            if died:
+                self.api.fail(f"{died} before the worker SIGKILL")
+            time.sleep(0.3)
 
     def wait_for_deferred_sensors(self, run_id: str) -> None:
         def deferred():
