@@ -9,8 +9,8 @@ run's status is a pure function of "now":
 
 Durations are emulated seconds divided by ``time_scale``; timestamps are real
 epoch milliseconds. The final outcome (and how many rows it rejects) is fixed the
-first time a run is seen complete, from :meth:`AEPEmulator.set_flow_outcome` (or the
-emulator default).
+first time a run is seen complete, for the flow's completed runs in the order they completed,
+from :meth:`AEPEmulator.set_flow_outcome` (or the emulator default).
 
 A finished run that got past the copy wrote one target batch: Catalog serves it
 (:func:`render_batch`) and Data Access its ``row_errors`` files (:func:`row_error_files`),
@@ -139,9 +139,23 @@ def status_of(emulator: AEPEmulator, sb: SandboxState, rec: RunRecord) -> str:
     if now < rec.completes:
         return "inProgress"
     if rec.outcome is None:
-        flow = sb.flows.get(rec.flow_id)
-        rec.outcome, rec.failed_records = emulator._next_outcome(rec.flow_id, flow.get("name") if flow else None)
+        _settle_outcomes(emulator, sb, rec.flow_id, now)
+    assert rec.outcome is not None
     return rec.outcome
+
+
+def _settle_outcomes(emulator: AEPEmulator, sb: SandboxState, flow_id: str, now: float) -> None:
+    """Give the flow's completed runs their outcomes in the order they completed, not the order they are read.
+
+    Otherwise which of two runs that completed together takes the queued "failed" depends on which a client
+    happened to read first.
+    """
+    materialise(emulator, sb, flow_id)  # a scheduled run due earlier completed earlier
+    flow = sb.flows.get(flow_id)
+    name = flow.get("name") if flow else None
+    records = (sb.run_records[run_id] for run_id in sb.runs_by_flow.get(flow_id, ()))
+    for done in sorted((r for r in records if r.outcome is None and r.completes <= now), key=lambda r: r.completes):
+        done.outcome, done.failed_records = emulator._next_outcome(flow_id, name)
 
 
 @dataclass(frozen=True)
