@@ -73,7 +73,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    # A shell starts its background jobs with Ctrl-C ignored, and Python then leaves it ignored: take it back.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     home = args.home or Path(tempfile.mkdtemp(prefix="aep-airflow-"))
     home.mkdir(parents=True, exist_ok=True)
     password = args.password or secrets.token_urlsafe(12)
