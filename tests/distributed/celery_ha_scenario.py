@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -79,6 +80,7 @@ HOLD_LIMIT = 30.0  # longest a create's answer is held back (the hook's read tim
 KILL_LEAD = 2.0  # the triggerer dies this long before the deadline sensor's deadline
 FIRED = "Trigger fired event"  # the triggerer's log line for each event a trigger yields
 STARTING = re.compile(r"trigger .* starting")  # and for each trigger it starts
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?")
 # A Celery pool process supervising a task instance, and the task process it forks: both name the TI's id.
 TASK_PROCESS = re.compile(r"airflow (?:supervisor:|worker --) ([0-9a-f-]{36})")
 
@@ -171,6 +173,16 @@ def _timestamp(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
+def _fired_record(line: str) -> dict[str, Any]:
+    """A "Trigger fired event" line of a triggerer's own log, as the trigger log file would have it."""
+    with contextlib.suppress(ValueError):
+        record = json.loads(line)
+        if isinstance(record, dict):
+            return record
+    stamp = TIMESTAMP.search(line)
+    return {"event": FIRED, "timestamp": stamp.group(0) if stamp else "", "result": line}
+
+
 def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
     for line in path.read_text(errors="replace").splitlines():
         with contextlib.suppress(ValueError):
@@ -234,6 +246,14 @@ class Scenario:
         found = {}
         for path in sorted(self.task_dir(dag_id, run_id, task_id, map_index).glob("attempt=*.log.trigger.*.log")):
             found[int(path.name.rsplit(".", 2)[-2])] = list(_json_lines(path))
+        # The triggerer takes a trigger's log lines and its events from its runner on two sockets: when it reads
+        # "finished" first, it has closed the trigger's log file and writes the fired line to its own log.
+        prefix = f"{dag_id}/{run_id}/{task_id}/{map_index}/"
+        for job, name in self.triggerer_jobs.items():
+            for process in (p for p in (*self.d.retired, *self.d.processes.values()) if p.name == name):
+                for line in process.log_path.read_text(errors="replace").splitlines():
+                    if FIRED in line and prefix in line:
+                        found.setdefault(job, []).append(_fired_record(line))
         return found
 
     def worker_tasks(self, name: str) -> dict[str, tuple[str, int]]:
@@ -590,6 +610,8 @@ def _dags_folder(root: Path) -> Path:
 
 def test_distributed_celery_ha() -> None:
     started = time.monotonic()
+    # `make test-distributed`'s time limit is a SIGINT, which a shell's background job starts out ignoring.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ensure_debian_packages()
     root = Path(tempfile.mkdtemp(prefix="aep-distributed-"))
     root.chmod(0o755)  # the servers' users walk into their own directories below it
