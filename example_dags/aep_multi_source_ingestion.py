@@ -4,7 +4,9 @@
 Dynamic task mapping: one pipeline per source table, provisioned and monitored in parallel. The
 `sources` parameter lists the tables; each becomes a mapped task group that provisions its own
 dataflow (named after the table) and waits for its first run in the triggerer (deferrable sensors
-hold no worker slot while AEP works).
+hold no worker slot while AEP works). A source without `fields` has them inferred from its explored
+table, as `Customers` does here; `Employees` lists its own, its `Photo` column being binary, which no
+XDM field type holds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import pendulum
 
-from airflow_provider_aep.pipelines import MAPPINGS_SCHEMA, SOURCE_FIELDS_SCHEMA, build_protocols_pipeline
+from airflow_provider_aep.pipelines import MAPPINGS_SCHEMA, OPTIONAL_SOURCE_FIELDS_SCHEMA, build_protocols_pipeline
 from airflow_provider_aep.sensors.flow_run import AEPFlowRunSensor
 
 try:
@@ -32,7 +34,6 @@ DEFAULT_SOURCES = [
     },
     {
         "table": "Customers",
-        "fields": {"CustomerID": "string", "CompanyName": "string", "ModifiedDate": "date-time"},
         "mappings": [{"source": "CustomerID", "destination": "_id"}],
         "delta_column": "ModifiedDate",
     },
@@ -61,15 +62,16 @@ with DAG(
                 "type": "object",
                 "properties": {
                     "table": {"type": "string", "minLength": 1},
-                    "fields": SOURCE_FIELDS_SCHEMA,
+                    "fields": OPTIONAL_SOURCE_FIELDS_SCHEMA,
                     "mappings": MAPPINGS_SCHEMA,
                     "delta_column": {"type": ["string", "null"]},
                 },
-                "required": ["table", "fields", "mappings"],
+                "required": ["table", "mappings"],
             },
             title="Sources",
-            description="One object per table: table, fields (column → XDM type), mappings "
-            "({source, destination} objects) and delta_column. Each becomes a pipeline of its own.",
+            description="One object per table: table, fields (column → XDM type; left out, they are inferred "
+            "from the explored table), mappings ({source, destination} objects) and delta_column. Each becomes a "
+            "pipeline of its own.",
         ),
         "odata_url": Param(
             "https://services.odata.org/V4/Northwind/Northwind.svc",
@@ -91,7 +93,7 @@ with DAG(
         return {
             "name": f"Multi {source['table']}",
             "table": source["table"],
-            "fields": source["fields"],
+            "fields": source.get("fields"),
             "mappings": source["mappings"],
             "delta_column": source.get("delta_column"),
         }

@@ -299,6 +299,23 @@ def test_multi_source_dag_maps_one_pipeline_per_table(example, emulator):
     legacy_only = {key: state for key, state in states.items() if key.split(".")[-1].split("[")[0] in LEGACY_ONLY_TASKS}
     assert legacy_only == {f"ingest_source.{t}[{i}]": "skipped" for t in LEGACY_ONLY_TASKS for i in range(3)}
     assert pipeline_resource_counts(emulator) == {kind: 3 * n for kind, n in ONE_CURRENT_PIPELINE.items()}
+    # Orders and Employees list their fields; Customers leaves them out and gets its explored table's columns.
+    fields = [
+        run.get_task_instance("ingest_source.source_fields", map_index=i).xcom_pull(
+            task_ids="ingest_source.source_fields", map_indexes=i
+        )
+        for i in range(3)
+    ]
+    customers = dict.fromkeys(("CustomerID", "CompanyName", "ContactName", "City", "Country", "Phone"), "string")
+    assert fields[1] == {**customers, "ModifiedDate": "date-time"}
+    assert (fields[0], fields[2]) == (
+        {"OrderID": "string", "CustomerID": "string", "OrderDate": "date-time"},
+        {
+            "EmployeeID": "integer",
+            "LastName": "string",
+            "HireDate": "date-time",
+        },
+    )
 
 
 def test_teardown_dag_removes_what_a_run_created(example, emulator):
