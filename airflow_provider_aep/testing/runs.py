@@ -148,9 +148,9 @@ def _settle_outcomes(emulator: AEPEmulator, sb: SandboxState, flow_id: str, now:
     """Give the flow's completed runs their outcomes in the order they completed, not the order they are read.
 
     Otherwise which of two runs that completed together takes the queued "failed" depends on which a client
-    happened to read first.
+    happened to read first. Every read materialises the flow's due runs before it judges one (none is created
+    here: callers may be iterating over the runs).
     """
-    materialise(emulator, sb, flow_id)  # a scheduled run due earlier completed earlier
     flow = sb.flows.get(flow_id)
     name = flow.get("name") if flow else None
     records = (sb.run_records[run_id] for run_id in sb.runs_by_flow.get(flow_id, ()))

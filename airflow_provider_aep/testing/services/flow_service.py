@@ -812,6 +812,8 @@ def list_runs(req: Request) -> Response:
         record_ids = list(sb.run_records)
     elif flow_ids is None:
         record_ids = [r for r in run_ids or () if r in sb.run_records]
+        for fid in {sb.run_records[r].flow_id for r in record_ids}:
+            run_engine.materialise(emulator, sb, fid)
     else:
         record_ids = []
         for fid in flow_ids:
@@ -828,6 +830,7 @@ def get_run(req: Request, id: str) -> Response:
     rec = sb.run_records.get(id)
     if rec is None:
         raise _not_found(req, "runs", id)
+    run_engine.materialise(req.emulator, sb, rec.flow_id)  # runs of its flow that came due first take outcomes first
     return _one(run_engine.render_run(req.emulator, sb, rec))
 
 
