@@ -174,11 +174,7 @@ def _timestamp(value: str) -> float:
 
 
 def _fired_record(line: str) -> dict[str, Any]:
-    """A "Trigger fired event" line of a triggerer's own log, as the trigger log file would have it."""
-    with contextlib.suppress(ValueError):
-        record = json.loads(line)
-        if isinstance(record, dict):
-            return record
+    """A "Trigger fired event" line of a triggerer's own (console-format) log, as the trigger log file has it."""
     stamp = TIMESTAMP.search(line)
     return {"event": FIRED, "timestamp": stamp.group(0) if stamp else "", "result": line}
 
@@ -246,6 +242,8 @@ class Scenario:
         found = {}
         for path in sorted(self.task_dir(dag_id, run_id, task_id, map_index).glob("attempt=*.log.trigger.*.log")):
             found[int(path.name.rsplit(".", 2)[-2])] = list(_json_lines(path))
+        if not found:  # no trigger ran for it, so none fired
+            return found
         # The triggerer takes a trigger's log lines and its events from its runner on two sockets: when it reads
         # "finished" first, it has closed the trigger's log file and writes the fired line to its own log.
         prefix = f"{dag_id}/{run_id}/{task_id}/{map_index}/"
