@@ -81,6 +81,16 @@ class AEPTransportError(AEPApiError):
     """No usable HTTP response: connection refused or dropped, or a timeout."""
 
 
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for what a retry may cure: no answer at all, a throttle (429) or a 5xx of AEP's gateway."""
+    if isinstance(exc, AEPTransportError):
+        return True
+    return isinstance(exc, AEPApiError) and exc.status in RETRYABLE_STATUSES
+
+
 class AEPResourceConflictError(AirflowException):
     """A resource with the requested name exists but differs from what was asked."""
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aep.exceptions import AEPApiError, AEPValidationError
-from airflow_provider_aep.hooks.aep import AEPHook
-from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID
 from airflow_provider_aep.operators.base import AEPBaseOperator
 from airflow_provider_aep.operators.catalog import AEPCreateDatasetOperator
 from airflow_provider_aep.operators.conversion import XED_FULL_ACCEPT, AEPCreateMappingSetOperator, check_destinations
@@ -33,6 +31,7 @@ from airflow_provider_aep.operators.schema_registry import (
     adhoc_class_title,
 )
 from airflow_provider_aep.operators.teardown import AEPDeleteResourcesOperator
+from airflow_provider_aep.utils.defaults import DATA_LAKE_CONNECTION_SPEC_ID
 from airflow_provider_aep.utils.source_columns import check_against_table, infer_source_fields, table_columns
 from airflow_provider_aep.utils.validation import (
     normalize_mappings,
@@ -40,6 +39,9 @@ from airflow_provider_aep.utils.validation import (
     require_variant,
     validate_pipeline_inputs,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_aep.hooks.aep import AEPHook
 
 GENERIC_ODATA_CONNECTION_SPEC_ID = "8e6b41a8-d998-4545-ad7d-c6a9fff406c3"
 PROFILE_FIELD_GROUPS = (

@@ -13,7 +13,6 @@ from typing import Any
 
 import pendulum
 
-from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.operators.teardown import AEPDeleteResourcesOperator
 from airflow_provider_aep.pipelines import find_pipeline_resources
 
@@ -46,6 +45,8 @@ with DAG(
     @task(multiple_outputs=True)
     def find_resources(params: dict[str, Any] | None = None) -> dict[str, list[str]]:
         """Ids of the pipeline's resources that exist now."""
+        from airflow_provider_aep.hooks.aep import AEPHook  # in the task, so parsing the DAG loads no client
+
         return find_pipeline_resources(AEPHook(), params["name"] if params else "")
 
     found = find_resources()

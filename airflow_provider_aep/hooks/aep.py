@@ -17,6 +17,7 @@ from airflow_provider_aep.utils.connection import (
     DEFAULT_SCOPES,
     AEPConnectionConfig,
 )
+from airflow_provider_aep.utils.defaults import DEFAULT_CONN_ID
 from airflow_provider_aep.version_compat import BaseHook, mask_secret
 
 if TYPE_CHECKING:  # requests is imported where it is used: off every DAG parse (bench/RESULTS.md)
@@ -62,7 +63,7 @@ class AEPHook(AEPOperations, core.SyncDriver, BaseHook):
     """
 
     conn_name_attr = "aep_conn_id"
-    default_conn_name = "aep_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "aep"
     hook_name = "Adobe Experience Platform"
 

@@ -10,10 +10,12 @@ from typing import Any, TypeVar
 
 import httpx
 
+from airflow_provider_aep.exceptions import is_retryable
 from airflow_provider_aep.hooks.operations import AEPOperations
 from airflow_provider_aep.utils import client_core as core
 from airflow_provider_aep.utils import token_store
 from airflow_provider_aep.utils.connection import AEPConnectionConfig
+from airflow_provider_aep.utils.defaults import DEFAULT_CONN_ID
 from airflow_provider_aep.version_compat import BaseHook, mask_secret
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ async def _share_read(waiters: list[tuple[AEPAsyncHook, str, asyncio.Future[Any]
             items = listed.get("items") if isinstance(listed, dict) else None
             runs = {r["id"]: r for r in items or [] if isinstance(r, dict) and isinstance(r.get("id"), str)}
         except core.AEPApiError as exc:
-            if core.is_retryable(exc):  # each reader alone would have got the same after its retries
+            if is_retryable(exc):  # each reader alone would have got the same after its retries
                 for _, _, answer in waiters:
                     _settle(answer, error=exc)
                 return
@@ -158,7 +160,7 @@ class AEPAsyncHook(AEPOperations, core.AsyncDriver, BaseHook):
     """
 
     conn_name_attr = "aep_conn_id"
-    default_conn_name = "aep_default"
+    default_conn_name = DEFAULT_CONN_ID
 
     def __init__(self, *args: Any, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
         """The arguments of :class:`~airflow_provider_aep.hooks.aep.AEPHook`, and an httpx ``transport``."""

@@ -17,34 +17,23 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from airflow_provider_aep.exceptions import AEPApiError, AEPValidationError
+from airflow_provider_aep.exceptions import AEPApiError
 from airflow_provider_aep.links.urls import dataflow_url
 from airflow_provider_aep.utils.client_core import (
     XED_LOOKUP_ACCEPT,
     ClientCore,
     Flow,
     FoundAfterLostResponse,
-    created_id,
-    oldest_match,
     operation,
-    unwrap_single_item,
 )
 from airflow_provider_aep.utils.flow_runs import run_window
+from airflow_provider_aep.utils.resources import created_id, oldest_match, unwrap_single_item
+from airflow_provider_aep.utils.validation import flow_state_action
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DATA_LAKE_CONNECTION_SPEC_ID = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"
 Resources = list[dict[str, Any]]
-# POST /flows/{id}/action?op=...: the spec's uppercase values (aep-api.md §4.8).
-FLOW_STATE_ACTIONS = {"enabled": "ENABLE", "disabled": "DISABLE"}
-
-
-def flow_state_action(state: Any) -> str:
-    """The ``op`` that puts a flow in ``state``; a clear error for a state a flow cannot be put in."""
-    if state not in FLOW_STATE_ACTIONS:
-        raise AEPValidationError(f"state={state!r}: must be one of {', '.join(map(repr, FLOW_STATE_ACTIONS))}")
-    return FLOW_STATE_ACTIONS[state]
 
 
 def _q(resource_id: str) -> str:

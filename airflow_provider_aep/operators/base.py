@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aep.assets.aep import SCHEME, asset_alias_class, attach_dataset_events, create_asset
 from airflow_provider_aep.exceptions import (
@@ -15,9 +15,8 @@ from airflow_provider_aep.exceptions import (
     AEPResourceConflictError,
     AEPValidationError,
 )
-from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.links.aep import AEPDataflowLink, AEPFlowRunLink
-from airflow_provider_aep.utils.client_core import oldest_match
+from airflow_provider_aep.utils.defaults import DEFAULT_CONN_ID
 from airflow_provider_aep.utils.diagnostics import DEFAULT_DIAGNOSTICS_ROWS, collect_diagnostics
 from airflow_provider_aep.utils.flow_runs import (
     RUN_SUMMARY_KEY,
@@ -28,7 +27,11 @@ from airflow_provider_aep.utils.flow_runs import (
     summary_of_event,
 )
 from airflow_provider_aep.utils.lineage import FlowDatasets, operator_lineage, read_flow_datasets
+from airflow_provider_aep.utils.resources import oldest_match
 from airflow_provider_aep.version_compat import AirflowSensorTimeout, BaseOperator, conf
+
+if TYPE_CHECKING:
+    from airflow_provider_aep.hooks.aep import AEPHook
 
 IF_EXISTS_CHOICES = ("reuse", "fail")
 # Airflow's own deferral timeout is set this far past the trigger's deadline, so the trigger's `timeout`
@@ -56,7 +59,7 @@ class AEPBaseOperator(BaseOperator):
     def __init__(
         self,
         *,
-        aep_conn_id: str = AEPHook.default_conn_name,
+        aep_conn_id: str = DEFAULT_CONN_ID,
         aep_retry_limit: int | None = None,
         aep_retry_delay: float | None = None,
         aep_retry_args: Mapping[str, Any] | None = None,
@@ -70,6 +73,9 @@ class AEPBaseOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> AEPHook:
+        # Imported on first use: parsing a DAG never loads the client core (bench/RESULTS.md, DAG parse).
+        from airflow_provider_aep.hooks.aep import AEPHook
+
         return AEPHook(
             self.aep_conn_id,
             retry_limit=self.aep_retry_limit,

@@ -6,10 +6,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_aep.exceptions import AEPApiError, AEPRetriggerRefusedError, AEPValidationError
+from airflow_provider_aep.exceptions import AEPApiError, AEPRetriggerRefusedError, AEPValidationError, is_retryable
 from airflow_provider_aep.links.urls import DATAFLOW_URL_KEY, RUN_URL_KEY
 from airflow_provider_aep.operators.base import AEPFlowRunWaitOperator
-from airflow_provider_aep.utils.client_core import is_retryable
 from airflow_provider_aep.utils.flow_runs import FlowRunWatch, Outcome, outcome_of, readable_utc, run_status
 from airflow_provider_aep.utils.timestamps import to_epoch_ms, to_epoch_seconds
 

@@ -11,7 +11,6 @@ from airflow_provider_aep.exceptions import (
     AEPResourceNotFoundError,
     AEPValidationError,
 )
-from airflow_provider_aep.hooks.operations import DATA_LAKE_CONNECTION_SPEC_ID, flow_state_action
 from airflow_provider_aep.links.aep import AEPDataflowLink
 from airflow_provider_aep.links.urls import DATAFLOW_URL_KEY
 from airflow_provider_aep.operators.base import (
@@ -20,10 +19,12 @@ from airflow_provider_aep.operators.base import (
     AEPGetOrCreateOperator,
     differ,
 )
+from airflow_provider_aep.utils.defaults import DATA_LAKE_CONNECTION_SPEC_ID
 from airflow_provider_aep.utils.source_columns import table_columns
 from airflow_provider_aep.utils.validation import (
     SOURCE_FORMAT_REQUIREMENTS,
     check_columns,
+    flow_state_action,
     invalid,
     normalize_schedule,
     normalize_transformations,

@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow_provider_aep.exceptions import AEPApiError
 from airflow_provider_aep.operators.base import AEPGetOrCreateOperator, differ
-from airflow_provider_aep.utils.client_core import oldest_first
+from airflow_provider_aep.utils.resources import oldest_first
 from airflow_provider_aep.utils.validation import adhoc_field_properties, require_text
 
 ADHOC_REF = "https://ns.adobe.com/xdm/data/adhoc"

@@ -12,9 +12,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_aep.exceptions import AEPApiError, AEPValidationError
+from airflow_provider_aep.exceptions import AEPApiError, AEPValidationError, is_retryable
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
-from airflow_provider_aep.utils.client_core import RetryPolicy, is_retryable
+from airflow_provider_aep.utils.client_core import RetryPolicy
 from airflow_provider_aep.utils.flow_runs import (
     EventStatus,
     FlowRunWatch,

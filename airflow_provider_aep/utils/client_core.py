@@ -38,8 +38,9 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 from urllib.parse import parse_qsl, urlsplit
 
 from airflow_provider_aep import __version__
-from airflow_provider_aep.exceptions import AEPApiError, AEPTransportError
+from airflow_provider_aep.exceptions import AEPApiError, AEPTransportError, is_retryable
 from airflow_provider_aep.utils.connection import AEPConnectionConfig
+from airflow_provider_aep.utils.resources import dig
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,6 @@ TOKEN_PATH = "/ims/token/v3"
 XED_LIST_ACCEPT = "application/vnd.adobe.xed-id+json"
 XED_LOOKUP_ACCEPT = "application/vnd.adobe.xed+json; version=1"
 
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # A 429 comes from the gateway before the service acts, so a create that got one did not commit.
 UNCOMMITTED_STATUSES = frozenset({429})
@@ -360,12 +360,6 @@ class RetryPolicy:
         return delay
 
 
-def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, AEPTransportError):
-        return True
-    return isinstance(exc, AEPApiError) and exc.status in RETRYABLE_STATUSES
-
-
 def surely_not_committed(exc: BaseException) -> bool:
     """True when a failed create certainly did not commit, so sending it again cannot duplicate it."""
     if isinstance(exc, AEPTransportError):
@@ -489,15 +483,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def dig(obj: Any, *path: str) -> Any:
-    """``obj[path[0]][path[1]]...``, or None where a step is missing or not a mapping."""
-    for key in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def _first_text(body: Any, paths: tuple[tuple[str, ...], ...]) -> str | None:
     for path in paths:
         value = dig(body, *path)
@@ -573,66 +558,6 @@ def transport_failure(
         url=request.url,
         request_id=request.headers.get("x-request-id"),
     )
-
-
-def unwrap_single_item(body: Any) -> Any:
-    """Flow Service answers GET-by-id with the list envelope ``{"items": [obj]}``; unwrap it."""
-    items = body.get("items") if isinstance(body, Mapping) else None
-    return items[0] if items else body
-
-
-def created_id(resource: Any) -> str:
-    """The id from any create answer or lookup result: {"id"}, {"$id"}, {"items": [{"id"}]}."""
-    if isinstance(resource, dict):
-        if resource.get("items"):
-            return created_id(resource["items"][0])
-        for key in ("id", "$id"):
-            if resource.get(key):
-                return str(resource[key])
-    raise AEPApiError(f"AEP answered a create without an id: {resource!r}")
-
-
-def resource_id(resource: Mapping[str, Any]) -> str:
-    return str(resource.get("id") or resource.get("$id"))
-
-
-# Where each service puts a resource's creation time (epoch ms): Flow Service, Catalog, Data Prep, XDM.
-_CREATED_KEYS = ("createdAt", "created", "createdDate", "repo:createdDate", "meta:createdDate")
-
-
-def _age_key(resource: Mapping[str, Any]) -> tuple[float, str]:
-    created = next((resource[k] for k in _CREATED_KEYS if isinstance(resource.get(k), int | float)), None)
-    return (float("inf") if created is None else float(created), resource_id(resource))
-
-
-def oldest_first(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Resources by creation time, unknown ages last and ties by id: the same order on every run."""
-    return sorted(resources, key=_age_key)
-
-
-def oldest_match(
-    matches: list[dict[str, Any]], kind: str, name: Any, logger: logging.Logger | Any = None
-) -> dict[str, Any] | None:
-    """
-    The resource to use among those a lookup by name found: None for none; of several, the oldest (ties and
-    unknown ages by id, so every run picks the same one), after a warning naming every id and the others as
-    orphans to clean up.
-    """
-    if len(matches) <= 1:
-        return matches[0] if matches else None
-    ordered = oldest_first(matches)
-    kept, orphans = resource_id(ordered[0]), [resource_id(m) for m in ordered[1:]]
-    (logger or log).warning(
-        "%d %ss named %r exist (%s); using the oldest, %s. The others are orphans to clean up "
-        "(the pipeline's teardown deletes them all): %s",
-        len(ordered),
-        kind,
-        name,
-        ", ".join([kept, *orphans]),
-        kept,
-        ", ".join(orphans),
-    )
-    return ordered[0]
 
 
 def query_pairs(params: QueryParams) -> list[tuple[str, Any]]:

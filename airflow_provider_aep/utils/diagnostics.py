@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aep.exceptions import AEPApiError
-from airflow_provider_aep.utils.client_core import Flow, dig
+from airflow_provider_aep.utils.resources import dig
 
 if TYPE_CHECKING:
     from airflow_provider_aep.hooks.operations import AEPOperations
+    from airflow_provider_aep.utils.client_core import Flow
 
 log = logging.getLogger(__name__)
 

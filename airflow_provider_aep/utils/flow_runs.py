@@ -22,13 +22,15 @@ from airflow_provider_aep.exceptions import (
     AEPFlowRunFailedError,
     AEPResourceNotFoundError,
     AEPValidationError,
+    is_retryable,
 )
 from airflow_provider_aep.links.urls import RUN_URL_KEY, dataflow_url
-from airflow_provider_aep.utils.client_core import Flow, dig, is_retryable
+from airflow_provider_aep.utils.resources import dig
 from airflow_provider_aep.utils.timestamps import to_epoch_seconds
 
 if TYPE_CHECKING:
     from airflow_provider_aep.hooks.operations import AEPOperations
+    from airflow_provider_aep.utils.client_core import Flow
     from airflow_provider_aep.utils.connection import AEPConnectionConfig
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aep.assets.aep import create_asset, dataset_uri, openlineage_naming
-from airflow_provider_aep.utils.client_core import Flow, dig
+from airflow_provider_aep.utils.resources import dig
 
 if TYPE_CHECKING:
     from airflow_provider_aep.hooks.operations import AEPOperations
+    from airflow_provider_aep.utils.client_core import Flow
 
 # Where a source connection names what it reads: the current tutorial's table, the legacy one's path.
 SOURCE_NAME_PARAMS = ("tableName", "path")

@@ -387,3 +387,14 @@ def _require_column(field: str, value: Any, columns: Mapping[Any, Any]) -> None:
 
 def _as_list(value: Any) -> list[Any]:
     return [value] if isinstance(value, str) else list(value or [])
+
+
+# POST /flows/{id}/action?op=...: the spec's uppercase values (aep-api.md §4.8).
+FLOW_STATE_ACTIONS = {"enabled": "ENABLE", "disabled": "DISABLE"}
+
+
+def flow_state_action(state: Any) -> str:
+    """The ``op`` that puts a flow in ``state``; a clear error for a state a flow cannot be put in."""
+    if state not in FLOW_STATE_ACTIONS:
+        raise AEPValidationError(f"state={state!r}: must be one of {', '.join(map(repr, FLOW_STATE_ACTIONS))}")
+    return FLOW_STATE_ACTIONS[state]
