@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aep.exceptions import AEPApiError, AEPValidationError
+from airflow_provider_aep.exceptions import AEPApiError, AEPValidationError, is_retryable
 from airflow_provider_aep.operators.base import AEPBaseOperator
 from airflow_provider_aep.operators.catalog import AEPCreateDatasetOperator
 from airflow_provider_aep.operators.conversion import XED_FULL_ACCEPT, AEPCreateMappingSetOperator, check_destinations
 from airflow_provider_aep.operators.flow_service import (
+    CREATED_KEY,
     AEPCreateBaseConnectionOperator,
     AEPCreateFlowOperator,
     AEPCreateSourceConnectionOperator,
@@ -198,7 +199,9 @@ class AEPResolveSourceFieldsOperator(AEPBaseOperator):
     Explore the pipeline's source table through its base connection, then either infer the ad hoc fields from
     its columns (``source_fields`` None; the type table of :mod:`~airflow_provider_aep.utils.source_columns`)
     or check every given field against them; either way every attribute mapping's source and the delta column
-    too. Runs after the base connection (explore needs one) and before every other create.
+    too. Runs after the base connection (explore needs one) and before every other create. When the check fails
+    and ``base_connection_created`` is True (the base connection task's ``created`` XCom), it deletes that base
+    connection, so a wrong column leaves nothing behind.
 
     :return: the source fields, column name → XDM field type.
     """
@@ -206,6 +209,7 @@ class AEPResolveSourceFieldsOperator(AEPBaseOperator):
     template_fields: Sequence[str] = (
         *AEPBaseOperator.template_fields,
         "base_connection_id",
+        "base_connection_created",
         "source_table",
         "source_fields",
         "mappings",
@@ -221,10 +225,12 @@ class AEPResolveSourceFieldsOperator(AEPBaseOperator):
         source_fields: Any,
         mappings: Any,
         delta_column: Any = None,
+        base_connection_created: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.base_connection_id = base_connection_id
+        self.base_connection_created = base_connection_created
         self.source_table = source_table
         self.source_fields = source_fields
         self.mappings = mappings
@@ -243,16 +249,38 @@ class AEPResolveSourceFieldsOperator(AEPBaseOperator):
                 fields = {str(k): str(v) for k, v in dict(self.source_fields).items()}
             else:
                 fields = infer_source_fields(columns, table)
-        except (AEPValidationError, AEPApiError):
-            self.log.error(
-                "Of this pipeline only the base connection %s exists (explore needs it; a re-run reuses it)", base_id
-            )
+        except (AEPValidationError, AEPApiError) as exc:
+            self._settle_base_connection(base_id, exc)
             raise
         how = "given" if self.source_fields is not None else "inferred from its columns"
         self.log.info(
             "Source fields of table %r (%s): %s", table, how, ", ".join(f"{k} {v}" for k, v in fields.items())
         )
         return fields
+
+    def _settle_base_connection(self, base_id: str, error: Exception) -> None:
+        """After a failed check, delete the base connection when this run created it only to explore."""
+        if self.base_connection_created is not True:
+            self.log.error("This run created nothing: base connection %s existed before it and is kept", base_id)
+        elif is_retryable(error):
+            self.log.error(
+                "Of this pipeline only the base connection %s exists (explore needs it; a retry reuses it)", base_id
+            )
+        else:
+            try:
+                self.hook.delete_base_connection(base_id)
+            except AEPApiError as exc:
+                self.log.error(
+                    "Of this pipeline only the base connection %s exists: deleting it failed (%s); a re-run reuses it",
+                    base_id,
+                    exc,
+                )
+            else:
+                self.log.error(
+                    "Deleted base connection %s, which this run created only to explore the source: "
+                    "nothing of this pipeline exists",
+                    base_id,
+                )
 
 
 def _container(xdm_id: str) -> str:
@@ -374,6 +402,7 @@ def build_protocols_pipeline(
     fields = AEPResolveSourceFieldsOperator(
         task_id="source_fields",
         base_connection_id=base.output,
+        base_connection_created=base.output[CREATED_KEY],
         source_table=source_table,
         source_fields=source_fields,
         mappings=mappings,

@@ -36,6 +36,7 @@ from airflow_provider_aep.utils.validation import (
 from airflow_provider_aep.version_compat import ParamsDict, mask_secret
 
 TARGET_SCHEMA_VERSION = "application/vnd.adobe.xed-full+json;version=1"
+CREATED_KEY = "created"
 _STRING = "must be a string; a secret of any other type is refused"
 
 
@@ -61,7 +62,7 @@ class AEPCreateBaseConnectionOperator(AEPGetOrCreateOperator):
         "params": {"url": ...}}`` for Generic OData. Keep credentials in Airflow connections or variables
         and template them in. Secret-like fields (``password``, ``secret``, ``token``, ``key``, ``credentials``)
         are masked in the rendered view and the logs; one that is not a string is refused by name, unshown.
-    :return: the base connection id.
+    :return: the base connection id; XCom ``created`` says whether this task created it.
     """
 
     template_fields: Sequence[str] = (
@@ -120,13 +121,14 @@ class AEPCreateBaseConnectionOperator(AEPGetOrCreateOperator):
                 diffs += differ("auth.specName", existing["auth"]["specName"], self.auth.get("specName"))
             return diffs
 
-        connection_id, _ = self.get_or_create(
+        connection_id, created = self.get_or_create(
             kind="base connection",
             name=name,
             find=lambda: hook.find_base_connections_by_name(name),
             create=create,
             differences=differences,
         )
+        context["ti"].xcom_push(key=CREATED_KEY, value=created)
         return connection_id
 
 

@@ -1,5 +1,6 @@
 """build_protocols_pipeline explores its table (dag.test against the emulator): with no source_fields it infers
-them and provisions the same pipeline; a mistyped column fails before anything but the base connection exists."""
+them and provisions the same pipeline; a mistyped column fails leaving nothing created (the base connection that
+explore needed is deleted unless it existed before)."""
 
 from __future__ import annotations
 
@@ -93,17 +94,33 @@ def test_without_source_fields_the_fields_are_inferred_from_the_table(dag, emula
         "typo in the table",
     ],
 )
-def test_a_wrong_column_fails_before_anything_but_the_base_connection(dag, emulator, caplog, capsys, conf, line):
+def test_a_wrong_column_fails_and_leaves_nothing_created(dag, emulator, caplog, capsys, conf, line):
     run = dag.test(run_conf=conf)
     states = _states(run)
     assert run.state == "failed" and states["source_fields"] == "failed", states
     succeeded = {task for task, state in states.items() if state == "success"}
     assert {"validate_inputs", "base_connection"} <= succeeded <= {"validate_inputs", "base_connection", "flow_spec"}
-    assert pipeline_resource_counts(emulator) == {**dict.fromkeys(PIPELINE_KINDS, 0), "connections": 1}
+    # explore needs a base connection: the one this run made for it is deleted once the check fails
+    assert pipeline_resource_counts(emulator) == dict.fromkeys([*PIPELINE_KINDS, "connections"], 0)
+    changes = [(r.method, r.path.rstrip("/")) for r in emulator.request_log if r.method in ("POST", "DELETE")]
+    (created, deleted) = [(m, p) for m, p in changes if "/ims/" not in p]
+    base_id = deleted[1].rsplit("/", 1)[-1]
+    assert created == ("POST", deleted[1].removesuffix(f"/{base_id}")) and deleted[0] == "DELETE"
     logs = task_log_text(caplog, capsys)
     assert line in logs
-    (base_id,) = emulator.snapshot()["prod"]["connections"]
-    assert f"Of this pipeline only the base connection {base_id} exists" in logs
+    assert f"Deleted base connection {base_id}, which this run created only to explore the source" in logs
+
+
+def test_a_wrong_column_keeps_a_base_connection_that_existed_before(dag, emulator, caplog, capsys):
+    assert dag.test().state == "success"
+    before = emulator.snapshot()["prod"]
+    run = dag.test(run_conf={"mappings": [{"source": "OrderId", "destination": "_id"}]})
+    assert run.state == "failed" and _states(run)["source_fields"] == "failed"
+    assert emulator.snapshot()["prod"]["connections"] == before["connections"]
+    assert not [r for r in emulator.request_log if r.method == "DELETE"]
+    base_id = next(c["id"] for c in before["connections"].values() if c["name"] == "Explored base connection")
+    logs = task_log_text(caplog, capsys)
+    assert f"This run created nothing: base connection {base_id} existed before it and is kept" in logs
 
 
 def test_the_explore_operator_and_mapping_validation_against_the_emulator(emulator):

@@ -98,6 +98,7 @@ def test_base_connection_payload(context, requests_mock):
         task_id="t", name="odata", connection_spec_id=ODATA, auth=auth, description="d"
     )
     assert op.execute(context) == "bc1"
+    assert context["ti"].xcom["created"] is True
     assert post.last_request.json() == {
         "name": "odata",
         "connectionSpec": {"id": ODATA, "version": "1.0"},
@@ -125,6 +126,7 @@ def test_base_connection_reuse_and_conflict(context, requests_mock):
     assert (
         AEPCreateBaseConnectionOperator(task_id="t", name="odata", connection_spec_id=ODATA).execute(context) == "bc1"
     )
+    assert context["ti"].xcom["created"] is False
     with pytest.raises(AEPResourceConflictError, match="connection spec is '8e6b41a8"):
         AEPCreateBaseConnectionOperator(task_id="t2", name="odata", connection_spec_id=DATA_LAKE).execute(context)
     assert posts(requests_mock) == []
