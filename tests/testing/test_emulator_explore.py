@@ -152,3 +152,34 @@ def test_preview_maps_each_row_into_the_schema_paths(client):
     bad = _mapping_set(schema_id, {"sourceType": "ATTRIBUTE", "source": "OrderID", "destination": "nope.path"})
     refused = client.post(f"{CONV}/mappingSets/preview", json={"data": rows, "mappingSet": bad})
     assert refused.status_code == 400 and "nope.path" in refused.text
+
+
+def test_preview_evaluates_the_string_functions_and_names_what_it_cannot(client):
+    schema_id = target_schema(client)
+    mapping_set = _mapping_set(
+        schema_id,
+        {
+            "sourceType": "EXPRESSION",
+            "source": 'upper(concat(trim(ShipName), " / ", ${Ship City}))',
+            "destination": "person.name.fullName",
+        },
+        {"sourceType": "EXPRESSION", "source": "lower(OrderID)", "destination": "_id"},
+    )
+    rows = [{"OrderID": "AB-7", "ShipName": "  Bon app ", "Ship City": "Marseille"}]
+    answer = ok(client.post(f"{CONV}/mappingSets/preview", json={"data": rows, "mappingSet": mapping_set}), 200)
+    assert answer == [
+        {"data": {"_id": "ab-7", "person": {"name": {"fullName": "BON APP / MARSEILLE"}}}, "errors": None}
+    ]
+
+    unknown = _mapping_set(
+        schema_id,
+        {"sourceType": "EXPRESSION", "source": "sha256(OrderID)", "destination": "_id"},
+        {"sourceType": "EXPRESSION", "source": "lower(ShipNmae)", "destination": "person.name.fullName"},
+    )
+    answer = ok(client.post(f"{CONV}/mappingSets/preview", json={"data": rows, "mappingSet": unknown}), 200)
+    assert answer[0]["data"] == {}
+    assert [e["exception"] for e in answer[0]["errors"]] == [
+        "the emulator does not evaluate the function sha256() (it evaluates concat, lower, lcase, upper, ucase, "
+        "trim, ltrim, rtrim)",
+        "The source attribute ShipNmae is not in the row.",
+    ]

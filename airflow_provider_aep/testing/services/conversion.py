@@ -18,6 +18,7 @@ import copy
 from typing import Any
 
 from airflow_provider_aep.testing.errors import APIError, method_not_allowed, placeholder_error
+from airflow_provider_aep.testing.expressions import NotEvaluated, evaluate
 from airflow_provider_aep.testing.query import whole_number
 from airflow_provider_aep.testing.routing import Request, Response, Service, route
 from airflow_provider_aep.testing.services import schema_registry
@@ -272,8 +273,19 @@ def _put(target: dict[str, Any], path: str, value: Any) -> None:
     target[leaf] = value
 
 
+def _mapped_value(mapping: dict[str, Any], row: dict[str, Any]) -> Any:
+    if mapping["sourceType"] == "text/x.aep-expression":
+        return evaluate(mapping["source"], row)
+    if mapping["sourceType"] == "STATIC":
+        return mapping["source"]
+    if mapping["source"] not in row:
+        raise NotEvaluated(f"The source attribute {mapping['source']} is not in the row.")
+    return row[mapping["source"]]
+
+
 def preview_mapping_set(req: Request) -> Response:
-    """Each row of ``data`` through the mapping set's attribute mappings: one ``{data, errors}`` per row, in order
+    """Each row of ``data`` through the mapping set (expressions: :mod:`~airflow_provider_aep.testing.expressions`):
+    one ``{data, errors}`` per row, in order
     (the guide's array; the spec says one object, defects.py). A mapping set that does not validate is a 400."""
     body = req.json_object(_bad)
     rows, mapping_set = body.get("data"), body.get("mappingSet")
@@ -292,17 +304,15 @@ def preview_mapping_set(req: Request) -> Response:
         mapped: dict[str, Any] = {}
         errors = []
         for m in normalised:
-            if m["sourceType"] != "text/x.schema-path":
-                continue  # expressions are not evaluated by the emulator
-            if m["source"] in row:
-                _put(mapped, m["destination"], row[m["source"]])
-            else:
+            try:
+                _put(mapped, m["destination"], _mapped_value(m, row))
+            except NotEvaluated as exc:
                 errors.append(
                     {
                         "source": m["source"],
                         "destination": m["destination"],
                         "columnName": m["source"],
-                        "exception": f"The source attribute {m['source']} is not in the row.",
+                        "exception": str(exc),
                     }
                 )
         out.append({"data": mapped, "errors": errors or None})

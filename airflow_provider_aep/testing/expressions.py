@@ -1,0 +1,127 @@
+"""The part of Data Prep's expression language the emulator evaluates when it previews a mapping set.
+
+Field references (``name``, ``name.child``, ``${First Name}``), string and number literals, and calls of the
+string functions in :data:`FUNCTIONS` (Adobe's "Data Prep mapping functions" guide). Anything else AEP accepts
+(operators, other functions) is refused with :class:`NotEvaluated` naming what, so a preview never shows a
+made-up value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+class NotEvaluated(ValueError):
+    """An expression the emulator does not evaluate, or a field the row lacks."""
+
+
+def _strings(function: Callable[[str], str]) -> Callable[..., Any]:
+    def apply(value: Any) -> Any:
+        return None if value is None else function(str(value))
+
+    return apply
+
+
+def _concat(*values: Any) -> str:
+    return "".join("" if v is None else str(v) for v in values)
+
+
+FUNCTIONS: Mapping[str, Callable[..., Any]] = {
+    "concat": _concat,
+    "lower": _strings(str.lower),
+    "lcase": _strings(str.lower),
+    "upper": _strings(str.upper),
+    "ucase": _strings(str.upper),
+    "trim": _strings(str.strip),
+    "ltrim": _strings(str.lstrip),
+    "rtrim": _strings(str.rstrip),
+}
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+      | (?P<number>-?\d+(?:\.\d+)?)
+      | (?P<wrapped>\$\{[^}]*\})
+      | (?P<name>[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)
+      | (?P<punct>[(),])
+    )""",
+    re.VERBOSE,
+)
+
+
+def _tokens(expression: str) -> list[tuple[str, str]]:
+    tokens, position = [], 0
+    while position < len(expression.rstrip()):
+        match = _TOKEN.match(expression, position)
+        if not match:
+            raise NotEvaluated(f"the emulator does not evaluate {expression[position:].strip()!r} in {expression!r}")
+        kind = match.lastgroup or ""
+        tokens.append((kind, match.group(kind)))
+        position = match.end()
+    return tokens
+
+
+def _field(row: Mapping[str, Any], path: str) -> Any:
+    if path in row:
+        return row[path]
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise NotEvaluated(f"The source attribute {path} is not in the row.")
+        value = value[part]
+    return value
+
+
+def evaluate(expression: str, row: Mapping[str, Any]) -> Any:
+    """The value of ``expression`` for ``row``."""
+    tokens = _tokens(expression)
+    position = 0
+
+    def take() -> tuple[str, str]:
+        nonlocal position
+        if position >= len(tokens):
+            raise NotEvaluated(f"the expression {expression!r} ends too early")
+        position += 1
+        return tokens[position - 1]
+
+    def value() -> Any:
+        kind, text = take()
+        if kind == "string":
+            return re.sub(r"\\(.)", r"\1", text[1:-1])
+        if kind == "number":
+            return float(text) if "." in text else int(text)
+        if kind == "wrapped":
+            return _field(row, text[2:-1].replace("\\.", "."))
+        if kind != "name":
+            raise NotEvaluated(f"unexpected {text!r} in {expression!r}")
+        if position < len(tokens) and tokens[position] == ("punct", "("):
+            take()
+            if text not in FUNCTIONS:
+                raise NotEvaluated(
+                    f"the emulator does not evaluate the function {text}() (it evaluates {', '.join(FUNCTIONS)})"
+                )
+            args = []
+            if tokens[position : position + 1] == [("punct", ")")]:
+                take()
+            else:
+                while True:
+                    args.append(value())
+                    separator = take()
+                    if separator == ("punct", ")"):
+                        break
+                    if separator != ("punct", ","):
+                        raise NotEvaluated(f"unexpected {separator[1]!r} in {expression!r}")
+            try:
+                return FUNCTIONS[text](*args)
+            except TypeError:
+                raise NotEvaluated(f"{text}() does not take {len(args)} arguments, in {expression!r}") from None
+        return _field(row, text)
+
+    result = value()
+    if position != len(tokens):
+        raise NotEvaluated(
+            f"the emulator does not evaluate {' '.join(t for _, t in tokens[position:])!r} in {expression!r}"
+        )
+    return result
