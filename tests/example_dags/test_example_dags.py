@@ -108,7 +108,6 @@ TRANSPORT_MODULES = (
     "airflow_provider_aep.hooks.aep_async",
     "airflow_provider_aep.hooks.operations",
     "airflow_provider_aep.utils.token_store",
-    "requests",
 )
 
 
