@@ -51,9 +51,14 @@ _TOKEN = re.compile(
 )
 
 
+def not_in_row(path: str) -> NotEvaluated:
+    """Data Prep's row error for a source attribute the row lacks."""
+    return NotEvaluated(f"The source attribute {path} is not in the row.")
+
+
 def _tokens(expression: str) -> list[tuple[str, str]]:
-    tokens, position = [], 0
-    while position < len(expression.rstrip()):
+    tokens, position, end = [], 0, len(expression.rstrip())
+    while position < end:
         match = _TOKEN.match(expression, position)
         if not match:
             raise NotEvaluated(f"the emulator does not evaluate {expression[position:].strip()!r} in {expression!r}")
@@ -69,7 +74,7 @@ def _field(row: Mapping[str, Any], path: str) -> Any:
     value: Any = row
     for part in path.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            raise NotEvaluated(f"The source attribute {path} is not in the row.")
+            raise not_in_row(path)
         value = value[part]
     return value
 
@@ -78,6 +83,9 @@ def evaluate(expression: str, row: Mapping[str, Any]) -> Any:
     """The value of ``expression`` for ``row``."""
     tokens = _tokens(expression)
     position = 0
+
+    def peek() -> tuple[str, str] | None:
+        return tokens[position] if position < len(tokens) else None
 
     def take() -> tuple[str, str]:
         nonlocal position
@@ -96,14 +104,14 @@ def evaluate(expression: str, row: Mapping[str, Any]) -> Any:
             return _field(row, text[2:-1].replace("\\.", "."))
         if kind != "name":
             raise NotEvaluated(f"unexpected {text!r} in {expression!r}")
-        if position < len(tokens) and tokens[position] == ("punct", "("):
+        if peek() == ("punct", "("):
             take()
             if text not in FUNCTIONS:
                 raise NotEvaluated(
                     f"the emulator does not evaluate the function {text}() (it evaluates {', '.join(FUNCTIONS)})"
                 )
             args = []
-            if tokens[position : position + 1] == [("punct", ")")]:
+            if peek() == ("punct", ")"):
                 take()
             else:
                 while True:

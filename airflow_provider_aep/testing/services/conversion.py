@@ -18,7 +18,7 @@ import copy
 from typing import Any
 
 from airflow_provider_aep.testing.errors import APIError, method_not_allowed, placeholder_error
-from airflow_provider_aep.testing.expressions import NotEvaluated, evaluate
+from airflow_provider_aep.testing.expressions import NotEvaluated, evaluate, not_in_row
 from airflow_provider_aep.testing.query import whole_number
 from airflow_provider_aep.testing.routing import Request, Response, Service, route
 from airflow_provider_aep.testing.services import schema_registry
@@ -279,7 +279,7 @@ def _mapped_value(mapping: dict[str, Any], row: dict[str, Any]) -> Any:
     if mapping["sourceType"] == "STATIC":
         return mapping["source"]
     if mapping["source"] not in row:
-        raise NotEvaluated(f"The source attribute {mapping['source']} is not in the row.")
+        raise not_in_row(mapping["source"])
     return row[mapping["source"]]
 
 
