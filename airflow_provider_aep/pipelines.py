@@ -260,7 +260,13 @@ class AEPResolveSourceFieldsOperator(AEPBaseOperator):
 
     def _settle_base_connection(self, base_id: str, error: Exception) -> None:
         """After a failed check, delete the base connection when this run created it only to explore."""
-        if self.base_connection_created is not True:
+        if self.base_connection_created is None:
+            self.log.error(
+                "Base connection %s is kept: without base_connection_created this task cannot tell whether "
+                "this run created it",
+                base_id,
+            )
+        elif self.base_connection_created is not True:
             self.log.error("This run created nothing: base connection %s existed before it and is kept", base_id)
         elif is_retryable(error):
             self.log.error(

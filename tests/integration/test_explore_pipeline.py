@@ -4,6 +4,8 @@ explore needed is deleted unless it existed before)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from airflow_provider_aep.hooks.aep import AEPHook
@@ -161,3 +163,28 @@ def test_the_explore_operator_and_mapping_validation_against_the_emulator(emulat
     with pytest.raises(Exception, match=r"mappings\[1\] 'upper\(CompanyName' -> '_id': The expression"):
         op.execute({"ti": RecordingTI()})
     assert emulator.snapshot()["prod"]["mappingSets"] == {}
+
+
+def test_a_standalone_check_that_cannot_tell_who_created_the_base_connection_keeps_it(emulator, caplog, capsys):
+    from airflow_provider_aep.exceptions import AEPValidationError
+    from airflow_provider_aep.pipelines import AEPResolveSourceFieldsOperator
+
+    base_id = AEPHook().create_base_connection(
+        {
+            "name": "Standalone",
+            "auth": {"specName": "Anonymous Authentication", "params": {"url": PARAMS["odata_url"]}},
+            "connectionSpec": {"id": "8e6b41a8-d998-4545-ad7d-c6a9fff406c3", "version": "1.0"},
+        }
+    )
+    op = AEPResolveSourceFieldsOperator(
+        task_id="source_fields",
+        base_connection_id=base_id,
+        source_table="Orders",
+        source_fields=None,
+        mappings=[{"source": "OrderId", "destination": "_id"}],
+    )
+    with pytest.raises(AEPValidationError, match=re.escape("mappings[0].source='OrderId'")):
+        op.execute({"ti": RecordingTI()})
+    assert base_id in emulator.snapshot()["prod"]["connections"]
+    assert not [r for r in emulator.request_log if r.method == "DELETE"]
+    assert f"Base connection {base_id} is kept: without base_connection_created" in task_log_text(caplog, capsys)
