@@ -1,9 +1,8 @@
 """The part of Data Prep's expression language the emulator evaluates when it previews a mapping set.
 
-Field references (``name``, ``name.child``, ``${First Name}``), string and number literals, and calls of the
-string functions in :data:`FUNCTIONS` (Adobe's "Data Prep mapping functions" guide). Anything else AEP accepts
-(operators, other functions) is refused with :class:`NotEvaluated` naming what, so a preview never shows a
-made-up value.
+On the lexer of :mod:`airflow_provider_aep.utils.expressions`: field references, string and number literals,
+and calls of the string functions in :data:`FUNCTIONS`. Anything else AEP accepts (operators, other
+functions) is refused with :class:`NotEvaluated` naming what, so a preview never shows a made-up value.
 """
 
 from __future__ import annotations
@@ -11,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from airflow_provider_aep.utils.expressions import TOKEN, wrapped_field
 
 
 class NotEvaluated(ValueError):
@@ -39,17 +40,6 @@ FUNCTIONS: Mapping[str, Callable[..., Any]] = {
     "rtrim": _strings(str.rstrip),
 }
 
-_TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-      | (?P<number>-?\d+(?:\.\d+)?)
-      | (?P<wrapped>\$\{[^}]*\})
-      | (?P<name>[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)
-      | (?P<punct>[(),])
-    )""",
-    re.VERBOSE,
-)
-
 
 def not_in_row(path: str) -> NotEvaluated:
     """Data Prep's row error for a source attribute the row lacks."""
@@ -59,7 +49,7 @@ def not_in_row(path: str) -> NotEvaluated:
 def _tokens(expression: str) -> list[tuple[str, str]]:
     tokens, position, end = [], 0, len(expression.rstrip())
     while position < end:
-        match = _TOKEN.match(expression, position)
+        match = TOKEN.match(expression, position)
         if not match:
             raise NotEvaluated(f"the emulator does not evaluate {expression[position:].strip()!r} in {expression!r}")
         kind = match.lastgroup or ""
@@ -101,7 +91,7 @@ def evaluate(expression: str, row: Mapping[str, Any]) -> Any:
         if kind == "number":
             return float(text) if "." in text else int(text)
         if kind == "wrapped":
-            return _field(row, text[2:-1].replace("\\.", "."))
+            return _field(row, wrapped_field(text))
         if kind != "name":
             raise NotEvaluated(f"unexpected {text!r} in {expression!r}")
         if peek() == ("punct", "("):

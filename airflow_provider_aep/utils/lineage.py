@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aep.assets.aep import create_asset, dataset_uri, openlineage_naming
+from airflow_provider_aep.utils.expressions import fields_read
 from airflow_provider_aep.utils.resources import dig
 
 if TYPE_CHECKING:
@@ -37,6 +38,13 @@ class ColumnMapping:
     source: str
     destination: str
     source_type: str  # ATTRIBUTE (a column copied), EXPRESSION (a Data Prep function of columns) or STATIC
+
+    @property
+    def fields_read(self) -> tuple[str, ...]:
+        """The source columns the destination is made from."""
+        if self.source_type == "ATTRIBUTE":
+            return (self.source,)
+        return fields_read(self.source) if self.source_type == "EXPRESSION" else ()
 
 
 @dataclass(frozen=True)
@@ -130,14 +138,14 @@ def operator_lineage(
     inputs = [Dataset(namespace=ns, name=name) for ns, name in datasets.sources]
     columns = {}
     for m in datasets.mapping:
-        fields = [InputField(namespace=ns, name=name, field=m.source) for ns, name in datasets.sources]
+        fields = [InputField(namespace=ns, name=name, field=f) for f in m.fields_read for ns, name in datasets.sources]
         if m.source_type == "ATTRIBUTE":
             columns[m.destination] = Fields(
                 inputFields=fields, transformationType="IDENTITY", transformationDescription=""
             )
-        else:  # an expression or a constant: which columns it reads is not parsed; what it is, is shown
+        else:  # an expression (of the columns it reads) or a constant (of none): what it is, is shown
             columns[m.destination] = Fields(
-                inputFields=[], transformationType="TRANSFORMED", transformationDescription=m.source
+                inputFields=fields, transformationType="TRANSFORMED", transformationDescription=m.source
             )
     facets: dict[str, Any] = {}
     if columns:
