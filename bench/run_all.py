@@ -50,6 +50,11 @@ def _gc_note(d: dict[str, Any]) -> str:
     return f"{gc['count'][2]} full collections, longest {_f(gc['max_ms'][2])} ms"
 
 
+def _young_gc_note(d: dict[str, Any]) -> str:
+    count, longest = d["gc"]["count"], d["gc"]["max_ms"]
+    return f"{count[0]} + {count[1]} (longest {_f(longest[0])} / {_f(longest[1])} ms)"
+
+
 def render(r: dict[str, Any]) -> str:
     m, p, prov, trig = r["machine"], r["parse"], r["provisioning"], r["triggerer"]
     out: list[str] = [
@@ -223,6 +228,7 @@ def render(r: dict[str, Any]) -> str:
     row("CPU per second", lambda d, x: f"{_f(d['cpu_ms_per_s'])} ms ({_f(d['cpu_s'])} s in {_f(d['wall_s'])} s)")
     row("worst event-loop lag", lambda d, x: f"{_f(d['max_loop_lag_ms'])} ms (p99 {_f(d['p99_loop_lag_ms'])} ms)")
     row("full garbage collections", lambda d, x: _gc_note(d))
+    row("young collections, generation 0 + 1", lambda d, x: _young_gc_note(d))
     row("memory added", lambda d, x: f"{_f(d['added_rss_mb'])} MB over {_f(d['baseline_rss_mb'])} MB")
     row("trigger log lines", lambda d, x: str(d["log_lines"]))
     row(
@@ -252,7 +258,7 @@ def render(r: dict[str, Any]) -> str:
         "- A trigger is a plain loop: read the run, judge it with the one status table, sleep. Polls keep their planned times, a little under one interval apart (`poll_lead`: a tenth of the interval, at most 0.75 s), so a run's end is seen within one interval however long a read takes. Nothing in the provider touches the garbage collector or any other setting of the process.",
         "- Sharing reads is what earns its place: at this load one `GET /runs/{id}` per poll costs far more CPU than the rest of the triggers' work (TLS, HTTP and JSON per request). Polls fall due on half-second slots (`POLL_SLOT`), so the triggers of a loop due in one slot wake together (a slot of a quarter second split them into too many reads once the machine was busy), and their run reads that arrive within 5 ms of each other go out as one `GET /runs?property=id==a,b,…` of up to 100 ids; each waiter gets its own run back, and any answer but a retryable one sends each waiter's own request instead, so an error of a shared read reaches only the reads that alone would fail.",
         "- One `httpx.AsyncClient` per event loop: each client builds its own SSL context, too costly to pay for every one of many triggers.",
-        "- The worst lag is CPython's full (generation-2) garbage collections: each walks the triggerer's whole heap, mostly Airflow's own start-up objects, and stops the loop meanwhile (see 'full garbage collections'). CPython runs one after ten younger collections, once the objects promoted since the last one exceed a quarter of the heap. A sleeping trigger holds a few objects through each interval (the sleep's future and timer, the run summary), so they are promoted; at a short interval that adds up to a full collection every few minutes, and whether one falls inside the measured window decides this row (runs of this benchmark see none or one). DateTimeTriggers wake a few times in all and allocate almost nothing, so in a window this long they run none. Sharing the sleep's timers between triggers halves those promotions and only delays the collections (measured: as many in 150 s), so it is not kept. At the default interval polls are six times rarer. Sparing the loop the walk is the Airflow deployment's choice (for example `gc.freeze()` after start-up in the triggerer's own code), not a provider's.",
+        "- The worst lag is CPython's full (generation-2) garbage collections: each walks the triggerer's whole heap, mostly Airflow's own start-up objects, and stops the loop meanwhile (see 'full garbage collections'). CPython runs one after ten younger collections, once the objects promoted since the last one exceed a quarter of the heap. What fills the young generation is each poll's decoded run (a run in progress is some 16 dicts and lists), so at 1,000 polls per 10 s young collections come every half second or so (see 'young collections'; the DateTimeTriggers' are almost all their own creation), and each generation-1 collection promotes whatever every sleeping trigger holds through its interval: the sleep's coroutine, future, timer handle, context and callback, and the run summary, about ten objects per poll (counted by type at each collection). At a short interval that passes the quarter of the heap within the first minutes, and whether a full collection falls inside the measured window decides this row (runs of this benchmark see none or one). DateTimeTriggers wake a few times in all and allocate almost nothing, so in a window this long they run none. Every poll needs its sleep and its read, so no small change of ours brings the promotions under that quarter. Sharing the sleep's timers between triggers halves those promotions and only delays the collections (measured: as many in 150 s), so it is not kept. At the default interval polls are six times rarer. Sparing the loop the walk is the Airflow deployment's choice (for example `gc.freeze()` after start-up in the triggerer's own code), not a provider's.",
         "",
     ]
     return "\n".join(out) + "\n"
@@ -263,10 +269,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
     parser.add_argument("--output", default=str(BENCH_DIR / "RESULTS.md"))
     parser.add_argument("--json", default=None, help="also write the raw results here")
+    parser.add_argument("--render", default=None, help="render this raw results file instead of running")
     args = parser.parse_args()
-    results = run_benchmarks(quick=args.quick)
+    results = json.loads(Path(args.render).read_text()) if args.render else run_benchmarks(quick=args.quick)
     Path(args.output).write_text(render(results))
-    if args.json:
+    if args.json and not args.render:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     print(f"wrote {args.output}")
 
