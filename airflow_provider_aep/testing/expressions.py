@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow_provider_aep.utils.expressions import TOKEN, wrapped_field
+from airflow_provider_aep.utils.expressions import tokens, wrapped_field
 
 
 class NotEvaluated(ValueError):
@@ -47,15 +47,11 @@ def not_in_row(path: str) -> NotEvaluated:
 
 
 def _tokens(expression: str) -> list[tuple[str, str]]:
-    tokens, position, end = [], 0, len(expression.rstrip())
-    while position < end:
-        match = TOKEN.match(expression, position)
-        if not match:
-            raise NotEvaluated(f"the emulator does not evaluate {expression[position:].strip()!r} in {expression!r}")
-        kind = match.lastgroup or ""
-        tokens.append((kind, match.group(kind)))
-        position = match.end()
-    return tokens
+    found = tokens(expression)
+    for kind, _, start in found:
+        if kind == "other":
+            raise NotEvaluated(f"the emulator does not evaluate {expression[start:].strip()!r} in {expression!r}")
+    return [(kind, text) for kind, text, _ in found]
 
 
 def _field(row: Mapping[str, Any], path: str) -> Any:

@@ -27,23 +27,37 @@ def wrapped_field(token: str) -> str:
     return token[2:-1].replace("\\.", ".")
 
 
+def tokens(expression: str) -> list[tuple[str, str, int]]:
+    """
+    ``(kind, text, start)`` of each token: a ``TOKEN`` group, or ``other`` for a character no token starts
+    with (an operator such as ``+``, ``==`` or ``?``), which a reader may refuse or pass over.
+    """
+    found, position, end = [], 0, len(expression.rstrip())
+    while position < end:
+        match = TOKEN.match(expression, position)
+        if match:
+            kind = match.lastgroup or ""
+            found.append((kind, match.group(kind), match.start(kind)))
+            position = match.end()
+        else:
+            start = len(expression) - len(expression[position:].lstrip())
+            found.append(("other", expression[start], start))
+            position = start + 1
+    return found
+
+
 def fields_read(expression: str) -> tuple[str, ...]:
     """
     The source fields an expression reads, in order of first use: every reference that is not a function
-    being called, a keyword or inside a literal. Operators and other characters are passed over, so an
-    expression this module cannot evaluate still names its fields.
+    being called, a keyword or inside a literal. Operators are passed over, so an expression the emulator
+    cannot evaluate still names its fields.
     """
     found: dict[str, None] = {}
-    position, end = 0, len(expression)
-    while position < end:
-        match = TOKEN.match(expression, position)
-        if not match:
-            position += 1  # an operator (+, ==, ?:, ...): reads no field
-            continue
-        kind, text = match.lastgroup, match.group(match.lastgroup or 0)
-        position = match.end()
+    read = tokens(expression)
+    for index, (kind, text, _) in enumerate(read):
+        called = index + 1 < len(read) and read[index + 1][:2] == ("punct", "(")
         if kind == "wrapped":
             found[wrapped_field(text)] = None
-        elif kind == "name" and text.lower() not in KEYWORDS and not expression[position:].lstrip().startswith("("):
+        elif kind == "name" and text.lower() not in KEYWORDS and not called:
             found[text] = None
     return tuple(found)

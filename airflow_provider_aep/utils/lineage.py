@@ -40,7 +40,7 @@ class ColumnMapping:
     source_type: str  # ATTRIBUTE (a column copied), EXPRESSION (a Data Prep function of columns) or STATIC
 
     @property
-    def fields_read(self) -> tuple[str, ...]:
+    def source_columns(self) -> tuple[str, ...]:
         """The source columns the destination is made from."""
         if self.source_type == "ATTRIBUTE":
             return (self.source,)
@@ -138,15 +138,16 @@ def operator_lineage(
     inputs = [Dataset(namespace=ns, name=name) for ns, name in datasets.sources]
     columns = {}
     for m in datasets.mapping:
-        fields = [InputField(namespace=ns, name=name, field=f) for f in m.fields_read for ns, name in datasets.sources]
-        if m.source_type == "ATTRIBUTE":
-            columns[m.destination] = Fields(
-                inputFields=fields, transformationType="IDENTITY", transformationDescription=""
-            )
-        else:  # an expression (of the columns it reads) or a constant (of none): what it is, is shown
-            columns[m.destination] = Fields(
-                inputFields=fields, transformationType="TRANSFORMED", transformationDescription=m.source
-            )
+        copied = m.source_type == "ATTRIBUTE"  # else an expression of the columns it reads, or a constant
+        columns[m.destination] = Fields(
+            inputFields=[
+                InputField(namespace=ns, name=name, field=column)
+                for column in m.source_columns
+                for ns, name in datasets.sources
+            ],
+            transformationType="IDENTITY" if copied else "TRANSFORMED",
+            transformationDescription="" if copied else m.source,
+        )
     facets: dict[str, Any] = {}
     if columns:
         facets["columnLineage"] = ColumnLineageDatasetFacet(fields=columns)
