@@ -16,6 +16,8 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_aep.version_compat import AIRFLOW_V_3_0_PLUS
+
 if TYPE_CHECKING:
     from urllib.parse import SplitResult
 
@@ -104,6 +106,22 @@ def convert_asset_to_openlineage(asset: Any, lineage_context: Any) -> Any:
     return Dataset(namespace=namespace, name=name)
 
 
+class _HashableJSONObject(dict):  # type: ignore[type-arg]
+    """A JSON object that hashes: Airflow 2 hashes an alias event's extra (``frozenset(extra.items())``)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+
+def _hashable(value: Any) -> Any:
+    """``value`` with its objects and arrays in forms Airflow 2 can hash and still writes as the same JSON."""
+    if isinstance(value, Mapping):
+        return _HashableJSONObject((key, _hashable(item)) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(item) for item in value)
+    return value
+
+
 def attach_dataset_events(
     context: Mapping[str, Any],
     outlets: Iterable[Any],
@@ -124,7 +142,7 @@ def attach_dataset_events(
     for outlet in outlets or ():
         if isinstance(outlet, alias_class):
             for asset in wanted.values():
-                events[outlet].add(asset, extra=dict(extra))
+                events[outlet].add(asset, extra=dict(extra) if AIRFLOW_V_3_0_PLUS else _hashable(extra))
                 done.append(asset.uri)
         elif getattr(outlet, "uri", None) in wanted:
             events[outlet].extra.update(extra)
