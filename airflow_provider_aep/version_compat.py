@@ -12,6 +12,7 @@ from airflow import __version__ as AIRFLOW_VERSION
 from packaging.version import Version
 
 AIRFLOW_V_3_0_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.0.0")
+AIRFLOW_V_3_1_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.1.0")
 
 # name -> (its Task SDK home, its older home). Airflow 3.0 still kept some (exceptions, BaseHook, conf)
 # in the older home, so each name is looked up where it lives rather than by version number.
@@ -65,4 +66,4 @@ def mask_secret(value: str | None) -> None:
     _mask(value)
 
 
-__all__ = ["AIRFLOW_V_3_0_PLUS", "mask_secret", *_HOMES]
+__all__ = ["AIRFLOW_V_3_0_PLUS", "AIRFLOW_V_3_1_PLUS", "mask_secret", *_HOMES]

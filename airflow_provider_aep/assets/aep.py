@@ -1,7 +1,7 @@
 """
 The ``aep`` Asset URI scheme: an AEP dataset is ``aep://<IMS org>/<sandbox>/datasets/<dataset id>``, the
 org's ``@`` written ``%40`` (``aep://ABC123%40AdobeOrg/prod/datasets/5f1...``): a bare ``@`` would make the
-org's first part a user name, which Airflow 2 drops from Asset URIs.
+org's first part a user name, which Airflow 2 and 3.0 drop from Asset URIs.
 
 Airflow finds :func:`sanitize_uri` (normalize and validate), :func:`create_asset` (the factory) and
 :func:`convert_asset_to_openlineage` through the provider info (``asset-uris``; ``dataset-uris`` on
@@ -11,12 +11,13 @@ name ``<sandbox>/datasets/<dataset id>``.
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aep.version_compat import AIRFLOW_V_3_0_PLUS
+from airflow_provider_aep.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS
 
 if TYPE_CHECKING:
     from urllib.parse import SplitResult
@@ -107,19 +108,33 @@ def convert_asset_to_openlineage(asset: Any, lineage_context: Any) -> Any:
 
 
 class _HashableJSONObject(dict):  # type: ignore[type-arg]
-    """A JSON object that hashes: Airflow 2 hashes an alias event's extra (``frozenset(extra.items())``)."""
+    """A JSON object that hashes, for Airflow 2 (see :func:`alias_event_extra`)."""
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(frozenset(self.items()))
 
 
 def _hashable(value: Any) -> Any:
-    """``value`` with its objects and arrays in forms Airflow 2 can hash and still writes as the same JSON."""
     if isinstance(value, Mapping):
         return _HashableJSONObject((key, _hashable(item)) for key, item in value.items())
     if isinstance(value, list | tuple):
         return tuple(_hashable(item) for item in value)
     return value
+
+
+def alias_event_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    ``extra`` as an asset alias event can carry it on this Airflow. Airflow 2.11 and 3.0 freeze an alias
+    event's extra (``frozenset(extra.items())``), which a nested object or array fails: Airflow 2 does it in
+    the task's process, so its objects and arrays go as hashable forms that are stored as the same JSON;
+    Airflow 3.0 does it on the API server, after JSON, so they go as JSON text (``json.loads`` reads them).
+    Airflow 3.1 and later take any JSON.
+    """
+    if AIRFLOW_V_3_1_PLUS:
+        return dict(extra)
+    if AIRFLOW_V_3_0_PLUS:
+        return {key: json.dumps(v) if isinstance(v, Mapping | list | tuple) else v for key, v in extra.items()}
+    return _hashable(extra)  # type: ignore[no-any-return]
 
 
 def attach_dataset_events(
@@ -142,7 +157,7 @@ def attach_dataset_events(
     for outlet in outlets or ():
         if isinstance(outlet, alias_class):
             for asset in wanted.values():
-                events[outlet].add(asset, extra=dict(extra) if AIRFLOW_V_3_0_PLUS else _hashable(extra))
+                events[outlet].add(asset, extra=alias_event_extra(extra))
                 done.append(asset.uri)
         elif getattr(outlet, "uri", None) in wanted:
             events[outlet].extra.update(extra)
