@@ -89,14 +89,16 @@ with DAG(
 
     @task(multiple_outputs=True)
     def describe(source: dict[str, Any]) -> dict[str, Any]:
-        """Split one source entry into the pipeline's arguments."""
-        return {
+        """Split one source entry into the pipeline's arguments; one it leaves out reaches the pipeline as None."""
+        config = {
             "name": f"Multi {source['table']}",
             "table": source["table"],
             "fields": source.get("fields"),
             "mappings": source["mappings"],
             "delta_column": source.get("delta_column"),
         }
+        # Airflow 3.0 refuses an XCom whose value is None (apache/airflow#55062).
+        return {key: value for key, value in config.items() if value is not None}
 
     @task_group(group_id="ingest_source")
     def ingest_source(source: dict[str, Any]) -> None:
