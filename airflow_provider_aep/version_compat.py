@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 from airflow import __version__ as AIRFLOW_VERSION
 from packaging.version import Version
 
-AIRFLOW_V_3_0_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.0.0")
-AIRFLOW_V_3_1_PLUS = Version(Version(AIRFLOW_VERSION).base_version) >= Version("3.1.0")
+# The release without pre/post/dev parts, so that 3.1.0rc1 counts as 3.1.
+AIRFLOW_BASE_VERSION = Version(Version(AIRFLOW_VERSION).base_version)
+AIRFLOW_V_3_0_PLUS = Version("3.0.0") <= AIRFLOW_BASE_VERSION
+AIRFLOW_V_3_1_PLUS = Version("3.1.0") <= AIRFLOW_BASE_VERSION
 
 # name -> (its Task SDK home, its older home). Airflow 3.0 still kept some (exceptions, BaseHook, conf)
 # in the older home, so each name is looked up where it lives rather than by version number.
@@ -66,4 +68,4 @@ def mask_secret(value: str | None) -> None:
     _mask(value)
 
 
-__all__ = ["AIRFLOW_V_3_0_PLUS", "AIRFLOW_V_3_1_PLUS", "mask_secret", *_HOMES]
+__all__ = ["AIRFLOW_BASE_VERSION", "AIRFLOW_V_3_0_PLUS", "AIRFLOW_V_3_1_PLUS", "mask_secret", *_HOMES]

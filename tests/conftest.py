@@ -50,6 +50,12 @@ SECRET_MASKER = "airflow.sdk.log.mask_secret" if airflow_3() else "airflow.utils
 TASK_LOGGERS = ("airflow.task.", "airflow_provider_aep.triggers.")
 
 
+def as_words(text: str) -> str:
+    """``text`` with each run of whitespace made one space: Airflow 3.0 logs a task's error only to stdout,
+    wrapped at 80 columns, so a logged message is compared word by word."""
+    return " ".join(text.split())
+
+
 def task_log_text(caplog, capsys) -> str:
     """Task logs. Where `self.log` is a logging-module logger (Airflow 2 and 3.0), Airflow's handlers write each
     record both to caplog and to stdout, so caplog alone holds each line exactly once; where it is structlog

@@ -24,18 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow import __version__
 from packaging.version import Version
 
 from airflow_provider_aep.assets.aep import dataset_uri
 from airflow_provider_aep.testing.standalone import Standalone, airflow_cli, airflow_env, free_port
-from airflow_provider_aep.version_compat import AIRFLOW_V_3_1_PLUS
+from airflow_provider_aep.version_compat import AIRFLOW_BASE_VERSION, AIRFLOW_V_3_1_PLUS
 from tests.airflow_stack import AirflowApi, check_stopped
 from tests.conftest import airflow_3
 from tests.integration.test_asset_events_emulator import start_run
 from tests.integration.test_flow_run_emulator import build_flow, once
-
-AIRFLOW_VERSION = Version(Version(__version__).base_version)
 
 pytestmark = [
     pytest.mark.skipif(not airflow_3(), reason="AssetWatcher and a full airflow standalone are Airflow 3"),
@@ -143,7 +140,7 @@ def test_watcher_outlet_events_lineage_and_a_restart_on_the_real_stack(emulator,
         first_look, resumed = f"Watching AEP flow {watched}: ", f"Watching AEP flow {watched} from its stored watermark"
         assert first_look in (tmp_path / "standalone-1.log").read_text()
         second_log = (tmp_path / "standalone-2.log").read_text()
-        if Version("3.3") <= AIRFLOW_VERSION:
+        if Version("3.3") <= AIRFLOW_BASE_VERSION:
             assert resumed in second_log and first_look not in second_log
         else:
             assert first_look in second_log and "gives triggers no asset state store" in second_log

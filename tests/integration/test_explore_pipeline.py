@@ -12,7 +12,7 @@ from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.operators.conversion import AEPCreateMappingSetOperator
 from airflow_provider_aep.operators.flow_service import AEPExploreSourceOperator
 from airflow_provider_aep.utils.source_columns import XDM_TYPE_OF_COLUMN_TYPE
-from tests.conftest import PIPELINE_KINDS, RecordingTI, pipeline_resource_counts, task_log_text
+from tests.conftest import PIPELINE_KINDS, RecordingTI, as_words, pipeline_resource_counts, task_log_text
 
 PARAMS = {
     "name": "Explored",
@@ -108,9 +108,8 @@ def test_a_wrong_column_fails_and_leaves_nothing_created(dag, emulator, caplog, 
     (created, deleted) = [(m, p) for m, p in changes if "/ims/" not in p]
     base_id = deleted[1].rsplit("/", 1)[-1]
     assert created == ("POST", deleted[1].removesuffix(f"/{base_id}")) and deleted[0] == "DELETE"
-    # Airflow 3.0 logs a task's error only to stdout, wrapped at 80 columns: lines are compared as words.
-    logs = " ".join((caplog.text + capsys.readouterr().out).split())
-    assert line in logs
+    logs = as_words(caplog.text + capsys.readouterr().out)  # the error of Airflow 3.0's tasks is on stdout only
+    assert as_words(line) in logs
     assert f"Deleted base connection {base_id}, which this run created only to explore the source" in logs
 
 
