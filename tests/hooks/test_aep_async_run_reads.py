@@ -45,6 +45,8 @@ async def read_all(fake: FakeAEP, run_ids: list[str]) -> list:
     client = hooks[0].client
     for h in hooks[1:]:
         h._own_client = client
+    # Connections read first: a slow lookup on a busy machine must not split the reads across windows.
+    await asyncio.gather(*(h.get_config() for h in hooks))
     results = await asyncio.gather(
         *(h.read_run(r) for h, r in zip(hooks, run_ids, strict=True)), return_exceptions=True
     )
