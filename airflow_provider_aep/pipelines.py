@@ -36,6 +36,7 @@ from airflow_provider_aep.utils.defaults import DATA_LAKE_CONNECTION_SPEC_ID
 from airflow_provider_aep.utils.source_columns import check_against_table, infer_source_fields, table_columns
 from airflow_provider_aep.utils.validation import (
     normalize_mappings,
+    optional_ids,
     require_text,
     require_variant,
     validate_pipeline_inputs,
@@ -293,11 +294,30 @@ def _container(xdm_id: str) -> str:
     return "global" if xdm_id.startswith("https://ns.adobe.com/xdm/") else "tenant"
 
 
+class AEPDeletePipelineOperator(AEPDeleteResourcesOperator):
+    """
+    Delete the ids given and every resource found by the names of the pipeline called ``name``
+    (:func:`find_pipeline_resources`): the orphaned duplicates a lookup warned about too, dependents first.
+    """
+
+    template_fields: Sequence[str] = (*AEPDeleteResourcesOperator.template_fields, "name")
+
+    def __init__(self, *, name: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+
+    def execute(self, context: Any) -> dict[str, dict[str, list[str]]]:
+        for arg, found in find_pipeline_resources(self.hook, self.name).items():
+            setattr(self, arg, [*optional_ids(getattr(self, arg)), *found])
+        return super().execute(context)
+
+
 @dataclass
 class ProtocolsPipeline:
     """The tasks' outputs: resource ids as XComArgs (``adhoc_schema_id`` and ``dataset_base_connection_id``
-    resolve to None in the current variant)."""
+    resolve to None in the current variant), and the pipeline's ``name`` as given."""
 
+    name: Any
     adhoc_schema_id: Any
     adhoc_class_id: Any
     base_connection_id: Any
@@ -311,10 +331,14 @@ class ProtocolsPipeline:
     flow_id: Any
     flow_task: AEPCreateFlowOperator
 
-    def teardown(self, task_id: str = "delete_pipeline", **kwargs: Any) -> AEPDeleteResourcesOperator:
-        """A task deleting everything this pipeline created (already-gone resources count as done)."""
-        return AEPDeleteResourcesOperator(
+    def teardown(self, task_id: str = "delete_pipeline", **kwargs: Any) -> AEPDeletePipelineOperator:
+        """
+        A task deleting every resource of the pipeline's names, duplicates included (already-gone resources
+        count as done). It takes the created ids too, which keeps it downstream of every create.
+        """
+        return AEPDeletePipelineOperator(
             task_id=task_id,
+            name=self.name,
             flow_ids=self.flow_id,
             source_connection_ids=self.source_connection_id,
             target_connection_ids=self.target_connection_id,
@@ -479,6 +503,7 @@ def build_protocols_pipeline(
         **common,
     )
     return ProtocolsPipeline(
+        name=name,
         adhoc_schema_id=adhoc.output,
         adhoc_class_id=adhoc.output["class_id"],
         base_connection_id=base.output,

@@ -11,9 +11,9 @@ import requests
 
 from airflow_provider_aep.hooks.aep import AEPHook
 from airflow_provider_aep.operators.schema_registry import adhoc_class_title
-from airflow_provider_aep.operators.teardown import AEPDeleteResourcesOperator
 from airflow_provider_aep.pipelines import find_pipeline_resources, pipeline_resource_names
-from tests.conftest import ONE_LEGACY_PIPELINE, PIPELINE_KINDS, RecordingTI, pipeline_resource_counts
+from airflow_provider_aep.utils.defaults import DATA_LAKE_CONNECTION_SPEC_ID
+from tests.conftest import ONE_LEGACY_PIPELINE, PIPELINE_KINDS, pipeline_resource_counts, xcoms
 
 HOSTILE_NAMES = [
     "Orders, EU",
@@ -43,7 +43,7 @@ except ImportError:  # Airflow 2
 with DAG("hostile_names", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False) as dag:
     for index, name in enumerate({names!r}):
         with TaskGroup(f"pipeline_{{index}}"):
-            build_protocols_pipeline(
+            pipeline = build_protocols_pipeline(
                 name=name,
                 variant="legacy",
                 source_table="Orders",
@@ -54,6 +54,7 @@ with DAG("hostile_names", schedule=None, start_date=pendulum.datetime(2024, 1, 1
                 schedule_params={{"startTime": 1_700_000_000, "frequency": "minute", "interval": 15}},
                 aep_retry_delay=0.01,
             )
+            {teardown}
 """
 
 
@@ -85,7 +86,7 @@ def expected(name: str) -> set[tuple[str, str]]:
 
 def test_pipelines_with_hostile_names_exist_once_after_a_rerun(load_dag_file, pipeline_emulator):
     pipeline_emulator.page_size = 5  # lookups that filter here page through whole lists
-    dag = load_dag_file(DAG_SOURCE.format(names=HOSTILE_NAMES), "hostile_names").dag
+    dag = load_dag_file(DAG_SOURCE.format(names=HOSTILE_NAMES, teardown=""), "hostile_names").dag
     for attempt in ("first run", "re-run"):
         run = dag.test()
         failed = {ti.task_id: ti.state for ti in run.get_task_instances() if ti.state != "success"}
@@ -102,47 +103,62 @@ def test_hooks_find_a_hostile_name_exactly_and_nothing_that_only_resembles_it(pi
     hook = AEPHook()
     for name in ("Orders, EU", "Orders", "EU", " Orders, EU", "Orders,EU", "Order*"):
         hook.create_base_connection(
-            {"name": name, "connectionSpec": {"id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c", "version": "1.0"}}
+            {"name": name, "connectionSpec": {"id": DATA_LAKE_CONNECTION_SPEC_ID, "version": "1.0"}}
         )
     for name in ("Orders, EU", "Orders", "Order*", "Orders,EU"):
         assert [c["name"] for c in hook.find_base_connections_by_name(name)] == [name]
     assert hook.find_base_connections_by_name("Order") == []
 
 
+def _post(emulator, path: str, body: dict) -> str:
+    """Create a resource behind the provider's back (someone else, or a lost create committed late)."""
+    answer = requests.post(
+        f"{emulator.base_url}{path}", headers={**emulator.headers(), "Content-Type": "application/json"}, json=body
+    ).json()
+    return answer["id"] if isinstance(answer, dict) else answer[0].rsplit("/", 1)[-1]
+
+
 def test_duplicates_are_logged_the_oldest_is_used_and_the_teardown_deletes_every_copy(
     load_dag_file, pipeline_emulator, capfd, caplog
 ):
-    dag = load_dag_file(DAG_SOURCE.format(names=["Dup, EU"]), "hostile_names_dup").dag
-    assert dag.test().state == "success"
+    dag = load_dag_file(DAG_SOURCE.format(names=["Dup, EU"], teardown="pipeline.teardown()"), "hostile_names_dup").dag
+    creates = dag.partial_subset([t for t in dag.task_ids if not t.endswith("delete_pipeline")])
+    assert creates.test().state == "success"
     names = pipeline_resource_names("Dup, EU")
     hook = AEPHook()
     (first,) = hook.find_base_connections_by_name(names["base_connection"])
-    # Someone (or a lost create committed late) made a second base connection of the same name.
-    extra = requests.post(
-        f"{pipeline_emulator.base_url}/data/foundation/flowservice/connections",
-        headers={**pipeline_emulator.headers(), "Content-Type": "application/json"},
-        json={
-            "name": names["base_connection"],
-            "connectionSpec": {"id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c", "version": "1.0"},
-        },
-    ).json()["id"]
+    (target_schema,) = hook.find_schemas_by_title(names["target_schema"])
+    extra = _post(
+        pipeline_emulator,
+        "/data/foundation/flowservice/connections",
+        {"name": names["base_connection"], "connectionSpec": {"id": DATA_LAKE_CONNECTION_SPEC_ID, "version": "1.0"}},
+    )
+    # An orphaned dataset keeps the target schema in use: only a teardown that deletes it first can delete the schema.
+    orphan_dataset = _post(
+        pipeline_emulator,
+        "/data/foundation/catalog/dataSets?requestDataSource=true",
+        {"name": names["dataset"], "schemaRef": {"id": target_schema["$id"]}},
+    )
     capfd.readouterr()
 
-    assert dag.test().state == "success"
+    assert creates.test().state == "success"
     captured = capfd.readouterr()
     logs = captured.out + captured.err + caplog.text
     assert (
         f"2 base connections named {names['base_connection']!r} exist ({first['id']}, {extra}); using the oldest"
         in logs
     )
-    assert "orphans to clean up" in logs
+    assert f"orphans to clean up (the pipeline's teardown deletes them all): {orphan_dataset}" in logs
     flow = next(iter(pipeline_emulator.snapshot()["prod"]["flows"].values()))
     source = pipeline_emulator.snapshot()["prod"]["sourceConnections"][flow["sourceConnectionIds"][0]]
     assert source["baseConnectionId"] == first["id"]  # the pipeline kept using the oldest
+    assert {first["id"], extra} <= set(find_pipeline_resources(hook, "Dup, EU")["base_connection_ids"])
 
-    found = find_pipeline_resources(hook, "Dup, EU")
-    assert {first["id"], extra} <= set(found["base_connection_ids"])
-    summary = AEPDeleteResourcesOperator(task_id="teardown", **found).execute({"ti": RecordingTI()})
+    run = dag.test()
+    assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+    summary = xcoms(run, "pipeline_0.delete_pipeline")["return_value"]
+    assert {extra, first["id"]} <= set(summary["deleted"]["base_connections"])
+    assert orphan_dataset in summary["deleted"]["datasets"]
     # Adobe documents no mapping-set delete: the strict emulator refuses it, so the teardown leaves it, saying so.
     assert set(summary["left_in_place"]) == {"mapping_sets"}, summary
     assert pipeline_resource_counts(pipeline_emulator) == {**dict.fromkeys(PIPELINE_KINDS, 0), "mappingSets": 1}
