@@ -11,12 +11,17 @@ from airflow_provider_aep.links.urls import DATAFLOW_URL_KEY, RUN_URL_KEY
 from airflow_provider_aep.operators.base import AEPFlowRunWaitOperator
 from airflow_provider_aep.utils.flow_runs import FlowRunWatch, Outcome, outcome_of, readable_utc, run_status
 from airflow_provider_aep.utils.timestamps import to_epoch_ms, to_epoch_seconds
+from airflow_provider_aep.version_compat import AIRFLOW_V_3_0_PLUS
 
 RUN_ID_KEY = "run_id"
 DEFAULT_TIMEOUT = 24 * 60 * 60.0
-# AEP's clock and the worker's may disagree a little: a run created "before" the DAG run started by less
+# AEP's clock and the worker's may disagree a little: a run created "before" the DAG run was due by less
 # than this still counts as one of its own when a retried task looks for the run it started.
 CLOCK_SKEW_SECONDS = 60
+# When the DAG run was due: no try of its tasks, nor any run they started, came before. Clearing a task resets a
+# finished DAG run's start_date (and queued_at), never this. Airflow 2 has no run_after; its logical date is as
+# fixed, and no DAG run starts before it.
+DAG_RUN_DUE = "run_after" if AIRFLOW_V_3_0_PLUS else "logical_date"
 
 
 class AEPStartedRunOperator(AEPFlowRunWaitOperator):
@@ -36,8 +41,9 @@ class AEPStartedRunOperator(AEPFlowRunWaitOperator):
     :param retrigger_failed: re-trigger a run it follows that ends ``failed``
         (``POST /runs/{id}/action?op=RE_TRIGGER``) and follow the run AEP starts, up to this many times for
         the window (default 0). They are counted in AEP, as the failed runs of the window since the DAG run
-        started, so a retried or resumed task keeps count. A run is never re-triggered twice; where AEP
-        refuses, the task says so in one line and fails with the run's errors.
+        was due, so a retried, resumed or cleared task keeps count (clearing does not renew them). A run is
+        never re-triggered twice; where AEP refuses, the task says so in one line and fails with the run's
+        errors.
     """
 
     template_fields: Sequence[str] = AEPFlowRunWaitOperator.template_fields
@@ -126,22 +132,21 @@ class AEPStartedRunOperator(AEPFlowRunWaitOperator):
         return self.finish(context, summary)
 
     def failed_runs_of_window(self, context: Any, summary: Mapping[str, Any]) -> int | None:
-        """How many runs of the failed run's window failed since the DAG run started (it included); None if
+        """How many runs of the failed run's window failed since the DAG run was due (it included); None if
         AEP reports no window for it."""
         start, end = to_epoch_seconds(summary.get("window_start")), to_epoch_seconds(summary.get("window_end"))
         if start is None or end is None:
             self.log.warning("AEP reports no window for run %s, so it is not re-triggered", summary.get("run_id"))
             return None
-        runs = self.hook.find_runs_for_window(self.flow_id, (start, end), created_after_ms=dag_run_start_ms(context))
+        runs = self.hook.find_runs_for_window(self.flow_id, (start, end), created_after_ms=dag_run_due_ms(context))
         return sum(outcome_of(run_status(run)) is Outcome.FAILED for run in runs)
 
 
-def dag_run_start_ms(context: Any) -> int | None:
-    """When the task's DAG run started (epoch ms, less the clock skew allowed); None outside a DAG run.
-
-    Every try of a task in one DAG run started after it, and so did the runs those tries started."""
-    started = getattr(context.get("dag_run"), "start_date", None)
-    since_ms = to_epoch_ms(started, "dag_run.start_date")
+def dag_run_due_ms(context: Any) -> int | None:
+    """When the task's DAG run was due (:data:`DAG_RUN_DUE`, epoch ms, less the clock skew allowed); None
+    outside a DAG run."""
+    due = getattr(context.get("dag_run"), DAG_RUN_DUE, None)
+    since_ms = to_epoch_ms(due, f"dag_run.{DAG_RUN_DUE}")
     return None if since_ms is None else since_ms - CLOCK_SKEW_SECONDS * 1000
 
 
@@ -169,11 +174,13 @@ class AEPRunFlowOperator(AEPStartedRunOperator):
         on a flow's first run and rejects a change later. When None, the flow's Copy transformation's
         ``deltaColumn`` is sent (one GET of the flow).
 
-    A task retried by Airflow (a crashed worker, a cleared task of a running DAG run) first looks for the run
-    it started: the newest run of the flow for exactly this window created since the DAG run started. Unless
-    that run failed, it is followed instead of starting a second one, so a window is never ingested twice
-    (a run that broke the quality gate is judged again, not re-ingested). A failed run is not reattached:
-    the retry starts a new run for the window.
+    A task retried by Airflow (a crashed worker) or cleared (in a running or a finished DAG run) first looks
+    for the run it started: the newest run of the flow for exactly this window created since the DAG run was
+    due (``run_after``; on Airflow 2 the logical date), less a minute for clock skew. Unless that run failed,
+    it is followed instead of starting a second one, so a window is never ingested twice: a run that succeeded
+    or broke the quality gate is judged again, not re-ingested. A failed run is not reattached: the retry
+    starts a new run for the window. Only a DAG run due later (a new one) starts a new run for a window whose
+    run did not fail.
     """
 
     template_fields: Sequence[str] = (
@@ -239,7 +246,7 @@ class AEPRunFlowOperator(AEPStartedRunOperator):
 
     def earlier_run(self, context: Any, window: tuple[int, int]) -> dict[str, Any] | None:
         """The run an earlier try of this task started for ``window``, unless it failed; None for none."""
-        since_ms = dag_run_start_ms(context)
+        since_ms = dag_run_due_ms(context)
         if since_ms is None:
             return None
         runs = self.hook.find_runs_for_window(self.flow_id, window, created_after_ms=since_ms)

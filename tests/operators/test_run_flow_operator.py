@@ -486,8 +486,12 @@ async def test_deferred_re_trigger_defers_again_for_the_new_run(ti_context, requ
 
 # ---------------------------------------------------------------- reattach
 class DagRun:
-    def __init__(self, start_date: datetime) -> None:
-        self.start_date = start_date
+    """The context's DAG run: due at ``due`` (``run_after``; the logical date on Airflow 2), started at
+    ``start_date``, which clearing a task of a finished DAG run resets to the clearing time."""
+
+    def __init__(self, due: datetime, start_date: datetime | None = None) -> None:
+        self.run_after = self.logical_date = due
+        self.start_date = start_date or due
 
 
 def windowed(status: str, run_id: str = "run-0", window=(WINDOW_START, WINDOW_END)) -> dict:
@@ -517,6 +521,24 @@ def test_a_retried_task_follows_the_run_its_earlier_try_started(
     assert context["ti"].xcom["run_id"] == "run-0"
     assert "Reattached to AEP flow run run-0 of flow flow-1" in task_log_text(caplog, capsys)
     since_ms = int((NOW - timedelta(minutes=30)).timestamp() * 1000) - 60_000
+    assert listed.last_request.qs["property"] == ["flowid==flow-1", f"createdat>={since_ms}"]
+
+
+def test_a_cleared_task_of_a_finished_dag_run_follows_its_run_instead_of_starting_a_second(
+    aep_conn, ims, no_sleep, waits, requests_mock, caplog, capsys
+):
+    """Clearing restarts the finished DAG run now, after its run was created: the look-up still finds the run."""
+    listed = requests_mock.get(f"{FS}/runs", json={"items": [windowed("success")]})
+    post = create_answer(requests_mock)
+    serve_run(requests_mock, "run-0", windowed("success"))
+    due = NOW - timedelta(hours=2)
+    context = {"ti": RecordingTI(), "dag_run": DagRun(due, start_date=NOW - timedelta(minutes=1))}
+    with caplog.at_level("INFO"):
+        result = operator().execute(context)
+    assert (result["run_id"], result["status"]) == ("run-0", "success")
+    assert post.call_count == 0
+    assert "Reattached to AEP flow run run-0 of flow flow-1" in task_log_text(caplog, capsys)
+    since_ms = int(due.timestamp() * 1000) - 60_000
     assert listed.last_request.qs["property"] == ["flowid==flow-1", f"createdat>={since_ms}"]
 
 
