@@ -536,6 +536,10 @@ class AEPOperations(ClientCore):
         Re-run a finished run (``POST /runs/{RUN_ID}/action?op=RE_TRIGGER``); returns the id of the run AEP
         answers with. A run of the same flow and window created after it already is its re-run: that one is
         returned and nothing is sent, so neither a lost answer nor a retried task re-triggers one run twice.
+
+        AEP tells a re-run from its flow's other runs only by its window. For a run it reports no window for,
+        a lost answer is still recovered (a run created since the send is taken), but no earlier re-run is
+        looked for, so a retried task re-triggers it again; a warning says so.
         """
         original = yield from self.get_run.flow(run_id)
         flow_id, window = original.get("flowId") or "", run_window(original)
@@ -555,6 +559,13 @@ class AEPOperations(ClientCore):
             after = int(original.get("createdAt") or sent_at_ms)
             return next(filter(matches, (yield from self.list_runs.flow(flow_id, created_after_ms=after))), None)
 
+        if window is None:
+            log.warning(
+                "AEP reports no window for flow run %s, so a re-run of it cannot be told from the other runs of "
+                "flow %s: re-triggering it without looking for an earlier re-run (a retried task may re-run it twice)",
+                run_id,
+                flow_id,
+            )
         earlier = (yield from rerun(since_sent=False)) if window is not None else None
         if earlier is not None:
             log.info("AEP flow run %s was already re-run as %s; following that one", run_id, earlier["id"])

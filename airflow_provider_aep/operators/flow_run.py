@@ -260,8 +260,9 @@ class AEPRetriggerFlowRunOperator(AEPStartedRunOperator):
     Re-trigger a finished flow run (``POST /runs/{RUN_ID}/action?op=RE_TRIGGER``; AEP re-runs it for the same
     window) and follow the run AEP starts, as :class:`AEPRunFlowOperator` follows its run. A run of that flow
     and window created after it already counts as its re-run and is followed instead, so neither a lost
-    answer nor a retried task re-triggers one run twice. Where AEP refuses (e.g. not a batch source), the
-    task fails with one line saying so.
+    answer nor a retried task re-triggers one run twice; a run AEP reports no window for is safe from lost
+    answers only (:meth:`~airflow_provider_aep.hooks.operations.AEPOperations.retrigger_run`). Where AEP
+    refuses (e.g. not a batch source), the task fails with one line saying so.
 
     Returns the summary of the run it followed, or its id with ``wait_for_completion=False``. Takes the
     arguments of :class:`AEPStartedRunOperator` and:

@@ -98,6 +98,22 @@ async def test_without_a_readable_window_only_a_run_created_after_sending_counts
     assert len(driver.fake.platform_calls("POST")) == 1  # no look-up before it: nothing tied r2 to r1 then
 
 
+async def test_a_run_without_a_window_is_re_triggered_again_and_the_log_says_why(driver: Driver, hook, caplog):
+    """AEP ties a re-run to its run only by the window: without one, an earlier try's re-run cannot be found."""
+    driver.fake.on("GET", f"{FS}/runs/r1", httpx.Response(200, json={"items": [run("r1", window=None)]}))
+    earlier_try = run("r2", "inProgress", created=2_000, window=None)
+    driver.fake.on("GET", f"{FS}/runs", listing(run("r1", window=None), earlier_try))
+    driver.fake.on("POST", f"{FS}/runs/r1/action", httpx.Response(200, json=run("r3", "scheduled", window=None)))
+    with caplog.at_level("WARNING"):
+        assert await driver.call(hook, "retrigger_run", "r1") == "r3"
+    assert len(driver.fake.platform_calls("POST")) == 1
+    assert [r.url.path for r in driver.fake.platform_calls("GET")] == [f"{FS}/runs/r1"]  # nothing looked up
+    assert (
+        "AEP reports no window for flow run r1, so a re-run of it cannot be told from the other runs of flow f1: "
+        "re-triggering it without looking for an earlier re-run (a retried task may re-run it twice)"
+    ) in caplog.text
+
+
 async def test_a_refused_retrigger_raises_aeps_error(driver: Driver, hook):
     driver.fake.on("GET", f"{FS}/runs/r1", httpx.Response(200, json={"items": [run("r1", "success")]}))
     driver.fake.on("GET", f"{FS}/runs", listing(run("r1", "success")))
