@@ -148,7 +148,7 @@ class Figures:
     phases: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def report(self, wall: float) -> None:
+    def report(self, wall: float, failed: bool = False) -> None:
         runs = collections.Counter(self.dag_runs)
         rows = {
             "DAG runs": f"{len(self.dag_runs)}: " + ", ".join(f"{d} {s} x{n}" for (d, s), n in runs.items()),
@@ -157,12 +157,13 @@ class Figures:
             "events per trigger": ", ".join(
                 f"{events} for {count} triggers" for events, count in sorted(self.events_per_trigger.items())
             ),
+            "double-fired": f"{sum(n for events, n in self.events_per_trigger.items() if events > 1)} triggers",
             "IMS token requests": ", ".join(
                 f"{run}: {tokens} ({tries} task tries)" for run, (tokens, tries) in self.tokens.items()
             ),
             "wall time": f"{wall:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in self.phases.items()) + ")",
         }
-        print("\n=== make test-distributed: figures ===")
+        print(f"\n=== make test-distributed: figures{' so far (the scenario FAILED)' if failed else ''} ===")
         for label, value in rows.items():
             print(f"{label + ':':<20}{value}")
         for note in self.notes:
@@ -289,13 +290,12 @@ class Scenario:
 
     # ------------------------------------------------------------------ phases
 
-    def run(self) -> Figures:
+    def run(self) -> None:
         for phase, step in (("start-up", self.start), ("run 1", self.first_run), ("run 2", self.repeated_run)):
             started = time.monotonic()
             step()
             self.figures.phases[phase] = time.monotonic() - started
         self.check_tokens()
-        return self.figures
 
     def start(self) -> None:
         d = self.d
@@ -626,8 +626,10 @@ def test_distributed_celery_ha() -> None:
     ).start()
     deployment = CeleryDeployment(root, _dags_folder(root), emu)
     scenario = Scenario(deployment, emu, clock)
+    figures, failed = scenario.figures, True
     try:
-        figures = scenario.run()
+        scenario.run()
+        failed = False
     finally:
         stopping = time.monotonic()
         if scenario.db is not None:
@@ -638,8 +640,8 @@ def test_distributed_celery_ha() -> None:
             print(f"[distributed] kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    figures.phases["stop"] = time.monotonic() - stopping
+        figures.phases["stop"] = time.monotonic() - stopping
+        if killed:
+            figures.notes.append(f"ignored SIGTERM and were SIGKILLed at the end: {killed}")
+        figures.report(time.monotonic() - started, failed)  # a failed run's figures help find why
     assert not survivors, f"processes survived SIGKILL: {survivors}"
-    if killed:
-        figures.notes.append(f"ignored SIGTERM and were SIGKILLed at the end: {killed}")
-    figures.report(time.monotonic() - started)
