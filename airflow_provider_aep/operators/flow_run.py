@@ -9,7 +9,14 @@ from typing import Any
 from airflow_provider_aep.exceptions import AEPApiError, AEPRetriggerRefusedError, AEPValidationError, is_retryable
 from airflow_provider_aep.links.urls import DATAFLOW_URL_KEY, RUN_URL_KEY
 from airflow_provider_aep.operators.base import AEPFlowRunWaitOperator
-from airflow_provider_aep.utils.flow_runs import FlowRunWatch, Outcome, outcome_of, readable_utc, run_status
+from airflow_provider_aep.utils.flow_runs import (
+    FlowRunWatch,
+    Outcome,
+    existing_flow,
+    outcome_of,
+    readable_utc,
+    run_status,
+)
 from airflow_provider_aep.utils.timestamps import to_epoch_ms, to_epoch_seconds
 from airflow_provider_aep.version_compat import AIRFLOW_V_3_0_PLUS
 
@@ -172,7 +179,10 @@ class AEPRunFlowOperator(AEPStartedRunOperator):
     :param window_end: end of the window, same forms, e.g. ``"{{ data_interval_end }}"``.
     :param delta_column: column AEP uses for incremental reads, sent as ``deltaColumn.name``; AEP needs it
         on a flow's first run and rejects a change later. When None, the flow's Copy transformation's
-        ``deltaColumn`` is sent (one GET of the flow).
+        ``deltaColumn`` is sent.
+
+    The flow is read first (one GET): a flow that does not exist fails the task then, with
+    :class:`~airflow_provider_aep.exceptions.AEPResourceNotFoundError` naming it, before anything is started.
 
     A task retried by Airflow (a crashed worker) or cleared (in a running or a finished DAG run) first looks
     for the run it started: the newest run of the flow for exactly this window created since the DAG run was
@@ -218,6 +228,7 @@ class AEPRunFlowOperator(AEPStartedRunOperator):
         window = (params["windowStartTime"], params["windowEndTime"])
         when = f"the window {readable_utc(window[0])} to {readable_utc(window[1])}"
         context["ti"].xcom_push(key=DATAFLOW_URL_KEY, value=self.hook.dataflow_url(self.flow_id))
+        flow = self.hook.drive(existing_flow(self.hook, self.flow_id, "no run can be started"))
         earlier = self.earlier_run(context, window)
         if earlier is not None:
             self.log.info(
@@ -230,7 +241,7 @@ class AEPRunFlowOperator(AEPStartedRunOperator):
             )
             return str(earlier["id"])
         if "deltaColumn" not in params:
-            delta = copy_delta_column(self.hook.get_flow(self.flow_id))
+            delta = copy_delta_column(flow)
             if delta is not None:
                 params["deltaColumn"] = delta
                 self.log.info("Sending deltaColumn %s, from the Copy transformation of flow %s", delta, self.flow_id)

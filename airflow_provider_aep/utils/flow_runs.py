@@ -454,6 +454,19 @@ def _percent(share: float) -> str:
 
 
 # ---------------------------------------------------------------- watching
+def existing_flow(hook: AEPOperations, flow_id: str, consequence: str) -> Flow[dict[str, Any]]:
+    """The flow; where AEP has none, :class:`AEPResourceNotFoundError` naming it and its ``consequence``
+    (say, "nothing to wait for") rather than AEP's own answer."""
+    try:
+        return (yield from hook.get_flow.flow(flow_id))
+    except AEPApiError as exc:
+        if not exc.is_not_found:
+            raise
+        raise AEPResourceNotFoundError(
+            f"AEP flow {flow_id} does not exist in sandbox {hook.config.sandbox!r}: {consequence}"
+        ) from None
+
+
 class FlowRunWatch:
     """
     Watches one flow run, one status read per :meth:`poll`, for every wait: the sensor's pokes, the run
@@ -530,14 +543,7 @@ class FlowRunWatch:
         return outcome_of(self.summary["status"], warned=self._warned, logger=self.log)
 
     def _check_flow_exists(self, hook: AEPOperations) -> Flow[None]:
-        try:
-            yield from hook.get_flow.flow(self.flow_id)
-        except AEPApiError as exc:
-            if not exc.is_not_found:
-                raise
-            raise AEPResourceNotFoundError(
-                f"AEP flow {self.flow_id} does not exist in sandbox {hook.config.sandbox!r}: nothing to wait for"
-            ) from None
+        yield from existing_flow(hook, self.flow_id, "nothing to wait for")
         self._flow_exists = True
 
     def timeout_message(self, deadline: float, dataflow_page: str) -> str:

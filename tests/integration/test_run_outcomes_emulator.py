@@ -6,17 +6,20 @@ reattaches to its run, and flow states and updates.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pendulum
 import pytest
 
-from airflow_provider_aep.exceptions import AEPResourceConflictError
+from airflow_provider_aep.exceptions import AEPResourceConflictError, AEPResourceNotFoundError
 from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator
 from airflow_provider_aep.operators.flow_service import AEPCreateFlowOperator, AEPSetFlowStateOperator
 from airflow_provider_aep.testing import FaultConfig
+from airflow_provider_aep.version_compat import TaskDeferred
 from tests.conftest import RecordingTI
 from tests.integration.conftest import FAST_RETRIES
 from tests.integration.test_flow_run_emulator import (
@@ -134,50 +137,65 @@ def test_a_lost_answer_to_a_re_trigger_does_not_re_trigger_twice(emulator, hook)
     assert len(posts(emulator, "/action")) == 1
 
 
+# ---------------------------------------------------------------- running a task as Airflow does
+def run_operator(flow_id: str, window_end: Any = None, **kwargs: Any) -> AEPRunFlowOperator:
+    """An on-demand run of ``flow_id`` for the hour before ``window_end`` (default: now), polled quickly."""
+    end = window_end or pendulum.now("UTC").replace(microsecond=0)
+    return AEPRunFlowOperator(
+        task_id="run",
+        flow_id=flow_id,
+        window_start=end - timedelta(hours=1),
+        window_end=end,
+        delta_column="OrderDate",
+        poll_interval=0.2,
+        timeout=60,
+        aep_retry_args=FAST_RETRIES,
+        **kwargs,
+    )
+
+
+async def run_task(task: Any, context: dict[str, Any]) -> Any:
+    """``task`` as Airflow runs it: ``execute``, then for each deferral its trigger's one event, handed (as
+    JSON) to the method the deferral names."""
+    call = partial(task.execute, context)
+    while True:
+        try:
+            return call()
+        except TaskDeferred as deferred:
+            (event,) = [e.payload async for e in deferred.trigger.run()]
+            call = partial(getattr(task, deferred.method_name), context, event=json.loads(json.dumps(event)))
+
+
+def platform_calls(emulator) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in emulator.request_log if r.service != "ims"]
+
+
+# ---------------------------------------------------------------- a flow that does not exist
+@MODES
+async def test_a_run_of_a_flow_that_does_not_exist_fails_on_its_first_call_naming_it(emulator, deferrable):
+    context = {"ti": RecordingTI(), "dag_run": DagRun(pendulum.now("UTC"))}
+    with pytest.raises(AEPResourceNotFoundError) as err:
+        await run_task(run_operator("no-such-flow", deferrable=deferrable), context)
+    assert str(err.value) == "AEP flow no-such-flow does not exist in sandbox 'prod': no run can be started"
+    assert platform_calls(emulator) == [("GET", "/data/foundation/flowservice/flows/no-such-flow")]
+
+
 # ---------------------------------------------------------------- reattach
 @MODES
-def test_a_cleared_task_follows_its_earlier_run_instead_of_starting_a_second(emulator, hook, deferrable):
+async def test_a_cleared_task_follows_its_earlier_run_instead_of_starting_a_second(emulator, hook, deferrable):
     flow_id = build_flow(hook, once())
     end = pendulum.now("UTC").replace(microsecond=0)
-    start = end - timedelta(hours=1)
     dag_run = DagRun(pendulum.now("UTC") - timedelta(minutes=5))
-
-    def operator(**kwargs: Any) -> AEPRunFlowOperator:
-        return AEPRunFlowOperator(
-            task_id="run",
-            flow_id=flow_id,
-            window_start=start,
-            window_end=end,
-            delta_column="OrderDate",
-            poll_interval=0.2,
-            timeout=60,
-            aep_retry_args=FAST_RETRIES,
-            **kwargs,
-        )
-
-    first = operator(wait_for_completion=False).execute({"ti": RecordingTI(), "dag_run": dag_run})  # the crashed try
-    retried = operator(deferrable=deferrable)
+    crashed_try = run_operator(flow_id, end, wait_for_completion=False)
+    first = crashed_try.execute({"ti": RecordingTI(), "dag_run": dag_run})
     # Cleared after the DAG run finished: Airflow restarts the DAG run now, after the first run was created.
     context = {"ti": RecordingTI(), "dag_run": DagRun(dag_run.run_after, start_date=pendulum.now("UTC"))}
-    if deferrable:
-        from airflow_provider_aep.version_compat import TaskDeferred
-
-        with pytest.raises(TaskDeferred) as deferred:
-            retried.execute(context)
-        assert deferred.value.trigger.run_id == first
-    else:
-        assert retried.execute(context)["run_id"] == first
+    assert (await run_task(run_operator(flow_id, end, deferrable=deferrable), context))["run_id"] == first
     assert context["ti"].xcom["run_id"] == first
     assert len(posts(emulator, "/runs")) == 1
     # A different window is a different run.
-    other = AEPRunFlowOperator(
-        task_id="run",
-        flow_id=flow_id,
-        window_start=start - timedelta(hours=1),
-        window_end=start,
-        wait_for_completion=False,
-        aep_retry_args=FAST_RETRIES,
-    ).execute({"ti": RecordingTI(), "dag_run": dag_run})
+    earlier_window = run_operator(flow_id, end - timedelta(hours=1), wait_for_completion=False)
+    other = earlier_window.execute({"ti": RecordingTI(), "dag_run": dag_run})
     assert other != first and len(posts(emulator, "/runs")) == 2
 
 

@@ -10,7 +10,12 @@ import pendulum
 import pytest
 import time_machine
 
-from airflow_provider_aep.exceptions import AEPFlowRunFailedError, AEPRetriggerRefusedError, AEPValidationError
+from airflow_provider_aep.exceptions import (
+    AEPFlowRunFailedError,
+    AEPResourceNotFoundError,
+    AEPRetriggerRefusedError,
+    AEPValidationError,
+)
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.links.aep import AEPDataflowLink, AEPFlowRunLink
 from airflow_provider_aep.operators.base import DEFER_TIMEOUT_BUFFER
@@ -115,7 +120,7 @@ def test_delta_column_is_sent_by_name(ti_context, requests_mock, flow):
     post = create_answer(requests_mock)
     operator(delta_column="updatedAt", wait_for_completion=False).execute(ti_context)
     assert post.last_request.json()["params"]["deltaColumn"] == {"name": "updatedAt"}
-    assert not flow.called  # given, so the flow is not read
+    assert flow.call_count == 1  # read only to know it exists
 
 
 def test_without_delta_column_the_flows_copy_transformation_gives_it(ti_context, requests_mock, flow):
@@ -143,6 +148,18 @@ def test_every_documented_answer_shape_of_post_runs(ti_context, requests_mock, a
     create_answer(requests_mock, answer)
     assert operator(wait_for_completion=False).execute(ti_context) == "run-1"
     assert ti_context["ti"].xcom == {"dataflow_url": FLOW_URL, "run_id": "run-1", "run_url": RUN_URL}
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+def test_a_flow_that_does_not_exist_fails_on_the_first_call_naming_it(
+    aep_conn, ims, no_sleep, waits, requests_mock, deferrable
+):
+    requests_mock.get(f"{FS}/flows/no-such-flow", status_code=404, json={"title": "Resource not found"})
+    with pytest.raises(AEPResourceNotFoundError) as err:
+        operator(flow_id="no-such-flow", deferrable=deferrable).execute(retried_context())
+    assert str(err.value) == "AEP flow no-such-flow does not exist in sandbox 'dev': no run can be started"
+    calls = [(r.method, r.path) for r in requests_mock.request_history if "/ims/" not in r.url]
+    assert calls == [("GET", "/data/foundation/flowservice/flows/no-such-flow")]
 
 
 @pytest.mark.parametrize(
@@ -509,7 +526,7 @@ def retried_context() -> dict:
 
 
 def test_a_retried_task_follows_the_run_its_earlier_try_started(
-    aep_conn, ims, no_sleep, waits, requests_mock, caplog, capsys
+    aep_conn, ims, no_sleep, waits, flow, requests_mock, caplog, capsys
 ):
     listed = requests_mock.get(f"{FS}/runs", json={"items": [windowed("inProgress")]})
     post = create_answer(requests_mock)
@@ -525,7 +542,7 @@ def test_a_retried_task_follows_the_run_its_earlier_try_started(
 
 
 def test_a_cleared_task_of_a_finished_dag_run_follows_its_run_instead_of_starting_a_second(
-    aep_conn, ims, no_sleep, waits, requests_mock, caplog, capsys
+    aep_conn, ims, no_sleep, waits, flow, requests_mock, caplog, capsys
 ):
     """Clearing restarts the finished DAG run now, after its run was created: the look-up still finds the run."""
     listed = requests_mock.get(f"{FS}/runs", json={"items": [windowed("success")]})
