@@ -5,8 +5,9 @@
 * Catalog (``property=``, simple ``name=`` filters, ``orderBy``, ``start``, ``limit``)
 
 A ``~`` pattern is a regular expression (Catalog and Schema Registry document it so) evaluated with RE2, whose
-time is linear in the text: no pattern can stall the emulator. An invalid one is a 400, as is any number or
-continuation token that is not what AEP gave out.
+time is linear in the text, and outside the emulator's global lock (:func:`deferring_pattern_tests`): no
+pattern can stall the emulator's other clients. An invalid one is a 400, as is any number or continuation token
+that is not what AEP gave out.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import binascii
 import fnmatch
 import json
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,8 +154,55 @@ def matches(obj: Any, flt: Filter, *, glob: bool = False) -> bool:
     if flt.op == "==":
         return any(_equal(v, e, glob) for v in values for e in flt.values)
     if flt.op == "~":
-        return any(flt.pattern.search(str(v)) is not None for v in values)
+        return any(_pattern_test(flt.pattern, str(v)) for v in values)
     return any(_compare(v, flt.op, flt.values[0]) for v in values)
+
+
+def search(pattern: Any, text: str) -> bool:
+    """Whether the compiled ``~`` pattern matches ``text`` anywhere."""
+    return pattern.search(text) is not None
+
+
+# The ``~`` tests of this thread's request, keyed (pattern, text): see deferring_pattern_tests.
+_deferred = threading.local()
+
+
+@contextmanager
+def deferring_pattern_tests() -> Iterator[dict[tuple[str, str], Any]]:
+    """
+    Within: every ``~`` test is recorded in the dict yielded (with its compiled pattern) and taken as a match, so
+    a list handler run here keeps every candidate. :func:`settle` then answers them, without holding any lock.
+    """
+    tests: dict[tuple[str, str], Any] = {}
+    _deferred.tests = tests
+    try:
+        yield tests
+    finally:
+        del _deferred.tests
+
+
+def settle(tests: dict[tuple[str, str], Any]) -> dict[tuple[str, str], bool]:
+    return {(source, text): search(pattern, text) for (source, text), pattern in tests.items()}
+
+
+@contextmanager
+def answering_pattern_tests(answers: dict[tuple[str, str], bool]) -> Iterator[None]:
+    """Within: a ``~`` test is answered from ``answers``, or worked out for a text they lack."""
+    _deferred.answers = answers
+    try:
+        yield
+    finally:
+        del _deferred.answers
+
+
+def _pattern_test(pattern: Any, text: str) -> bool:
+    key = (pattern.pattern, text)
+    tests = getattr(_deferred, "tests", None)
+    if tests is not None:
+        tests[key] = pattern
+        return True
+    answer = getattr(_deferred, "answers", {}).get(key)
+    return search(pattern, text) if answer is None else answer
 
 
 def _equal(actual: Any, expected: str, glob: bool) -> bool:

@@ -5,7 +5,7 @@ Request pipeline (Platform calls); each stage may answer instead of the next::
     latency -> fault (injected 429/5xx) -> gateway (token, x-api-key, org, sandbox)
             -> route (404 unknown path, 405 method the path lacks)
             -> validation (Content-Type; strict mode: testing/validation.py rules, Adobe's specs if given)
-            -> handler under the state lock -> drop_after_commit?
+            -> handler under the state lock (``~`` patterns matched outside it) -> drop_after_commit?
 
 IMS calls get only the latency and the route. Every call lands in :attr:`AEPEmulator.request_log` with
 its request, its answer and the stage that produced the answer, and is passed to the listeners of
@@ -41,6 +41,7 @@ from airflow_provider_aep.testing.errors import (
     placeholder_error,
 )
 from airflow_provider_aep.testing.faults import FaultConfig, FaultInjector
+from airflow_provider_aep.testing.query import answering_pattern_tests, deferring_pattern_tests, settle
 from airflow_provider_aep.testing.routing import Request, Response, Service
 from airflow_provider_aep.testing.runs import RunOutcome
 from airflow_provider_aep.testing.services import catalog, conversion, data_access, flow_service, ims, schema_registry
@@ -611,8 +612,7 @@ class AEPEmulator:
                 self._validate(req, service, matched)
             stage = "handler"
             drop = matched.creates and self._faults.draw_drop()
-            with self.store.lock:
-                response = matched.handler(req, **params)
+            response = self._run_handler(matched.handler, req, params)
             response.headers.setdefault("x-request-id", request_id)
             if drop and 200 <= response.status < 300:
                 self._record(method, path, query, headers, body, response, "drop_after_commit", stage, service, req)
@@ -634,6 +634,23 @@ class AEPEmulator:
         response.headers.setdefault("x-request-id", request_id)
         self._record(method, path, query, headers, body, response, fault, stage, service, req)
         return response
+
+    def _run_handler(self, handler: Callable[..., Response], req: Request, params: dict[str, str]) -> Response:
+        """
+        The handler under the state lock. A GET whose ``~`` filters the handler tested is run again: the patterns
+        are matched between the two runs, outside the lock, against the texts the first run tested them on, so a
+        costly pattern delays no other client, and the second run answers from one state like any other call.
+        """
+        if req.method != "GET":  # only reads are safe to run twice
+            with self.store.lock:
+                return handler(req, **params)
+        with self.store.lock, deferring_pattern_tests() as tests:
+            response = handler(req, **params)
+        if not tests:
+            return response
+        answers = settle(tests)
+        with self.store.lock, answering_pattern_tests(answers):
+            return handler(req, **params)
 
     def _validate(self, req: Request, service: Service, route: Any) -> None:
         """The validation stage: JSON bodies always; strict mode: the route's rule, then Adobe's specs."""

@@ -11,8 +11,10 @@ import threading
 import pytest
 from emulator_helpers import CAT, CONV, DATA_LAKE, FS, SR, XED_ID, AEPClient, fetch_token
 
-# A client that waits longer than this for a plain list call is blocked, not slow.
-ANSWER_WITHIN = 30
+from airflow_provider_aep.testing import query
+
+# A client that waits longer than this for a plain list call is blocked, not slow (a safety bound, never a target).
+ANSWER_WITHIN = 10
 
 
 def still_answers(emu) -> None:
@@ -127,6 +129,48 @@ def test_a_pathological_pattern_is_matched_in_bounded_time_while_other_clients_a
     thread.join(timeout=ANSWER_WITHIN)
     assert not thread.is_alive()
     assert answers == {"pattern": 200, "matched": 0}
+
+
+def test_while_a_pattern_is_being_matched_other_clients_are_served_and_the_answer_is_current(emu, client, monkeypatch):
+    def create(name: str) -> None:
+        connection = {"name": name, "connectionSpec": {"id": DATA_LAKE, "version": "1.0"}}
+        assert client.req("POST", f"{FS}/connections", json=connection, timeout=ANSWER_WITHIN).status_code == 201
+
+    create("slow one")
+    create("other")
+    matching, release = threading.Event(), threading.Event()
+    search = query.search
+
+    def slow_search(pattern, text: str) -> bool:
+        """Matching that lasts until the test has been served by the emulator meanwhile."""
+        matching.set()
+        release.wait(ANSWER_WITHIN)
+        return search(pattern, text)
+
+    monkeypatch.setattr(query, "search", slow_search)
+    answers: dict[str, list[str]] = {}
+
+    def list_slow() -> None:
+        other = AEPClient(emu)
+        try:
+            response = other.req("GET", f"{FS}/connections", params={"property": "name~^slow"}, timeout=60)
+            answers["names"] = sorted(c["name"] for c in response.json()["items"])
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=list_slow)
+    thread.start()
+    try:
+        assert matching.wait(ANSWER_WITHIN)
+        still_answers(emu)
+        fetch_token(emu)  # IMS too
+        create("slow two")  # while the pattern is matched: the answer is of the state after it
+        assert thread.is_alive() and not release.is_set()  # all of the above was served during the match
+    finally:
+        release.set()
+        thread.join(timeout=ANSWER_WITHIN)
+    assert not thread.is_alive()
+    assert answers == {"names": ["slow one", "slow two"]}
 
 
 # ---------------------------------------------------------------- HTTP that cannot be parsed
