@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Resources = list[dict[str, Any]]
+# The answers to an undocumented DELETE that say nothing of the resource: no such call (405), or no such route.
+_UNSUPPORTED_DELETE = (404, 405)
 
 
 def _q(resource_id: str) -> str:
@@ -631,6 +633,29 @@ class AEPOperations(ClientCore):
         return body if isinstance(body, list) else [body]
 
     @operation
-    def delete_mapping_set(self, mapping_set_id: str) -> Flow[bool]:
-        path = f"/mappingSets/{_q(mapping_set_id)}"
-        return (yield from self._delete("conversion", path, what=f"mapping set {mapping_set_id}"))
+    def delete_mapping_set(self, mapping_set_id: str) -> Flow[bool | None]:
+        """
+        True if deleted, False if it was already gone, None if it is still there. Adobe documents no DELETE for
+        mapping sets (Data Prep has GET and PUT only; the aepp SDK sends one): it is sent as a best effort, and
+        a GET then decides, since a 404 or 405 to the DELETE says nothing of the mapping set.
+        """
+        answered = None
+        try:
+            yield from self.request.flow("DELETE", "conversion", f"/mappingSets/{_q(mapping_set_id)}")
+        except AEPApiError as exc:
+            if exc.status not in _UNSUPPORTED_DELETE:
+                raise
+            answered = exc.status
+        try:
+            yield from self.get_mapping_set.flow(mapping_set_id)
+        except AEPApiError as exc:
+            if not exc.is_not_found:
+                raise
+            return answered is None
+        log.warning(
+            "Mapping set %s is still in AEP: Adobe documents no way to delete a mapping set (the DELETE was "
+            "answered %s). It is left in place; an unused mapping set does no harm.",
+            mapping_set_id,
+            answered or "as a success",
+        )
+        return None

@@ -1,5 +1,6 @@
 """
-The operations behind re-triggers, flow states and diagnostics, proven once for both drivers (``AEPHook`` and
+The operations behind re-triggers, flow states, diagnostics and the teardown's mapping-set delete, proven once
+for both drivers (``AEPHook`` and
 ``AEPAsyncHook``) against the scripted AEP: what is sent, what is looked up first, and what a failure means.
 """
 
@@ -19,6 +20,7 @@ from tests.hooks.conftest import Driver
 
 FS = "/data/foundation/flowservice"
 CAT = "/data/foundation/catalog"
+CONV = "/data/foundation/conversion"
 EXPORT = "/data/foundation/export"
 WINDOW = {"windowStartTime": 1_704_067_200, "windowEndTime": 1_704_070_800}
 
@@ -237,3 +239,34 @@ async def test_no_row_errors_asked_reads_only_the_batches(driver: Driver, hook):
     found = await drive(hook, collect_diagnostics(hook, SUMMARY, rows=0))
     assert found["row_errors"] == [] and len(found["batches"]) == 2
     assert [r for r in driver.fake.platform_calls() if "/export/" in r.url.path] == []
+
+
+# ---------------------------------------------------------------- the mapping-set delete
+@pytest.mark.parametrize(
+    ("delete_answer", "get_status", "result"),
+    [
+        (httpx.Response(204), 404, True),
+        (httpx.Response(405, json={"title": "MethodNotAllowed"}), 404, False),
+        (httpx.Response(404, json={"title": "NotFoundError"}), 404, False),
+        (httpx.Response(405, json={"title": "MethodNotAllowed"}), 200, None),
+        (httpx.Response(404, json={"title": "NotFoundError"}), 200, None),  # no such route: not "already gone"
+        (httpx.Response(204), 200, None),  # a success that did nothing
+    ],
+    ids=["deleted", "405-gone", "404-gone", "405-kept", "404-kept", "204-kept"],
+)
+async def test_a_mapping_set_delete_is_best_effort_and_a_get_decides(
+    driver: Driver, hook, caplog, delete_answer, get_status, result
+):
+    driver.fake.on("DELETE", f"{CONV}/mappingSets/ms1", delete_answer)
+    driver.fake.on("GET", f"{CONV}/mappingSets/ms1", httpx.Response(get_status, json={"id": "ms1", "version": 0}))
+    with caplog.at_level("WARNING"):
+        assert await driver.call(hook, "delete_mapping_set", "ms1") is result
+    assert [r.method for r in driver.fake.platform_calls()] == ["DELETE", "GET"]
+    assert ("Mapping set ms1 is still in AEP" in caplog.text) == (result is None)
+
+
+async def test_a_mapping_set_delete_refused_otherwise_raises(driver: Driver, hook):
+    driver.fake.on("DELETE", f"{CONV}/mappingSets/ms1", httpx.Response(403, json={"error_code": "403027"}))
+    with pytest.raises(AEPApiError) as err:
+        await driver.call(hook, "delete_mapping_set", "ms1")
+    assert err.value.status == 403 and driver.fake.platform_calls("GET") == []
