@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_aep.exceptions import AEPValidationError
-from airflow_provider_aep.utils.timestamps import to_epoch_seconds
+from airflow_provider_aep.utils.timestamps import EARLIEST_SCHEDULE_START, to_epoch_seconds
 from airflow_provider_aep.utils.xdm_paths import xdm_path_exists
 
 # XDM field types an ad hoc class may declare, as the JSON Schema each becomes (XDM type reference).
@@ -172,11 +173,22 @@ def normalize_schedule(schedule: Any) -> dict[str, Any]:
     if not isinstance(frequency, str) or frequency.lower() not in FREQUENCIES:
         raise invalid("schedule_params.frequency", frequency, f"must be one of {', '.join(FREQUENCIES)}")
     out["frequency"] = frequency = frequency.lower()
-    if out.get("startTime") in (None, ""):
+    start = out.get("startTime")
+    if start in (None, ""):
         raise invalid(
-            "schedule_params.startTime", None, "is required (epoch seconds, a datetime or an ISO-8601 string)"
+            "schedule_params.startTime",
+            None,
+            "is required (epoch seconds or milliseconds, a datetime or an ISO-8601 string)",
         )
-    out["startTime"] = to_epoch_seconds(out["startTime"], "schedule_params.startTime")
+    out["startTime"] = to_epoch_seconds(start, "schedule_params.startTime")
+    if out["startTime"] < EARLIEST_SCHEDULE_START:
+        when = datetime.fromtimestamp(out["startTime"], UTC).isoformat()
+        raise invalid(
+            "schedule_params.startTime",
+            start,
+            f"must be on or after 2000-01-01 (epoch seconds or milliseconds, a datetime or an ISO-8601 string); "
+            f"it reads as {when}",
+        )
     if frequency == "once":
         for forbidden in ("interval", "backfill"):
             if out.get(forbidden) is not None:

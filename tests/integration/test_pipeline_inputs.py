@@ -97,6 +97,17 @@ BAD_INPUTS = [
         {"schedule_params": {"startTime": 1_700_000_000_000_000, "frequency": "minute", "interval": 15}},
         "schedule_params.startTime=1700000000000000: must be a datetime",
     ),
+    (
+        "startTime 5, read as 1970",
+        {"schedule_params": {"startTime": 5, "frequency": "minute", "interval": 15}},
+        "schedule_params.startTime=5: must be on or after 2000-01-01 (epoch seconds or milliseconds, a datetime or "
+        "an ISO-8601 string); it reads as 1970-01-01T00:00:05+00:00",
+    ),
+    (
+        "startTime in 1999",
+        {"schedule_params": {"startTime": "1999-12-31T23:59:59Z", "frequency": "once"}},
+        "schedule_params.startTime='1999-12-31T23:59:59Z': must be on or after 2000-01-01",
+    ),
 ]
 
 
