@@ -21,6 +21,7 @@ from airflow_provider_aep.operators.base import (
 )
 from airflow_provider_aep.utils.defaults import DATA_LAKE_CONNECTION_SPEC_ID
 from airflow_provider_aep.utils.source_columns import table_columns
+from airflow_provider_aep.utils.timestamps import to_epoch_seconds
 from airflow_provider_aep.utils.validation import (
     SOURCE_FORMAT_REQUIREMENTS,
     check_columns,
@@ -432,9 +433,10 @@ class AEPCreateFlowOperator(AEPFlowLineageOperator, AEPGetOrCreateOperator):
     ISO string. An existing flow of that name is reused only with the same flow spec, connections,
     mapping and frequency/interval.
 
-    :param if_exists: ``"reuse"`` (default), ``"fail"``, or ``"update"``: an existing flow whose mapping or
-        frequency/interval differ is patched (``PATCH /flows/{id}`` with its etag) to the ``transformations``
-        and ``schedule_params`` asked for; a differing flow spec or connection still fails the task.
+    :param if_exists: ``"reuse"`` (default), ``"fail"``, or ``"update"``: an existing flow whose
+        transformations (any of their params, a Copy's ``deltaColumn`` too) or schedule (``startTime`` too)
+        differ from those asked for is patched to them (``PATCH /flows/{id}`` with its etag); a differing
+        flow spec or connection still fails the task.
     :param asset_alias: the ``AssetAlias`` that gets the ``aep`` Asset of the flow's target dataset on success
         (see :class:`~airflow_provider_aep.operators.base.AEPDatasetOutletOperator`). OpenLineage: the
         flow's sources as inputs, its dataset as output with column lineage from the mapping set.
@@ -507,14 +509,27 @@ class AEPCreateFlowOperator(AEPFlowLineageOperator, AEPGetOrCreateOperator):
                 + differ("target connections", sorted(existing.get("targetConnectionIds") or []), sorted(targets))
             )
 
-        def mapping_differences(existing: dict[str, Any]) -> list[str]:
-            return differ("mapping", _mapping_of(existing.get("transformations")), _mapping_of(transformations))
+        def reuse_differences(existing: dict[str, Any]) -> list[str]:
+            have_schedule = existing.get("scheduleParams") or {}
+            return (
+                fixed_differences(existing)
+                + differ("mapping", _mapping_of(existing.get("transformations")), _mapping_of(transformations))
+                + differ("frequency", have_schedule.get("frequency"), schedule["frequency"])
+                + differ("interval", _as_int(have_schedule.get("interval")), schedule.get("interval"))
+            )
+
+        def transformation_differences(existing: dict[str, Any]) -> list[str]:
+            have, want = _params_by_name(existing.get("transformations")), _params_by_name(transformations)
+            names = dict.fromkeys([*have, *want])
+            return [line for n in names for line in differ(f"transformation {n}", have.get(n), want.get(n))]
 
         def schedule_differences(existing: dict[str, Any]) -> list[str]:
-            have_schedule = existing.get("scheduleParams") or {}
-            return differ("frequency", have_schedule.get("frequency"), schedule["frequency"]) + differ(
-                "interval", _as_int(have_schedule.get("interval")), schedule.get("interval")
-            )
+            have = existing.get("scheduleParams") or {}
+            return [
+                line
+                for key in dict.fromkeys(("startTime", "frequency", "interval", *schedule))
+                for line in differ(f"schedule {key}", _schedule_value(key, have.get(key)), schedule.get(key))
+            ]
 
         def update(existing: dict[str, Any]) -> None:
             fixed = fixed_differences(existing)
@@ -523,19 +538,24 @@ class AEPCreateFlowOperator(AEPFlowLineageOperator, AEPGetOrCreateOperator):
                     f"dataflow {name!r} already exists ({existing.get('id')}) and differs in what an update cannot "
                     f"change: {'; '.join(fixed)}"
                 )
-            operations: list[dict[str, Any]] = []
-            if schedule_differences(existing):
-                operations.append({"op": "replace", "path": "/scheduleParams", "value": schedule})
-            if mapping_differences(existing):
-                operations.append({"op": "replace", "path": "/transformations", "value": transformations})
+            replaced = (
+                ("/scheduleParams", schedule, schedule_differences),
+                ("/transformations", transformations, transformation_differences),
+            )
+            operations = [{"op": "replace", "path": p, "value": v} for p, v, differs in replaced if differs(existing)]
             hook.update_flow(str(existing.get("id")), operations)
 
+        updating = self.if_exists == "update"
         flow_id, _ = self.get_or_create(
             kind="dataflow",
             name=name,
             find=lambda: hook.find_flows_by_name(name),
             create=create,
-            differences=lambda f: fixed_differences(f) + mapping_differences(f) + schedule_differences(f),
+            differences=(
+                (lambda f: fixed_differences(f) + transformation_differences(f) + schedule_differences(f))
+                if updating
+                else reuse_differences
+            ),
             update=update,
         )
         url = hook.dataflow_url(flow_id)
@@ -594,3 +614,22 @@ def _as_int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _params_by_name(transformations: Any) -> dict[str, dict[str, Any]]:
+    """Each transformation's params by its name, in the form they are sent (mappingVersion a string)."""
+    return {t["name"]: t["params"] for t in normalize_transformations(transformations or [])}
+
+
+# A scheduleParams field as AEP returns it, in the form it is sent: AEP's docs write numbers and booleans as
+# strings, and startTime may come back in any form the provider accepts.
+_SCHEDULE_FORMS: Mapping[str, Any] = {
+    "startTime": lambda value: to_epoch_seconds(value, "scheduleParams.startTime"),
+    "frequency": lambda value: value.lower() if isinstance(value, str) else value,
+    "interval": _as_int,
+    "backfill": lambda value: value.lower() == "true" if isinstance(value, str) else value,
+}
+
+
+def _schedule_value(key: str, value: Any) -> Any:
+    return None if value is None else _SCHEDULE_FORMS.get(key, lambda same: same)(value)

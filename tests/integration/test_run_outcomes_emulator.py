@@ -17,7 +17,11 @@ import pytest
 
 from airflow_provider_aep.exceptions import AEPResourceConflictError, AEPResourceNotFoundError
 from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator
-from airflow_provider_aep.operators.flow_service import AEPCreateFlowOperator, AEPSetFlowStateOperator
+from airflow_provider_aep.operators.flow_service import (
+    TARGET_SCHEMA_VERSION,
+    AEPCreateFlowOperator,
+    AEPSetFlowStateOperator,
+)
 from airflow_provider_aep.testing import FaultConfig
 from airflow_provider_aep.version_compat import TaskDeferred
 from tests.conftest import RecordingTI
@@ -214,26 +218,65 @@ def test_set_flow_state_disables_once_and_a_disabled_flow_gets_no_runs(emulator,
     assert hook.get_flow(flow_id)["state"] == "enabled"
 
 
+def update_flow_operator(existing: dict[str, Any], **asked: Any) -> AEPCreateFlowOperator:
+    """``AEPCreateFlowOperator(if_exists="update")`` for the flow ``existing``, with what ``asked`` changes."""
+    return AEPCreateFlowOperator(
+        task_id="flow",
+        name=existing["name"],
+        flow_spec_id=existing["flowSpec"]["id"],
+        source_connection_ids=existing["sourceConnectionIds"],
+        target_connection_ids=asked.pop("targets", existing["targetConnectionIds"]),
+        transformations=asked.pop("transformations", existing["transformations"]),
+        schedule_params=asked.pop("schedule_params", existing["scheduleParams"]),
+        if_exists="update",
+        aep_retry_args=FAST_RETRIES,
+    )
+
+
+def patches(emulator, flow_id: str) -> list[Any]:
+    return [r for r in emulator.request_log if r.method == "PATCH" and r.path.endswith(f"/flows/{flow_id}")]
+
+
 def test_create_flow_with_update_patches_the_schedule_of_the_existing_flow(emulator, hook):
     flow_id = build_flow(hook, every_15_minutes(first_run_in=3600), prefix="upd")
     existing = hook.get_flow(flow_id)
-
-    def operator(**kwargs: Any) -> AEPCreateFlowOperator:
-        return AEPCreateFlowOperator(
-            task_id="flow",
-            name="upd flow",
-            flow_spec_id=existing["flowSpec"]["id"],
-            source_connection_ids=existing["sourceConnectionIds"],
-            target_connection_ids=kwargs.pop("targets", existing["targetConnectionIds"]),
-            transformations=existing["transformations"],
-            schedule_params={"startTime": int(time.time()) + 3600, "frequency": "hour", "interval": 2},
-            if_exists="update",
-            aep_retry_args=FAST_RETRIES,
-        )
-
-    assert operator().execute({"ti": RecordingTI()}) == flow_id
+    schedule = {"startTime": int(time.time()) + 3600, "frequency": "hour", "interval": 2}
+    assert update_flow_operator(existing, schedule_params=schedule).execute({"ti": RecordingTI()}) == flow_id
     updated = hook.get_flow(flow_id)
     assert (updated["scheduleParams"]["frequency"], updated["scheduleParams"]["interval"]) == ("hour", 2)
     assert updated["etag"] != existing["etag"]
     with pytest.raises(AEPResourceConflictError, match="target connections"):
-        operator(targets=["another"]).execute({"ti": RecordingTI()})
+        update_flow_operator(existing, targets=["another"]).execute({"ti": RecordingTI()})
+
+
+def test_create_flow_with_update_patches_a_new_mapping_and_delta_column_with_the_etag(emulator, hook):
+    flow_id = build_flow(hook, once(), prefix="remap")
+    existing = hook.get_flow(flow_id)
+    (target_id,) = existing["targetConnectionIds"]
+    schema_id = hook.get_target_connection(target_id)["data"]["schema"]["id"]
+    mapping = hook.create_mapping_set(
+        {
+            "outputSchema": {"schemaRef": {"id": schema_id, "contentType": TARGET_SCHEMA_VERSION}},
+            "mappings": [{"sourceType": "ATTRIBUTE", "source": "OrderID", "destination": "_id"}],
+        }
+    )
+    remapped = [
+        existing["transformations"][0],
+        {"name": "Mapping", "params": {"mappingId": mapping["id"], "mappingVersion": str(mapping["version"])}},
+    ]
+    delta = {"name": "OrderDate", "dateFormat": "yyyy-MM-ddTHH:mm:ssZ", "timezone": "UTC"}
+    reformatted = [{"name": "Copy", "params": {"deltaColumn": delta}}, remapped[1]]  # only the Copy differs
+    etags = []
+    for transformations in (remapped, reformatted, reformatted):  # the last time, nothing differs
+        etags.append(hook.get_flow(flow_id)["etag"])
+        task = update_flow_operator(existing, transformations=transformations)
+        assert task.execute({"ti": RecordingTI()}) == flow_id
+    updated = hook.get_flow(flow_id)
+    assert updated["transformations"] == reformatted
+    assert updated["scheduleParams"] == existing["scheduleParams"]
+    sent = patches(emulator, flow_id)
+    assert [json.loads(p.body) for p in sent] == [
+        [{"op": "replace", "path": "/transformations", "value": remapped}],
+        [{"op": "replace", "path": "/transformations", "value": reformatted}],
+    ]
+    assert [{k.lower(): v for k, v in p.headers.items()}["if-match"] for p in sent] == etags[:2]

@@ -75,6 +75,7 @@ FLOW_SPEC = {
         },
     },
 }
+START = 1_767_225_600  # 2026-01-01T00:00:00Z
 TRANSFORMATIONS = [
     {"name": "Copy", "params": {"deltaColumn": {"name": "updatedAt", "dateFormat": "YYYY-MM-DD", "timezone": "UTC"}}},
     {"name": "Mapping", "params": {"mappingId": "ms1", "mappingVersion": 0}},
@@ -412,19 +413,19 @@ def test_flow_accepts_datetimes_and_once(context, requests_mock):
     ("schedule", "message"),
     [
         (
-            {"startTime": 1, "frequency": "minute", "interval": 5},
+            {"startTime": START, "frequency": "minute", "interval": 5},
             "schedule_params.interval=5: must be >= 15 when frequency is 'minute'",
         ),
         (
-            {"startTime": 1, "frequency": "hour", "interval": 0},
+            {"startTime": START, "frequency": "hour", "interval": 0},
             "schedule_params.interval=0: must be >= 1 when frequency is 'hour'",
         ),
         (
-            {"startTime": 1, "frequency": "monthly", "interval": 1},
+            {"startTime": START, "frequency": "monthly", "interval": 1},
             "schedule_params.frequency='monthly': must be one of once, minute, hour, day, week",
         ),
         (
-            {"startTime": 1, "frequency": "once", "interval": 1},
+            {"startTime": START, "frequency": "once", "interval": 1},
             "schedule_params.interval=1: must not be set when frequency is 'once'",
         ),
         ({"frequency": "hour", "interval": 1}, "schedule_params.startTime=None: is required"),
@@ -433,7 +434,7 @@ def test_flow_accepts_datetimes_and_once(context, requests_mock):
             "schedule_params.startTime='yesterday': must be a datetime",
         ),
         (
-            {"startTime": 1, "frequency": "day"},
+            {"startTime": START, "frequency": "day"},
             "schedule_params.interval=None: must be an integer when frequency is 'day'",
         ),
     ],
@@ -465,7 +466,7 @@ def test_schedule_is_checked_against_a_legacy_flow_spec_without_once(context, re
     legacy["scheduleSpec"]["spec"]["properties"]["frequency"]["enum"] = ["minute", "hour", "day", "week"]
     requests_mock.get(f"{FS}/flowSpecs/{FLOW_SPEC_ID}", json={"items": [legacy]})
     with pytest.raises(AEPValidationError, match=r"schedule_params.frequency='once': 'once' is not one of"):
-        _flow_op(schedule_params={"startTime": 1, "frequency": "once"}).execute(context)
+        _flow_op(schedule_params={"startTime": START, "frequency": "once"}).execute(context)
     assert posts(requests_mock) == []
 
 
@@ -559,17 +560,64 @@ def test_update_patches_a_differing_schedule_and_mapping_with_the_etag(context, 
     ]
 
 
-def test_update_patches_only_what_differs_and_nothing_when_all_matches(context, requests_mock):
-    same_mapping = {**EXISTING_FLOW, "transformations": TRANSFORMATIONS}
+# What AEP returns for the flow _flow_op asks for, numbers written as strings as AEP's docs write them.
+AS_ASKED = {
+    **EXISTING_FLOW,
+    "transformations": [TRANSFORMATIONS[0], {"name": "Mapping", "params": {"mappingId": "ms1", "mappingVersion": "0"}}],
+    "scheduleParams": {"startTime": str(START), "frequency": "minute", "interval": "30"},
+}
+MAPPING_AS_SENT = AS_ASKED["transformations"][1]
+DELTA = TRANSFORMATIONS[0]["params"]["deltaColumn"]
+
+
+def copy_with(delta: dict) -> dict:
+    return {"name": "Copy", "params": {"deltaColumn": delta}}
+
+
+@pytest.mark.parametrize(
+    ("asked", "patched"),
+    [
+        ({}, {}),
+        (
+            {"schedule_params": {"startTime": "2026-01-01T01:00:00Z", "frequency": "minute", "interval": 30}},
+            {"/scheduleParams": {"startTime": START + 3600, "frequency": "minute", "interval": 30}},
+        ),
+        (
+            {"schedule_params": {"startTime": START, "frequency": "minute", "interval": 30, "backfill": False}},
+            {"/scheduleParams": {"startTime": START, "frequency": "minute", "interval": 30, "backfill": False}},
+        ),
+        (
+            {"transformations": [copy_with({**DELTA, "name": "createdAt"}), TRANSFORMATIONS[1]]},
+            {"/transformations": [copy_with({**DELTA, "name": "createdAt"}), MAPPING_AS_SENT]},
+        ),
+        (
+            {"transformations": [copy_with({"name": "updatedAt"}), TRANSFORMATIONS[1]]},
+            {"/transformations": [copy_with({"name": "updatedAt"}), MAPPING_AS_SENT]},
+        ),
+    ],
+    ids=["all-match", "startTime", "backfill", "delta-column", "delta-column-format"],
+)
+def test_update_patches_any_difference_of_schedule_or_transformations(context, requests_mock, asked, patched):
+    """Compared whole: startTime, backfill and every transformation param (a Copy's deltaColumn too)."""
     requests_mock.get(f"{FS}/flowSpecs/{FLOW_SPEC_ID}", json={"items": [FLOW_SPEC]})
-    requests_mock.get(f"{FS}/flows", json={"items": [same_mapping], "_links": {}})
-    requests_mock.get(f"{FS}/flows/flow1", json={"items": [same_mapping]})
+    requests_mock.get(f"{FS}/flows", json={"items": [AS_ASKED], "_links": {}})
+    requests_mock.get(f"{FS}/flows/flow1", json={"items": [AS_ASKED]})
     patch = requests_mock.patch(f"{FS}/flows/flow1", json={"id": "flow1", "etag": '"e2"'})
-    _flow_op(if_exists="update").execute(context)
-    assert [op["path"] for op in patch.last_request.json()] == ["/scheduleParams"]
-    schedule = {"startTime": 5, "frequency": "hour", "interval": 1}
-    _flow_op(if_exists="update", schedule_params=schedule).execute(context)
-    assert patch.call_count == 1  # the second run matched: reused, nothing patched
+    assert _flow_op(if_exists="update", **asked).execute(context) == "flow1"
+    assert patch.call_count == (1 if patched else 0) and posts(requests_mock) == []
+    sent = patch.last_request.json() if patched else []
+    assert {op["path"]: op["value"] for op in sent} == patched
+    assert not patched or patch.last_request.headers["If-Match"] == '"e1"'
+
+
+def test_reuse_still_ignores_start_time_and_delta_column(context, requests_mock):
+    """A templated startTime changes every DAG run: only an update compares it."""
+    requests_mock.get(f"{FS}/flowSpecs/{FLOW_SPEC_ID}", json={"items": [FLOW_SPEC]})
+    requests_mock.get(f"{FS}/flows", json={"items": [AS_ASKED], "_links": {}})
+    schedule = {"startTime": START + 3600, "frequency": "minute", "interval": 30}
+    op = _flow_op(schedule_params=schedule, transformations=[copy_with({"name": "createdAt"}), TRANSFORMATIONS[1]])
+    assert op.execute(context) == "flow1"
+    assert [r.method for r in requests_mock.request_history if "/ims/" not in r.url] == ["GET", "GET"]
 
 
 def test_update_cannot_change_a_flows_connections_or_spec(context, requests_mock):
