@@ -179,7 +179,7 @@ class AEPFlowRunEventTrigger(BaseEventTrigger or BaseTrigger):  # type: ignore[m
     :param aep_conn_id: the ``aep`` connection.
     :param poll_interval: seconds between two reads of the flow's runs.
     :param include_failed: also fire for runs that end ``failed`` (the payload's ``status`` says so).
-    :param retry_args: :class:`~airflow_provider_aep.utils.client_core.RetryPolicy` fields of each read.
+    :param retry_args: a :class:`~airflow_provider_aep.utils.client_core.RetryPolicy`, or its fields, for each read.
     """
 
     def __init__(
@@ -201,12 +201,13 @@ class AEPFlowRunEventTrigger(BaseEventTrigger or BaseTrigger):  # type: ignore[m
             raise AEPValidationError(f"flow_id={flow_id!r}: must be the id of a dataflow")
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or poll_interval <= 0:
             raise AEPValidationError(f"poll_interval={poll_interval!r}: must be a number of seconds > 0")
-        RetryPolicy.coerce(retry_args)  # validates now, at parse time, not in the triggerer
         self.flow_id = flow_id.strip()
         self.aep_conn_id = aep_conn_id
         self.poll_interval = float(poll_interval)
         self.include_failed = bool(include_failed)
-        self.retry_args = dict(retry_args) if retry_args else None
+        # Validated now, at parse time, not in the triggerer; every field spelled out, so a policy however
+        # given (RetryPolicy, a partial dict) is the same kwargs on every parse.
+        self.retry_args = RetryPolicy.coerce(retry_args).to_dict()
         self._store_warned = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:

@@ -17,7 +17,7 @@ from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
 from airflow_provider_aep.triggers.flow_run import AEPFlowRunEvent, AEPFlowRunTrigger, next_poll, poll_lead
 from airflow_provider_aep.utils.client_core import RetryPolicy
-from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, task_log_text
+from tests.conftest import CLIENT_SECRET, ORG_ID, TOKEN, airflow_3, task_log_text
 from tests.fake_aep import FakeAEP
 from tests.utils.test_flow_runs import FAILED_ACTIVITIES, make_run
 
@@ -113,6 +113,26 @@ def test_bad_retry_args_fail_when_deferring_not_in_the_triggerer():
         trigger(retry_args={"retry_limit": 1, "callback": "nope"})
     with pytest.raises(ValueError):
         trigger(retry_args={"retry_limit": -1})
+
+
+@pytest.mark.skipif(not airflow_3(), reason="BaseEventTrigger is Airflow 3")
+def test_the_event_trigger_takes_a_retry_policy_and_stores_one_plain_spelling_of_it():
+    from airflow.triggers.base import BaseEventTrigger
+
+    from airflow_provider_aep.triggers.flow_run import AEPFlowRunEventTrigger
+
+    policy = RetryPolicy(retry_limit=3, jitter=False)
+    classpath, kwargs = AEPFlowRunEventTrigger("flow-1", retry_args=policy).serialize()
+    assert kwargs["retry_args"] == policy.to_dict() and json.loads(json.dumps(kwargs)) == kwargs
+    # However the same policy is written, Airflow sees the same trigger, so it is not recreated on a parse.
+    for spelling in ({"retry_limit": 3, "jitter": False}, policy.to_dict()):
+        assert AEPFlowRunEventTrigger("flow-1", retry_args=spelling).serialize() == (classpath, kwargs)
+    assert BaseEventTrigger.hash(*import_string(classpath)(**kwargs).serialize()) == BaseEventTrigger.hash(
+        classpath, kwargs
+    )
+    assert AEPFlowRunEventTrigger("flow-1").serialize()[1]["retry_args"] == RetryPolicy().to_dict()
+    with pytest.raises(ValueError):
+        AEPFlowRunEventTrigger("flow-1", retry_args={"retry_limit": -1})
 
 
 # ---------------------------------------------------------------- status branches
