@@ -144,6 +144,10 @@ _XDM_SCHEMA_OR_CLASS = _object(
     {"type": _STRING, "title": _STRING, "description": _STRING, "allOf": _array(_OBJECT)},
     required=("type", "title", "description", "allOf"),
 )
+_XDM_FIELD_GROUP = _object(
+    {**_XDM_RESOURCE["properties"], "meta:intendedToExtend": _STRINGS},
+    required=("type", "title", "meta:intendedToExtend"),
+)
 _XDM_PATCH = _array(_object({"op": _STRING, "path": _STRING}, required=("op", "path")))
 
 RULES: dict[tuple[str, str, str], Rule] = {
@@ -157,6 +161,7 @@ RULES: dict[tuple[str, str, str], Rule] = {
     ("flowservice", "PATCH", "/flows/{id}"): Rule(headers=("If-Match",), body=_FLOW_PATCH),
     ("flowservice", "POST", "/flows/{id}/action"): Rule(query=_object({"op": _STRING}, required=("op",))),
     ("flowservice", "POST", "/runs"): Rule(body=_RUN),
+    ("flowservice", "POST", "/runs/{id}/action"): Rule(query=_object({"op": _STRING}, required=("op",))),
     ("catalog", "POST", "/dataSets"): Rule(headers=("Content-Type",), body=_DATASET),
     ("conversion", "GET", "/mappingSets"): Rule(
         query=_object({"start": _DIGITS, "limit": _DIGITS}, required=("start", "limit"))
@@ -169,6 +174,7 @@ RULES: dict[tuple[str, str, str], Rule] = {
     ("schemaregistry", "GET", "/{container}/{kind}/{ident}"): Rule(headers=("Accept",)),
     ("schemaregistry", "POST", "/tenant/schemas"): Rule(headers=("Content-Type",), body=_XDM_SCHEMA_OR_CLASS),
     ("schemaregistry", "POST", "/tenant/classes"): Rule(headers=("Content-Type",), body=_XDM_SCHEMA_OR_CLASS),
+    ("schemaregistry", "POST", "/tenant/fieldgroups"): Rule(headers=("Content-Type",), body=_XDM_FIELD_GROUP),
     ("schemaregistry", "POST", "/tenant/{kind}"): Rule(headers=("Content-Type",), body=_XDM_RESOURCE),
     ("schemaregistry", "PATCH", "/tenant/{kind}/{ident}"): Rule(headers=("Content-Type",), body=_XDM_PATCH),
 }

@@ -1,6 +1,7 @@
 """The strict emulator's own rules (testing/validation.py) agree with Adobe's specs: each rule's operation
 exists, each header, parameter and body field it requires the spec requires, each type it checks is the spec's
-type (known defects aside), and every header the spec requires is checked by someone."""
+type, and every header, query parameter and top-level body field the spec requires is checked by someone (known
+defects aside), so strict mode without the spec files refuses what the specs would."""
 
 from __future__ import annotations
 
@@ -57,6 +58,16 @@ def spec_operation(specs, service: str, method: str, path: str) -> dict[str, Any
 def required_headers(specs, service: str, operation: dict[str, Any]) -> set[str]:
     params = (specs._deref(service, p) for p in operation["parameters"])
     return {str(p["name"]).lower() for p in params if p.get("in") == "header" and p.get("required")}
+
+
+def served_operations(specs, service: str):
+    """(route, sample path, spec operation, its rule) for each operation the emulator serves by that route."""
+    emulator_service = next(s for s in SERVICES if s.name == service)
+    for route in emulator_service.routes:
+        for path in sample_paths(route.template):
+            operation = spec_operation(specs, service, route.method, path)
+            if operation is not None and emulator_service.match(route.method, path)[0] is route:
+                yield route, path, operation, RULES.get((service, route.method, route.template))
 
 
 def body_schema(specs, service: str, operation: dict[str, Any]) -> dict[str, Any] | None:
@@ -126,18 +137,11 @@ def test_every_header_the_spec_requires_is_checked(specs, service: str) -> None:
         h.lower() for h in SERVICE_HEADERS.get(service, ())
     }
     unchecked = []
-    for route in emulator_service.routes:
-        if route.method == "DELETE" and service == "conversion":
-            continue  # the undocumented mapping-set delete: no spec operation to compare with
-        rule = RULES.get((service, route.method, route.template))
+    for route, path, operation, rule in served_operations(specs, service):
         checked = checked_by_all | {h.lower() for h in (rule.headers if rule else ())}
-        for path in sample_paths(route.template):
-            operation = spec_operation(specs, service, route.method, path)
-            if operation is None:
-                continue  # the route table answers those 404/405 or the handler refuses them
-            missing = required_headers(specs, service, operation) - checked - NOT_RULES
-            if missing:
-                unchecked.append(f"{route.method} {path}: {sorted(missing)}")
+        missing = required_headers(specs, service, operation) - checked - NOT_RULES
+        if missing:
+            unchecked.append(f"{route.method} {path}: {sorted(missing)}")
     assert unchecked == []
 
 
@@ -150,3 +154,38 @@ def test_service_wide_headers_are_required_by_every_operation_served(specs, serv
             if operation is not None:
                 required = required_headers(specs, service, operation)
                 assert {h.lower() for h in SERVICE_HEADERS[service]} <= required, f"{route.method} {path}"
+
+
+def unexcused(service: str, operation: dict[str, Any], method: str, path: str, problems: list[Problem]) -> list[str]:
+    full = SPEC_FILES[service][1] + path
+    return [str(p) for p in problems if excusing_defect(service, operation["key"], method, full, p) is None]
+
+
+@pytest.mark.parametrize("service", sorted(SPEC_FILES))
+def test_every_query_parameter_the_spec_requires_is_checked(specs, service: str) -> None:
+    unchecked = []
+    for route, path, operation, rule in served_operations(specs, service):
+        params = (specs._deref(service, p) for p in operation["parameters"])
+        required = {str(p["name"]) for p in params if p.get("in") == "query" and p.get("required")}
+        checked = set((rule.query or {}).get("required", [])) if rule else set()
+        missing = [Problem("query", name, "required", "the spec requires it") for name in sorted(required - checked)]
+        unchecked += [f"{route.method} {path}: {p}" for p in unexcused(service, operation, route.method, path, missing)]
+    assert unchecked == []
+
+
+@pytest.mark.parametrize("service", sorted(SPEC_FILES))
+def test_every_body_field_the_spec_requires_is_checked(specs, service: str) -> None:
+    unchecked = []
+    for route, path, operation, rule in served_operations(specs, service):
+        spec_body = body_schema(specs, service, operation)
+        if not spec_body:
+            continue
+        theirs, ours = merged(specs, service, spec_body), dict(rule.body or {}) if rule else {}
+        if ours.get("type") != theirs.get("type"):
+            continue  # a body of another shape altogether: the rule's own test judges (and excuses) it
+        missing = [
+            Problem("body", name, "required", "the spec requires it")
+            for name in sorted(set(theirs.get("required") or []) - set(ours.get("required", [])))
+        ]
+        unchecked += [f"{route.method} {path}: {p}" for p in unexcused(service, operation, route.method, path, missing)]
+    assert unchecked == []

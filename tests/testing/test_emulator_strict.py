@@ -103,6 +103,18 @@ def test_a_missing_required_body_field_is_named(emu: AEPEmulator, client: AEPCli
     assert answer["detail"] == "The request body field 'type' is required."
 
 
+def test_a_field_group_needs_what_it_extends(emu: AEPEmulator, client: AEPClient) -> None:
+    body = {"type": "object", "title": "Loyalty", "definitions": {}, "allOf": []}
+    answer = ok(client.post(f"{SR}/tenant/fieldgroups", json=body), 400)
+    assert answer["detail"] == "The request body field 'meta:intendedToExtend' is required."
+
+
+def test_a_run_action_without_op_is_refused_naming_it(emu: AEPEmulator, client: AEPClient) -> None:
+    answer = ok(client.post(f"{FS}/runs/any-run/action"), 400)
+    assert answer["errorMessage"] == "The query parameter 'op' is required."
+    assert emu.request_log[-1].stage == "validation"
+
+
 # ---------------------------------------------------------------- a method AEP lacks
 
 

@@ -515,6 +515,7 @@ SERVICE = Service(
         route("GET", "/{container}/{kind}", list_resources),
         route("POST", "/tenant/schemas", functools.partial(create, kind="schemas"), creates=True),
         route("POST", "/tenant/classes", functools.partial(create, kind="classes"), creates=True),
+        route("POST", "/tenant/fieldgroups", functools.partial(create, kind="fieldgroups"), creates=True),
         route("POST", "/tenant/{kind}", create, creates=True),
         route("GET", "/{container}/{kind}/{ident}", lookup),
         route("PATCH", "/tenant/{kind}/{ident}", patch),
