@@ -1,7 +1,8 @@
 """
-Run outcomes against the emulator, in real ``dag.test()`` DAG runs, waiting in the worker and in the
-triggerer alike: the quality gate with AEP's diagnostics, re-triggering failed runs, a retried task that
-reattaches to its run, and flow states and updates.
+Run outcomes against the emulator, in real ``dag.test()`` DAG runs or tasks run as Airflow runs them, waiting
+in the worker and in the triggerer alike: the quality gate with AEP's diagnostics (and diagnostics that cannot
+be read), re-triggering failed runs and AEP's refusals, a flow that does not exist, a retried or cleared task
+that reattaches to its run, and flow states and updates.
 """
 
 from __future__ import annotations
@@ -15,16 +16,25 @@ from typing import Any
 import pendulum
 import pytest
 
-from airflow_provider_aep.exceptions import AEPResourceConflictError, AEPResourceNotFoundError
-from airflow_provider_aep.operators.flow_run import AEPRunFlowOperator
+from airflow_provider_aep.exceptions import (
+    AEPFlowRunFailedError,
+    AEPResourceConflictError,
+    AEPResourceNotFoundError,
+    AEPRetriggerRefusedError,
+)
+from airflow_provider_aep.hooks.aep import AEPHook
+from airflow_provider_aep.operators.flow_run import AEPRetriggerFlowRunOperator, AEPRunFlowOperator
 from airflow_provider_aep.operators.flow_service import (
     TARGET_SCHEMA_VERSION,
     AEPCreateFlowOperator,
     AEPSetFlowStateOperator,
 )
-from airflow_provider_aep.testing import FaultConfig
+from airflow_provider_aep.testing import AEPEmulator, FaultConfig
+from airflow_provider_aep.testing.errors import placeholder_error
+from airflow_provider_aep.testing.services import data_access
+from airflow_provider_aep.utils.flow_runs import Outcome, outcome_of, run_status
 from airflow_provider_aep.version_compat import TaskDeferred
-from tests.conftest import RecordingTI
+from tests.conftest import RecordingTI, as_words, task_log_text
 from tests.integration.conftest import FAST_RETRIES
 from tests.integration.test_flow_run_emulator import (
     RUN_FLOW_DAG,
@@ -39,6 +49,7 @@ from tests.integration.test_flow_run_emulator import (
 from tests.operators.test_run_flow_operator import DagRun
 
 MODES = pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+RUNS = "/data/foundation/flowservice/runs"
 
 
 def mode(deferrable: bool) -> str:
@@ -47,6 +58,57 @@ def mode(deferrable: bool) -> str:
 
 def posts(emulator, suffix: str) -> list[Any]:
     return [r for r in emulator.request_log if r.method == "POST" and r.path.endswith(suffix)]
+
+
+# ---------------------------------------------------------------- running a task as Airflow does
+def run_operator(flow_id: str, window_end: Any = None, **kwargs: Any) -> AEPRunFlowOperator:
+    """An on-demand run of ``flow_id`` for the hour before ``window_end`` (default: now), polled quickly."""
+    end = window_end or pendulum.now("UTC").replace(microsecond=0)
+    return AEPRunFlowOperator(
+        task_id="run",
+        flow_id=flow_id,
+        window_start=end - timedelta(hours=1),
+        window_end=end,
+        delta_column="OrderDate",
+        poll_interval=0.2,
+        timeout=60,
+        aep_retry_args=FAST_RETRIES,
+        **kwargs,
+    )
+
+
+async def run_task(task: Any, context: dict[str, Any]) -> Any:
+    """``task`` as Airflow runs it: ``execute``, then for each deferral its trigger's one event, handed (as
+    JSON) to the method the deferral names."""
+    call = partial(task.execute, context)
+    while True:
+        try:
+            return call()
+        except TaskDeferred as deferred:
+            (event,) = [e.payload async for e in deferred.trigger.run()]
+            call = partial(getattr(task, deferred.method_name), context, event=json.loads(json.dumps(event)))
+
+
+def platform_calls(emulator) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in emulator.request_log if r.service != "ims"]
+
+
+def retrigger_operator(run_id: str, **kwargs: Any) -> AEPRetriggerFlowRunOperator:
+    return AEPRetriggerFlowRunOperator(
+        task_id="rerun", run_id=run_id, poll_interval=0.2, timeout=60, aep_retry_args=FAST_RETRIES, **kwargs
+    )
+
+
+def finished_run(hook, flow_id: str) -> str:
+    """A run of ``flow_id`` for the hour before now, once it has finished."""
+    now = int(time.time())
+    run_id = hook.create_run(
+        flow_id,
+        {"startTime": now, "windowStartTime": now - 3600, "windowEndTime": now, "deltaColumn": {"name": "OrderDate"}},
+    )
+    while outcome_of(run_status(hook.get_run(run_id))) is Outcome.WAIT:
+        time.sleep(0.1)
+    return run_id
 
 
 # ---------------------------------------------------------------- the quality gate
@@ -79,6 +141,79 @@ def test_sensor_gate_fails_a_success_with_too_many_rejected_rows(
     assert len(diagnostics["row_errors"]) == 3
     assert {(e["batch_id"], e["code"]) for e in diagnostics["row_errors"]} == {(batch_id, "1401"), (batch_id, "1555")}
     assert diagnostics["unavailable"] == []
+
+
+@MODES
+async def test_run_operator_gate_fails_a_success_with_too_many_rejected_rows_in_one_line(emulator, hook, deferrable):
+    flow_id = build_flow(hook, once())
+    emulator.set_flow_outcome(flow_id, "success", failed_records=0.05)  # AEP still says success
+    context = {"ti": RecordingTI()}
+    with pytest.raises(AEPFlowRunFailedError) as err:
+        await run_task(run_operator(flow_id, deferrable=deferrable, max_failed_ratio=0.01, diagnostics_rows=3), context)
+    summary = context["ti"].xcom["run_summary"]
+    failed, total = summary["records"]["failed"], summary["records"]["input"]
+    share = f"{failed / total * 100:.2f}".rstrip("0").rstrip(".")
+    first, *details = str(err.value).splitlines()
+    assert first == (
+        f"AEP flow run {summary['run_id']} of flow {flow_id} finished success but failed the quality gate: "
+        f"{failed:,} of {total:,} records failed ({share}%), more than max_failed_ratio=0.01 (1%). "
+        f"See {summary['run_url']} (dataflow: {summary['dataflow_url']})"
+    )
+    (batch_id,) = summary["batch_ids"]
+    assert details[-4] == "Row errors (3 shown):"
+    assert all(line.startswith(f"  batch {batch_id}: [") for line in details[-3:])
+    assert len(summary["diagnostics"]["row_errors"]) == 3 and summary["diagnostics"]["unavailable"] == []
+    assert summary["diagnostics"]["batches"][0]["records"]["failed"] == failed
+
+
+@MODES
+async def test_a_partial_success_succeeds_explained_by_its_diagnostics(emulator, hook, deferrable, caplog, capsys):
+    flow_id = build_flow(hook, once())
+    emulator.set_flow_outcome(flow_id, "partialSuccess")
+    with caplog.at_level("WARNING"):
+        summary = await run_task(
+            run_operator(flow_id, deferrable=deferrable, diagnostics_rows=2), {"ti": RecordingTI()}
+        )
+    assert summary["status"] == "partialSuccess" and summary["records"]["failed"] > 0
+    diagnostics = summary["diagnostics"]
+    (batch_id,) = diagnostics["batch_ids"]
+    (batch,) = diagnostics["batches"]
+    assert (batch["id"], batch["records"]["failed"]) == (batch_id, summary["records"]["failed"])
+    assert [e["batch_id"] for e in diagnostics["row_errors"]] == [batch_id, batch_id]
+    assert all(e["code"] and e["message"] for e in diagnostics["row_errors"])
+    assert diagnostics["errors"] == summary["errors"] and diagnostics["unavailable"] == []
+    logged = as_words(task_log_text(caplog, capsys))
+    where = f"AEP flow run {summary['run_id']} of flow {flow_id}"
+    assert f"{where} finished partialSuccess: {summary['records']['failed']:,} records failed" in logged
+    assert f"Row errors (2 shown): batch {batch_id}: [{diagnostics['row_errors'][0]['code']}]" in logged
+
+
+@MODES
+@pytest.mark.parametrize("final", ["failed", "partialSuccess"])
+async def test_a_diagnostics_read_that_fails_never_hides_the_runs_outcome(
+    emulator, hook, monkeypatch, deferrable, final
+):
+    def data_access_down(*args: Any) -> Any:
+        raise placeholder_error(503, "ServiceUnavailable", "Data Access is unavailable.")
+
+    monkeypatch.setattr(data_access.run_engine, "row_error_files", data_access_down)
+    flow_id = build_flow(hook, once())
+    emulator.set_flow_outcome(flow_id, final, failed_records=4)
+    context = {"ti": RecordingTI()}
+    try:
+        summary = await run_task(run_operator(flow_id, deferrable=deferrable), context)
+    except AEPFlowRunFailedError as exc:
+        summary, message = context["ti"].xcom["run_summary"], str(exc)
+        assert message.startswith(f"AEP flow run {summary['run_id']} of flow {flow_id} failed: [")
+    assert summary["status"] == final
+    (batch_id,) = summary["batch_ids"]
+    diagnostics = summary["diagnostics"]
+    assert [b["id"] for b in diagnostics["batches"]] == [batch_id]  # Catalog still answered
+    assert diagnostics["row_errors"] == []
+    (note,) = diagnostics["unavailable"]
+    assert note.startswith(f"the row errors of batch {batch_id}: ") and "503" in note
+    reads = [r.status for r in emulator.request_log if r.path == f"/data/foundation/export/batches/{batch_id}/meta"]
+    assert reads and set(reads) == {503}
 
 
 # ---------------------------------------------------------------- re-trigger
@@ -124,13 +259,7 @@ def test_a_run_that_keeps_failing_fails_the_task_after_the_re_triggers_allowed(
 def test_a_lost_answer_to_a_re_trigger_does_not_re_trigger_twice(emulator, hook):
     flow_id = build_flow(hook, once())
     emulator.set_flow_outcome(flow_id, "failed")
-    now = int(time.time())
-    failed = hook.create_run(
-        flow_id,
-        {"startTime": now, "windowStartTime": now - 60, "windowEndTime": now, "deltaColumn": {"name": "OrderDate"}},
-    )
-    while hook.get_run(failed)["metrics"]["statusSummary"]["status"] != "failed":
-        time.sleep(0.1)
+    failed = finished_run(hook, flow_id)
     emulator.faults = FaultConfig(drop_after_commit_rate=1.0)
     rerun = hook.retrigger_run(failed)
     emulator.faults = FaultConfig()
@@ -141,37 +270,81 @@ def test_a_lost_answer_to_a_re_trigger_does_not_re_trigger_twice(emulator, hook)
     assert len(posts(emulator, "/action")) == 1
 
 
-# ---------------------------------------------------------------- running a task as Airflow does
-def run_operator(flow_id: str, window_end: Any = None, **kwargs: Any) -> AEPRunFlowOperator:
-    """An on-demand run of ``flow_id`` for the hour before ``window_end`` (default: now), polled quickly."""
-    end = window_end or pendulum.now("UTC").replace(microsecond=0)
-    return AEPRunFlowOperator(
-        task_id="run",
-        flow_id=flow_id,
-        window_start=end - timedelta(hours=1),
-        window_end=end,
-        delta_column="OrderDate",
-        poll_interval=0.2,
-        timeout=60,
-        aep_retry_args=FAST_RETRIES,
-        **kwargs,
+@MODES
+async def test_the_retrigger_operator_re_runs_a_failed_run_and_its_retry_follows_that_re_run(
+    emulator, hook, deferrable
+):
+    flow_id = build_flow(hook, once())
+    emulator.set_flow_outcome(flow_id, ["failed", "success"])
+    failed = finished_run(hook, flow_id)
+    context = {"ti": RecordingTI()}
+    summary = await run_task(retrigger_operator(failed, deferrable=deferrable), context)
+    rerun, _ = (r["id"] for r in hook.list_runs(flow_id))
+    assert (summary["run_id"], summary["flow_id"], summary["status"]) == (rerun, flow_id, "success")
+    assert context["ti"].xcom["run_id"] == rerun
+    retried = await run_task(retrigger_operator(failed, deferrable=deferrable), {"ti": RecordingTI()})
+    assert retried["run_id"] == rerun  # found, not re-triggered again
+    assert [r.path.split("/")[-2] for r in posts(emulator, "/action")] == [failed]
+
+
+REFUSALS = pytest.mark.parametrize(
+    ("final", "state", "why"),
+    [
+        (
+            "success",
+            "enabled",
+            "[FLOW-1422-400] The action re_trigger cannot be applied on the current state success: only a failed "
+            "run can be re-triggered.",
+        ),
+        ("failed", "disabled", "[FLOW-1444-400] Flow {flow_id} is not in expected state enabled."),
+    ],
+    ids=["not-failed", "flow-disabled"],
+)
+
+
+@MODES
+@REFUSALS
+async def test_the_retrigger_operator_fails_in_one_line_where_aep_refuses(
+    emulator, hook, deferrable, final, state, why
+):
+    flow_id = build_flow(hook, once())
+    emulator.set_flow_outcome(flow_id, final)
+    run_id = finished_run(hook, flow_id)
+    hook.set_flow_state(flow_id, state)
+    with pytest.raises(AEPRetriggerRefusedError) as err:
+        await run_task(retrigger_operator(run_id, deferrable=deferrable), {"ti": RecordingTI()})
+    assert str(err.value) == (
+        f"AEP refused to re-trigger flow run {run_id} of flow {flow_id} (HTTP 400): {why.format(flow_id=flow_id)}"
     )
+    assert [r["id"] for r in hook.list_runs(flow_id)] == [run_id]
 
 
-async def run_task(task: Any, context: dict[str, Any]) -> Any:
-    """``task`` as Airflow runs it: ``execute``, then for each deferral its trigger's one event, handed (as
-    JSON) to the method the deferral names."""
-    call = partial(task.execute, context)
-    while True:
-        try:
-            return call()
-        except TaskDeferred as deferred:
-            (event,) = [e.payload async for e in deferred.trigger.run()]
-            call = partial(getattr(task, deferred.method_name), context, event=json.loads(json.dumps(event)))
+@MODES
+async def test_a_re_trigger_refused_for_a_disabled_flow_is_one_line_and_the_run_fails_with_its_errors(
+    emulator, hook, deferrable, caplog, capsys
+):
+    flow_id = build_flow(hook, once())
+    emulator.set_flow_outcome(flow_id, "failed")
 
+    def disable_once_started(emu: AEPEmulator, record: Any) -> None:  # disabled while its run goes
+        if emu is emulator and (record.method, record.path, record.status) == ("POST", RUNS, 201):
+            AEPHook(retry_args=FAST_RETRIES).set_flow_state(flow_id, "disabled")
 
-def platform_calls(emulator) -> list[tuple[str, str]]:
-    return [(r.method, r.path) for r in emulator.request_log if r.service != "ims"]
+    AEPEmulator.add_listener(disable_once_started)
+    try:
+        with caplog.at_level("WARNING"), pytest.raises(AEPFlowRunFailedError) as err:
+            task = run_operator(flow_id, deferrable=deferrable, retrigger_failed=2)
+            await run_task(task, {"ti": RecordingTI(), "dag_run": DagRun(pendulum.now("UTC"))})
+    finally:
+        AEPEmulator.remove_listener(disable_once_started)
+    (run_id,) = (r["id"] for r in hook.list_runs(flow_id))
+    assert str(err.value).startswith(f"AEP flow run {run_id} of flow {flow_id} failed: [CONNECTOR-1001-500]")
+    refusals = [line for line in task_log_text(caplog, capsys).splitlines() if "refused" in line]
+    assert len(refusals) == 1
+    assert (
+        f"AEP refused to re-trigger flow run {run_id} of flow {flow_id} (HTTP 400): [FLOW-1444-400] Flow {flow_id} "
+        "is not in expected state enabled."
+    ) in refusals[0]
 
 
 # ---------------------------------------------------------------- a flow that does not exist
