@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -172,6 +173,19 @@ def test_without_a_run_id_it_waits_for_the_newest_run_after_created_after(contex
     query = parse_qsl(urlsplit(listing.request_history[0].url).query)
     assert ("property", "createdAt>=1717243200000") in query and ("property", "flowId==flow-1") in query
     assert context["ti"].xcom["run_url"] == RUN_URL
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+def test_waiting_for_a_first_run_logs_its_lower_bound_in_readable_utc(
+    context, requests_mock, caplog, capsys, deferrable
+):
+    requests_mock.get(f"{FS}/runs", [{"json": {"items": []}}, {"json": {"items": [make_run("success")]}}])
+    waiting = sensor(deferrable=deferrable, run_id=None, created_after=1_704_063_600_000)  # epoch ms
+    with caplog.at_level(logging.INFO), contextlib.suppress(TaskDeferred):
+        waiting.execute(context)
+    text = task_log_text(caplog, capsys)
+    assert "No run of AEP flow flow-1 created at or after 2023-12-31 23:00:00 UTC yet" in text
+    assert "1704063600" not in text
 
 
 def test_a_bad_created_after_is_a_clear_error(context):
