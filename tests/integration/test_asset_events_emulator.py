@@ -1,8 +1,8 @@
 """
 Asset events and lineage against the emulator: AEPFlowRunEventTrigger fires once per new finished run and
-not again after a restart (watermark in a state store shaped like Airflow's); the run and flow tasks give
-the target dataset's ``aep`` Asset its event in a real ``dag.test()`` run; the OpenLineage provider's own
-extraction path reads the tasks' facets.
+not again after a restart (watermark in a state store shaped like Airflow's); the run, sensor and flow tasks
+give the target dataset's ``aep`` Asset its event in a real ``dag.test()`` run, polled or resumed after
+deferring; the OpenLineage provider's own extraction path reads the tasks' facets.
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ import pytest
 from airflow_provider_aep.assets.aep import dataset_uri
 from tests.conftest import airflow_3, task_log_text, xcoms
 from tests.integration.conftest import FAST_RETRIES
-from tests.integration.test_flow_run_emulator import RUN_FLOW_DAG, build_flow, dag_test, once, states
+from tests.integration.test_flow_run_emulator import (
+    RUN_FLOW_DAG,
+    SENSOR_DAG,
+    build_flow,
+    dag_test,
+    every_15_minutes,
+    once,
+    states,
+)
 
 needs_airflow_3 = pytest.mark.skipif(not airflow_3(), reason="AssetWatcher and BaseEventTrigger are Airflow 3")
 
@@ -214,24 +222,74 @@ def test_the_run_task_gives_the_alias_and_a_declared_asset_the_event_of_its_data
     assert (alias_event.extra if airflow_3() else alias_event["extra"]) == alias_event_extra(extra)
 
 
-def test_a_run_that_succeeds_gives_its_dataset_an_asset_event_with_the_run(emulator, hook, load_dag_file):
+@pytest.fixture
+def trigger_events(monkeypatch) -> list[dict[str, Any]]:
+    """The payloads AEPFlowRunTrigger fires: a deferred task resumed in ``execute_complete`` once per event."""
+    from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
+
+    fired: list[dict[str, Any]] = []
+    real_run = AEPFlowRunTrigger.run
+
+    async def spy_run(self):
+        async for event in real_run(self):
+            fired.append(event.payload)
+            yield event
+
+    monkeypatch.setattr(AEPFlowRunTrigger, "run", spy_run)
+    return fired
+
+
+def assert_one_event_of_the_run(hook, dataset_id: str, flow_id: str, summary: dict[str, Any]) -> None:
+    uri = dataset_uri(hook.config.org_id, hook.config.sandbox, dataset_id)
+    (extra,) = (stored_facts(e) for e in asset_events(uri))
+    assert (extra["run_id"], extra["flow_id"], extra["status"]) == (summary["run_id"], flow_id, "success")
+    assert extra["records"] == summary["records"] and extra["bytes"]["output"] > 0
+    assert extra["run_url"] == summary["run_url"]
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+def test_a_run_that_succeeds_gives_its_dataset_an_asset_event_with_the_run(
+    emulator, hook, load_dag_file, trigger_events, deferrable
+):
     flow_id = build_flow(hook, once())
     (dataset_id,) = _flow_datasets(emulator, flow_id)
-    name = "aep_run_flow_asset_alias"
+    name = f"aep_run_flow_asset_alias_{'deferred' if deferrable else 'poke'}"
     module = load_dag_file(
         RUN_FLOW_DAG.format(
-            name=name, flow_id=flow_id, wait=True, deferrable=False, extra='\n        asset_alias="aep-orders",'
+            name=name, flow_id=flow_id, wait=True, deferrable=deferrable, extra='\n        asset_alias="aep-orders",'
         ),
         name,
     )
     dag_run = dag_test(module, name, sync=True)  # Airflow 2 looks the alias up in its DB
     assert states(dag_run)["start_run"] == "success"
     summary = xcoms(dag_run, "start_run")["return_value"]
-    uri = dataset_uri(hook.config.org_id, hook.config.sandbox, dataset_id)
-    (extra,) = (stored_facts(e) for e in asset_events(uri))
-    assert (extra["run_id"], extra["flow_id"], extra["status"]) == (summary["run_id"], flow_id, "success")
-    assert extra["records"] == summary["records"] and extra["bytes"]["output"] > 0
-    assert extra["run_url"] == summary["run_url"]
+    # Deferred, the run was still going when the task deferred: the event came from execute_complete.
+    assert [e["run_id"] for e in trigger_events] == ([summary["run_id"]] if deferrable else [])
+    assert_one_event_of_the_run(hook, dataset_id, flow_id, summary)
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+def test_the_sensor_gives_the_dataset_of_a_run_that_succeeds_its_asset_event(
+    emulator, hook, load_dag_file, trigger_events, deferrable
+):
+    flow_id = build_flow(hook, every_15_minutes(first_run_in=4))  # no run yet when the sensor starts
+    (dataset_id,) = _flow_datasets(emulator, flow_id)
+    name = f"aep_sensor_asset_alias_{'deferred' if deferrable else 'poke'}"
+    module = load_dag_file(
+        SENSOR_DAG.format(
+            name=name,
+            flow_id=flow_id,
+            deferrable=deferrable,
+            fail_on_partial_success=False,
+            extra='\n        asset_alias="aep-sensed",',
+        ),
+        name,
+    )
+    dag_run = dag_test(module, name, sync=True)  # Airflow 2 looks the alias up in its DB
+    assert states(dag_run) == {"wait_for_run": "success"}
+    summary = xcoms(dag_run, "wait_for_run")["return_value"]
+    assert [e["run_id"] for e in trigger_events] == ([summary["run_id"]] if deferrable else [])
+    assert_one_event_of_the_run(hook, dataset_id, flow_id, summary)
 
 
 def test_a_run_that_breaks_the_quality_gate_gives_no_asset_event(emulator, hook, load_dag_file):
