@@ -46,7 +46,7 @@ class AEPApiError(AirflowException):
 
     def _one_line(self) -> str:
         where = f"{self.method} {self.url}" if self.method else "AEP call"
-        status = f"HTTP {self.status}" if self.status is not None else "no response"
+        status = f"HTTP {self.status}:" if self.status is not None else "no response:"
         parts = [f"{where} failed: {status}"]
         if self.code:
             parts.append(f"[{self.code}]")

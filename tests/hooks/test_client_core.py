@@ -596,7 +596,7 @@ async def test_a_gateway_html_page_becomes_one_line_with_the_status_and_a_short_
     with pytest.raises(AEPApiError) as err:
         await driver.call(hook, "find_flows_by_name", "a" * 20_000)
     text = str(err.value)
-    assert "HTTP 414 request URI too long — the name is too long" in text
+    assert "HTTP 414: request URI too long — the name is too long" in text
     assert "<" not in text and "nginx" not in text and "\n" not in text and len(text) < 400
 
 
