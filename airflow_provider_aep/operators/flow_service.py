@@ -531,6 +531,9 @@ class AEPCreateFlowOperator(AEPFlowLineageOperator, AEPGetOrCreateOperator):
                 for line in differ(f"schedule {key}", _schedule_value(key, have.get(key)), schedule.get(key))
             ]
 
+        def update_differences(existing: dict[str, Any]) -> list[str]:
+            return fixed_differences(existing) + transformation_differences(existing) + schedule_differences(existing)
+
         def update(existing: dict[str, Any]) -> None:
             fixed = fixed_differences(existing)
             if fixed:
@@ -545,17 +548,12 @@ class AEPCreateFlowOperator(AEPFlowLineageOperator, AEPGetOrCreateOperator):
             operations = [{"op": "replace", "path": p, "value": v} for p, v, differs in replaced if differs(existing)]
             hook.update_flow(str(existing.get("id")), operations)
 
-        updating = self.if_exists == "update"
         flow_id, _ = self.get_or_create(
             kind="dataflow",
             name=name,
             find=lambda: hook.find_flows_by_name(name),
             create=create,
-            differences=(
-                (lambda f: fixed_differences(f) + transformation_differences(f) + schedule_differences(f))
-                if updating
-                else reuse_differences
-            ),
+            differences=update_differences if self.if_exists == "update" else reuse_differences,
             update=update,
         )
         url = hook.dataflow_url(flow_id)
