@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_aep.version_compat import AirflowException
+from airflow_provider_aep.version_compat import AirflowException, AirflowFailException
 
 
 class AEPConnectionConfigError(AirflowException):
@@ -122,6 +122,13 @@ class AEPFlowRunFailedError(AirflowException):
 
     def __reduce__(self):  # the summary must survive the trip from the triggerer
         return (type(self), (str(self), self.summary))
+
+
+class AEPQualityGateError(AEPFlowRunFailedError, AirflowFailException):
+    """
+    A finished run rejected more records than the quality gate allows. Airflow does not retry it: a retry
+    would follow the same run (it is not ``failed``) and judge it the same way.
+    """
 
 
 class AEPRetriggerRefusedError(AirflowException):

@@ -20,6 +20,7 @@ AIRFLOW_V_3_1_PLUS = Version("3.1.0") <= AIRFLOW_BASE_VERSION
 # in the older home, so each name is looked up where it lives rather than by version number.
 _HOMES: dict[str, tuple[str, str]] = {
     "AirflowException": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "AirflowFailException": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "AirflowSensorTimeout": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "AirflowSkipException": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "TaskDeferred": ("airflow.sdk.exceptions", "airflow.exceptions"),

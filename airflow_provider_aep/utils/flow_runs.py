@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_aep.exceptions import (
     AEPApiError,
     AEPFlowRunFailedError,
+    AEPQualityGateError,
     AEPResourceNotFoundError,
     AEPValidationError,
     is_retryable,
@@ -350,7 +351,8 @@ def result_of_finished_run(
     explained = _with_diagnostics(summary, diagnose, logger)
     details = diagnostics_text(explained.get("diagnostics"), with_errors=breach is not None)
     if problem:
-        raise AEPFlowRunFailedError(f"{problem}. {see}{details}", explained)
+        failure = AEPQualityGateError if breach else AEPFlowRunFailedError
+        raise failure(f"{problem}. {see}{details}", explained)
     logger.warning(
         "%s finished partialSuccess: %s records failed%s. %s%s",
         where,
