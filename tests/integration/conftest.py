@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from airflow_provider_aep.hooks.aep import AEPHook
@@ -31,3 +33,20 @@ def pipeline_emulator(monkeypatch):
 @pytest.fixture
 def hook(emulator) -> AEPHook:
     return AEPHook(retry_args=FAST_RETRIES)
+
+
+@pytest.fixture
+def trigger_events(monkeypatch) -> list[dict[str, Any]]:
+    """The payloads AEPFlowRunTrigger fires: a deferred task resumed in ``execute_complete`` once per event."""
+    from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
+
+    fired: list[dict[str, Any]] = []
+    real_run = AEPFlowRunTrigger.run
+
+    async def spy_run(self):
+        async for event in real_run(self):
+            fired.append(event.payload)
+            yield event
+
+    monkeypatch.setattr(AEPFlowRunTrigger, "run", spy_run)
+    return fired

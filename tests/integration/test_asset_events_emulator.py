@@ -222,23 +222,6 @@ def test_the_run_task_gives_the_alias_and_a_declared_asset_the_event_of_its_data
     assert (alias_event.extra if airflow_3() else alias_event["extra"]) == alias_event_extra(extra)
 
 
-@pytest.fixture
-def trigger_events(monkeypatch) -> list[dict[str, Any]]:
-    """The payloads AEPFlowRunTrigger fires: a deferred task resumed in ``execute_complete`` once per event."""
-    from airflow_provider_aep.triggers.flow_run import AEPFlowRunTrigger
-
-    fired: list[dict[str, Any]] = []
-    real_run = AEPFlowRunTrigger.run
-
-    async def spy_run(self):
-        async for event in real_run(self):
-            fired.append(event.payload)
-            yield event
-
-    monkeypatch.setattr(AEPFlowRunTrigger, "run", spy_run)
-    return fired
-
-
 def assert_one_event_of_the_run(hook, dataset_id: str, flow_id: str, summary: dict[str, Any]) -> None:
     uri = dataset_uri(hook.config.org_id, hook.config.sandbox, dataset_id)
     (extra,) = (stored_facts(e) for e in asset_events(uri))

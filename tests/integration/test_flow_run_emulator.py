@@ -298,17 +298,8 @@ def dag_test(module, name: str, *, sync: bool = False):
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
 def test_sensor_in_dag_test_waits_for_the_scheduled_run_and_returns_its_summary(
-    emulator, hook, load_dag_file, monkeypatch, deferrable
+    emulator, hook, load_dag_file, trigger_events, deferrable
 ):
-    triggered: list[dict] = []
-    real_run = AEPFlowRunTrigger.run
-
-    async def spy_run(self):
-        async for event in real_run(self):
-            triggered.append(event.payload)
-            yield event
-
-    monkeypatch.setattr(AEPFlowRunTrigger, "run", spy_run)
     flow_id = build_flow(hook, every_15_minutes(first_run_in=4))  # no run yet when the sensor starts
     name = f"aep_sensor_{'deferred' if deferrable else 'poke'}"
     module = load_dag_file(
@@ -317,7 +308,7 @@ def test_sensor_in_dag_test_waits_for_the_scheduled_run_and_returns_its_summary(
     )
     dag_run = dag_test(module, name)
     assert states(dag_run) == {"wait_for_run": "success"}
-    assert [e["status"] for e in triggered] == (["success"] if deferrable else [])
+    assert [e["status"] for e in trigger_events] == (["success"] if deferrable else [])
     pushed = xcoms(dag_run, "wait_for_run")
     summary = pushed["return_value"]
     assert (summary["flow_id"], summary["status"]) == (flow_id, "success")
