@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import weakref
 from typing import Any, TypeVar
 
 import httpx
 
-from airflow_provider_aep.exceptions import is_retryable
 from airflow_provider_aep.hooks.operations import AEPOperations
 from airflow_provider_aep.utils import client_core as core
 from airflow_provider_aep.utils import token_store
@@ -26,106 +24,6 @@ _token_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
 # Hooks without a custom transport share one client per loop: each AsyncClient builds its own SSL context,
 # too costly to pay for every one of many triggers (bench/RESULTS.md).
 _shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
-
-
-# Reads of single runs (``read_run``) that the triggers of one loop make within RUN_BATCH_WINDOW of each other
-# go out as one list read, ``GET /runs?property=id==a,b,...`` (comma means OR, aep-api.md §4.1): at realistic
-# load, one request per poll costs the triggerer more CPU than all the rest of its work together, and a waiting
-# read holds only a future, not a request in flight (bench/RESULTS.md). Triggers wake together for this
-# (triggers/flow_run.py, POLL_SLOT); the window covers the few loop iterations between their reads. 100 ids
-# make a ~4 KB query, well under the 8 KB URL limit of common gateways.
-RUN_BATCH_WINDOW = 0.005
-RUN_BATCH_SIZE = 100
-
-
-class _RunReads:
-    """
-    The ``read_run`` calls of one loop waiting to share a list read, grouped by what makes hooks equivalent
-    (connection settings, retry policy, timeout, token cache, client). Every waiter still gets the answer it
-    would have got alone: its run cut out of the list; a retryable failure that outlasted the retries, raised
-    to each; and for a run the list lacks or any other failure, its own ``get_run`` (so a 400 on a list read
-    never fails a read that alone would succeed, and a real 404 reaches only its reader).
-    """
-
-    def __init__(self) -> None:
-        self._pending: dict[tuple[Any, ...], list[tuple[AEPAsyncHook, str, asyncio.Future[Any]]]] = {}
-
-    def read(self, hook: AEPAsyncHook, run_id: str) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        key = hook.sharing_key()
-        pending = self._pending.setdefault(key, [])
-        pending.append((hook, run_id, loop.create_future()))
-        if len(pending) == 1:
-            loop.call_later(RUN_BATCH_WINDOW, self._flush, key)
-        elif len(pending) >= RUN_BATCH_SIZE:
-            self._flush(key)
-        return pending[-1][2]
-
-    def _flush(self, key: tuple[Any, ...]) -> None:
-        waiters = self._pending.pop(key, [])
-        for start in range(0, len(waiters), RUN_BATCH_SIZE):
-            _spawn(_read_together(waiters[start : start + RUN_BATCH_SIZE]))
-
-
-async def _read_together(waiters: list[tuple[AEPAsyncHook, str, asyncio.Future[Any]]]) -> None:
-    try:
-        await _share_read(waiters)
-    except Exception as exc:  # whatever went wrong, no reader may wait forever
-        for _, _, answer in waiters:
-            _settle(answer, error=exc)
-
-
-async def _share_read(waiters: list[tuple[AEPAsyncHook, str, asyncio.Future[Any]]]) -> None:
-    hook = waiters[0][0]
-    ids = list(dict.fromkeys(run_id for _, run_id, _ in waiters))
-    runs: dict[str, Any] = {}
-    if len(waiters) > 1:
-        try:
-            query = [("property", "id==" + ",".join(ids)), ("limit", str(len(ids)))]
-            listed = await hook.drive(hook.request.flow("GET", "flowservice", "/runs", params=query))
-            items = listed.get("items") if isinstance(listed, dict) else None
-            runs = {r["id"]: r for r in items or [] if isinstance(r, dict) and isinstance(r.get("id"), str)}
-        except core.AEPApiError as exc:
-            if is_retryable(exc):  # each reader alone would have got the same after its retries
-                for _, _, answer in waiters:
-                    _settle(answer, error=exc)
-                return
-    answered: set[str] = set()
-    for reader, run_id, answer in waiters:
-        run = runs.get(run_id)
-        if run is None:
-            _spawn(_read_alone(reader, run_id, answer))
-            continue
-        _settle(answer, copy.deepcopy(run) if run_id in answered else run)  # two readers of one run: a copy each
-        answered.add(run_id)
-
-
-async def _read_alone(hook: AEPAsyncHook, run_id: str, answer: asyncio.Future[Any]) -> None:
-    try:
-        _settle(answer, await hook.get_run(run_id))
-    except Exception as exc:
-        _settle(answer, error=exc)
-
-
-def _settle(answer: asyncio.Future[Any], value: Any = None, error: BaseException | None = None) -> None:
-    if answer.done():  # its caller was cancelled meanwhile
-        return
-    if error is not None:
-        answer.set_exception(error)
-    else:
-        answer.set_result(value)
-
-
-_tasks: set[asyncio.Task[None]] = set()
-
-
-def _spawn(coroutine: Any) -> None:
-    task = asyncio.get_running_loop().create_task(coroutine)
-    _tasks.add(task)  # a reference until it is done: the loop keeps only weak ones
-    task.add_done_callback(_tasks.discard)
-
-
-_run_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _RunReads] = weakref.WeakKeyDictionary()
 
 
 async def aget_connection(conn_id: str) -> Any:
@@ -213,31 +111,6 @@ class AEPAsyncHook(AEPOperations, core.AsyncDriver, BaseHook):
         if self._config is None:
             raise RuntimeError("AEPAsyncHook.config is read before `await hook.get_config()`")
         return self._config
-
-    async def read_run(self, run_id: str) -> dict[str, Any]:
-        """
-        The run, as :meth:`get_run` gives it; reads of the loop's hooks that come together share one list read
-        (see ``_RunReads``), so many triggers cost AEP and the triggerer a request per slot, not per poll.
-        """
-        await self.get_config()
-        return await _run_reads.setdefault(asyncio.get_running_loop(), _RunReads()).read(self, run_id)
-
-    def sharing_key(self) -> tuple[Any, ...]:
-        """Hooks with equal keys may share a read: same account, policy, timeout, token cache and client."""
-        config = self.config
-        return (
-            config.platform_url,
-            config.org_id,
-            config.sandbox,
-            config.client_id,
-            config.ims_url,
-            config.scopes,
-            config.access_token,
-            self.retry_policy,
-            self.timeout,
-            id(self.token_cache),
-            id(self.client),
-        )
 
     # ------------------------------------------------------------------ the driver
     async def drive(self, flow: core.Flow[T]) -> T:

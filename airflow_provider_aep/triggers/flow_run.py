@@ -14,6 +14,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_aep.exceptions import AEPApiError, AEPValidationError, is_retryable
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
+from airflow_provider_aep.triggers.shared_reads import read_run
 from airflow_provider_aep.utils.client_core import RetryPolicy
 from airflow_provider_aep.utils.flow_runs import (
     EventStatus,
@@ -41,7 +42,7 @@ class AEPFlowRunEvent(TriggerEvent):
 
 
 # Polls are due on multiples of POLL_SLOT seconds, so the triggers of a loop whose polls fall due in the same
-# slot wake in the same loop iteration and share one list read (hooks/aep_async.py) instead of each sending
+# slot wake in the same loop iteration and share one list read (shared_reads.py) instead of each sending
 # its own request.
 POLL_SLOT = 0.5
 
@@ -125,7 +126,7 @@ class AEPFlowRunTrigger(BaseTrigger):
         if watch.run_id is None:  # still looking for the newest run: a list read of its own
             return await hook.drive(watch.poll(hook))
         try:
-            run = await hook.read_run(watch.run_id)  # shared with the loop's other triggers
+            run = await read_run(hook, watch.run_id)  # shared with the loop's other triggers
         except AEPApiError as exc:
             return watch.read_failed(exc)
         return watch.observe(run, hook.config)

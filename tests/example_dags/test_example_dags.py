@@ -107,6 +107,7 @@ TRANSPORT_MODULES = (
     "airflow_provider_aep.hooks.aep",
     "airflow_provider_aep.hooks.aep_async",
     "airflow_provider_aep.hooks.operations",
+    "airflow_provider_aep.triggers.shared_reads",
     "airflow_provider_aep.utils.token_store",
 )
 

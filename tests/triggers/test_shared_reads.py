@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from airflow_provider_aep.exceptions import AEPApiError
-from airflow_provider_aep.hooks import aep_async
 from airflow_provider_aep.hooks.aep_async import AEPAsyncHook
+from airflow_provider_aep.triggers import shared_reads
+from airflow_provider_aep.triggers.shared_reads import read_run
 from tests.conftest import conn_json
 from tests.fake_aep import FakeAEP
 
@@ -48,7 +49,7 @@ async def read_all(fake: FakeAEP, run_ids: list[str]) -> list:
     # Connections read first: a slow lookup on a busy machine must not split the reads across windows.
     await asyncio.gather(*(h.get_config() for h in hooks))
     results = await asyncio.gather(
-        *(h.read_run(r) for h, r in zip(hooks, run_ids, strict=True)), return_exceptions=True
+        *(read_run(h, r) for h, r in zip(hooks, run_ids, strict=True)), return_exceptions=True
     )
     await hooks[0].aclose()
     return results
@@ -63,7 +64,7 @@ def single_reads(fake: FakeAEP) -> list[str]:
 
 
 async def test_concurrent_reads_share_one_list_read_per_chunk(fake, monkeypatch):
-    monkeypatch.setattr(aep_async, "RUN_BATCH_SIZE", 3)
+    monkeypatch.setattr(shared_reads, "RUN_BATCH_SIZE", 3)
     ids = [f"r{i}" for i in range(7)]
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -129,7 +130,7 @@ async def test_reads_of_different_accounts_are_not_shared(fake, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_OTHER", conn_json(sandbox="other"))
     first, second = hook(fake), hook(fake, aep_conn_id="other")
     second._own_client = first.client
-    results = await asyncio.gather(first.read_run("r1"), second.read_run("r1"))
+    results = await asyncio.gather(read_run(first, "r1"), read_run(second, "r1"))
     assert [r["id"] for r in results] == ["r1", "r1"]
     assert list_reads(fake) == [] and len(single_reads(fake)) == 2
 
@@ -139,7 +140,7 @@ async def test_a_cancelled_reader_does_not_break_the_others(fake):
     hooks = [hook(fake) for _ in range(3)]
     for h in hooks[1:]:
         h._own_client = hooks[0].client
-    tasks = [asyncio.ensure_future(h.read_run(r)) for h, r in zip(hooks, ["r1", "r2", "r3"], strict=True)]
+    tasks = [asyncio.ensure_future(read_run(h, r)) for h, r in zip(hooks, ["r1", "r2", "r3"], strict=True)]
     await asyncio.sleep(0)
     tasks[2].cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
