@@ -568,7 +568,9 @@ class AEPOperations(ClientCore):
                 run_id,
                 flow_id,
             )
-        earlier = (yield from rerun(since_sent=False)) if window is not None else None
+            earlier = None
+        else:
+            earlier = yield from rerun(since_sent=False)
         if earlier is not None:
             log.info("AEP flow run %s was already re-run as %s; following that one", run_id, earlier["id"])
             return str(earlier["id"])

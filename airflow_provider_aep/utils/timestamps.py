@@ -14,9 +14,6 @@ _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 _MS_THRESHOLD = 1e11
 # A number read as milliseconds past this (2100-01-01) is no plausible time: microseconds or nanoseconds.
 _LATEST_MS = 4_102_444_800_000
-# A flow schedule starting before this (2000-01-01, in seconds) is no plausible time: a small number such as 5
-# reads as 1970-01-01T00:00:05Z.
-EARLIEST_SCHEDULE_START = 946_684_800
 _RULE = "must be a datetime, an ISO-8601 string, or epoch seconds or milliseconds"
 
 

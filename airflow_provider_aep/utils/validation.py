@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_aep.exceptions import AEPValidationError
-from airflow_provider_aep.utils.timestamps import EARLIEST_SCHEDULE_START, to_epoch_seconds
+from airflow_provider_aep.utils.timestamps import to_epoch_seconds
 from airflow_provider_aep.utils.xdm_paths import xdm_path_exists
 
 # XDM field types an ad hoc class may declare, as the JSON Schema each becomes (XDM type reference).
@@ -34,6 +34,9 @@ XDM_FIELD_TYPES: dict[str, dict[str, Any]] = {
 }
 FREQUENCIES = ("once", "minute", "hour", "day", "week")
 MIN_INTERVAL = {"minute": 15}  # every other periodic frequency: 1 (CRMToAEP scheduleSpec)
+# A flow schedule starting before this is no plausible time: a small number such as 5 reads as 1970-01-01T00:00:05Z.
+EARLIEST_SCHEDULE_START = datetime(2000, 1, 1, tzinfo=UTC)
+_START_TIME_FORMS = "epoch seconds or milliseconds, a datetime or an ISO-8601 string"
 MAPPING_SOURCE_TYPES = ("ATTRIBUTE", "EXPRESSION", "STATIC")
 # Source data formats and the params/data keys each needs (aep-api.md §4.4).
 SOURCE_FORMAT_REQUIREMENTS: dict[str, tuple[str, ...]] = {
@@ -178,16 +181,15 @@ def normalize_schedule(schedule: Any) -> dict[str, Any]:
         raise invalid(
             "schedule_params.startTime",
             None,
-            "is required (epoch seconds or milliseconds, a datetime or an ISO-8601 string)",
+            f"is required ({_START_TIME_FORMS})",
         )
     out["startTime"] = to_epoch_seconds(start, "schedule_params.startTime")
-    if out["startTime"] < EARLIEST_SCHEDULE_START:
+    if out["startTime"] < EARLIEST_SCHEDULE_START.timestamp():
         when = datetime.fromtimestamp(out["startTime"], UTC).isoformat()
         raise invalid(
             "schedule_params.startTime",
             start,
-            f"must be on or after 2000-01-01 (epoch seconds or milliseconds, a datetime or an ISO-8601 string); "
-            f"it reads as {when}",
+            f"must be on or after {EARLIEST_SCHEDULE_START.date()} ({_START_TIME_FORMS}); it reads as {when}",
         )
     if frequency == "once":
         for forbidden in ("interval", "backfill"):
