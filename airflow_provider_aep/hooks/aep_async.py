@@ -22,8 +22,22 @@ T = TypeVar("T")
 # asyncio objects belong to one event loop: the token lock and the shared client are kept per loop.
 _token_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 # Hooks without a custom transport share one client per loop: each AsyncClient builds its own SSL context,
-# too costly to pay for every one of many triggers (bench/RESULTS.md).
+# too costly to pay for every one of many triggers (bench/RESULTS.md). The first is built in a thread, since
+# reading the CA bundle would stop the loop and every trigger on it for tens of milliseconds.
 _shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_client_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _new_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(headers={"User-Agent": core.user_agent()})
+
+
+async def _open_shared_client() -> None:
+    loop = asyncio.get_running_loop()
+    async with _client_locks.setdefault(loop, asyncio.Lock()):
+        client = _shared_clients.get(loop)
+        if client is None or client.is_closed:
+            _shared_clients[loop] = await asyncio.to_thread(_new_client)
 
 
 async def aget_connection(conn_id: str) -> Any:
@@ -90,18 +104,23 @@ class AEPAsyncHook(AEPOperations, core.AsyncDriver, BaseHook):
         loop = asyncio.get_running_loop()
         client = _shared_clients.get(loop)
         if client is None or client.is_closed:
-            client = _shared_clients[loop] = httpx.AsyncClient(headers={"User-Agent": core.user_agent()})
+            client = _shared_clients[loop] = _new_client()
         return client
 
     def get_conn(self) -> httpx.AsyncClient:
         return self.client
 
     async def get_config(self) -> AEPConnectionConfig:
-        """The validated connection, looked up once per hook without blocking the event loop."""
+        """
+        The validated connection, looked up once per hook without blocking the event loop; the loop's shared
+        client is opened then too, off the loop.
+        """
         if self._config is None:
             config = AEPConnectionConfig.from_connection(await aget_connection(self.aep_conn_id))
             await amask_secret(config.client_secret)
             await amask_secret(config.access_token)
+            if self._transport is None:
+                await _open_shared_client()
             self._config = config
         return self._config
 

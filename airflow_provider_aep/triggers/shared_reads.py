@@ -6,7 +6,8 @@ trigger, except that the reads of the loop's triggers that come together go out 
 from __future__ import annotations
 
 import asyncio
-import copy
+import json
+import re
 import weakref
 from typing import Any
 
@@ -22,6 +23,9 @@ from airflow_provider_aep.utils import client_core as core
 # make a ~4 KB query, well under the 8 KB URL limit of common gateways.
 RUN_BATCH_WINDOW = 0.005
 RUN_BATCH_SIZE = 100
+
+_JSON = json.JSONDecoder()
+_BLANK = re.compile(r"[ \t\n\r]*")
 
 
 class _RunReads:
@@ -64,26 +68,83 @@ async def _read_together(waiters: list[tuple[AEPAsyncHook, str, asyncio.Future[A
 async def _share_read(waiters: list[tuple[AEPAsyncHook, str, asyncio.Future[Any]]]) -> None:
     hook = waiters[0][0]
     ids = list(dict.fromkeys(run_id for _, run_id, _ in waiters))
-    runs: dict[str, Any] = {}
+    texts: dict[str, str] = {}
     if len(waiters) > 1:
         try:
             query = [("property", "id==" + ",".join(ids)), ("limit", str(len(ids)))]
-            listed = await hook.drive(hook.request.flow("GET", "flowservice", "/runs", params=query))
-            items = listed.get("items") if isinstance(listed, dict) else None
-            runs = {r["id"]: r for r in items or [] if isinstance(r, dict) and isinstance(r.get("id"), str)}
+            listed = await hook.drive(hook.request.flow("GET", "flowservice", "/runs", params=query, decode=run_texts))
+            texts = listed if isinstance(listed, dict) else {}  # not a list answer: each reads its own
         except core.AEPApiError as exc:
             if is_retryable(exc):  # each reader alone would have got the same after its retries
                 for _, _, answer in waiters:
                     _settle(answer, error=exc)
                 return
-    answered: set[str] = set()
     for reader, run_id, answer in waiters:
-        run = runs.get(run_id)
-        if run is None:
+        text = texts.get(run_id)
+        if text is None:
             _spawn(_read_alone(reader, run_id, answer))
-            continue
-        _settle(answer, copy.deepcopy(run) if run_id in answered else run)  # two readers of one run: a copy each
-        answered.add(run_id)
+        else:
+            _settle(answer, text)
+            # One reader per loop iteration: woken together, a slot's readers held the loop for all their
+            # polls at once, and every other trigger of the triggerer waited (bench/RESULTS.md).
+            await asyncio.sleep(0)
+
+
+# A list read gives each reader its run's JSON text, decoded by the reader when it wakes. Decoded whole, the
+# list of a slot's runs (some 25 dicts and lists each) passes CPython's young generation of 700 allocations:
+# with 1,000 triggers every list read made a young collection, and within two minutes a full one, which walks
+# all of Airflow's heap with the loop stopped (bench/RESULTS.md).
+def run_texts(body: str) -> dict[str, str]:
+    """
+    The JSON text of each run of a ``GET /runs`` answer (``{"items": [run, ...], ...}``), by id, decoding
+    one run at a time. Raises ValueError for a body that is not a JSON object.
+    """
+    texts: dict[str, str] = {}
+    char, at = _next_char(body, 0)
+    _require(char, "{", at)
+    char, at = _next_char(body, at + 1)
+    while char != "}":
+        _require(char, '"', at)
+        key, at = _JSON.raw_decode(body, at)
+        char, at = _next_char(body, at)
+        _require(char, ":", at)
+        char, at = _next_char(body, at + 1)
+        if key == "items" and char == "[":
+            char, at = _next_char(body, at + 1)
+            while char != "]":
+                run, end = _JSON.raw_decode(body, at)
+                if isinstance(run, dict) and isinstance(run.get("id"), str):
+                    texts[run["id"]] = body[at:end]
+                char, at = _after_element(body, end, "]")
+            at += 1
+        else:
+            _, at = _JSON.raw_decode(body, at)
+        char, at = _after_element(body, at, "}")
+    _require(_next_char(body, at + 1)[0], "", at + 1)
+    return texts
+
+
+def _next_char(body: str, at: int) -> tuple[str, int]:
+    """The first character at or after ``at`` that is not a JSON blank ("" past the end), and its index."""
+    at = _BLANK.match(body, at).end()  # type: ignore[union-attr]
+    return body[at : at + 1], at
+
+
+def _after_element(body: str, at: int, close: str) -> tuple[str, int]:
+    """After an element of a container that ``close`` ends: where the next element starts, or the close."""
+    char, at = _next_char(body, at)
+    if char != ",":
+        _require(char, close, at)
+        return char, at
+    char, at = _next_char(body, at + 1)
+    if char == close:
+        raise ValueError(f"a comma before {close!r} at character {at}")
+    return char, at
+
+
+def _require(char: str, expected: str, at: int) -> None:
+    if char != expected:
+        raise ValueError(f"expected {expected or 'the end'!r} at character {at}, found {char or 'the end'!r}")
 
 
 async def _read_alone(hook: AEPAsyncHook, run_id: str, answer: asyncio.Future[Any]) -> None:
@@ -120,7 +181,8 @@ async def read_run(hook: AEPAsyncHook, run_id: str) -> dict[str, Any]:
     (see ``_RunReads``), so many triggers cost AEP and the triggerer a request per slot, not per poll.
     """
     await hook.get_config()
-    return await _run_reads.setdefault(asyncio.get_running_loop(), _RunReads()).read(hook, run_id)
+    run = await _run_reads.setdefault(asyncio.get_running_loop(), _RunReads()).read(hook, run_id)
+    return json.loads(run) if isinstance(run, str) else run  # a list read's text (see _JSON), or its own read
 
 
 def sharing_key(hook: AEPAsyncHook) -> tuple[Any, ...]:

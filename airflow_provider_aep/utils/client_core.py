@@ -532,7 +532,7 @@ def decode_error(response: HttpResponse, request: HttpRequest) -> AEPApiError:
     )
 
 
-def decoded_body(response: HttpResponse, request: HttpRequest) -> Any:
+def decoded_body(response: HttpResponse, request: HttpRequest, decode: Callable[[str], Any] = json.loads) -> Any:
     """The decoded body of a Platform answer (None when empty, text when not JSON), or its AEPApiError."""
     if response.status >= 400:
         error = decode_error(response, request)
@@ -541,7 +541,7 @@ def decoded_body(response: HttpResponse, request: HttpRequest) -> Any:
     if not response.text:
         return None
     try:
-        return json.loads(response.text)
+        return decode(response.text)
     except ValueError:
         return response.text
 
@@ -582,6 +582,7 @@ class PlatformCall:
     timeout: tuple[float, float]
     resendable: bool
     recover: Callable[[], Flow[Any]] | None
+    decode: Callable[[str], Any] = json.loads
     may_have_committed: bool = False
 
     def may_resend(self, exc: AEPApiError) -> bool:
@@ -721,6 +722,7 @@ class ClientCore:
         timeout: Timeout | None = None,
         idempotent: bool | None = None,
         recover: Callable[[], Flow[Any]] | None = None,
+        decode: Callable[[str], Any] = json.loads,
     ) -> Flow[Any]:
         """
         Call a Platform service and return the decoded body (None when empty).
@@ -741,6 +743,7 @@ class ClientCore:
             _timeout_pair(timeout or self.timeout),
             resendable=method in IDEMPOTENT_METHODS if idempotent is None else idempotent,
             recover=recover,
+            decode=decode,
         )
         return (yield from self.retrying(call, self._attempt, call))
 
@@ -774,7 +777,7 @@ class ClientCore:
                 (time.monotonic() - started) * 1000,
                 request.headers["x-request-id"],
             )
-        return decoded_body(response, request)
+        return decoded_body(response, request, call.decode)
 
     def _platform_request(self, call: PlatformCall, token: str) -> HttpRequest:
         """The request for ``call`` with AEP's header set (aep-api.md §1.3)."""

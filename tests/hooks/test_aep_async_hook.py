@@ -6,6 +6,7 @@ The transport policy both hooks share is tested once for both drivers in test_cl
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import httpx
 import pytest
@@ -34,6 +35,24 @@ async def test_hooks_without_a_transport_share_the_loops_client_and_leave_it_ope
     async with AEPAsyncHook() as first, AEPAsyncHook() as second:
         assert first.client is second.client
     assert not first.client.is_closed
+
+
+async def test_the_loops_client_is_built_once_and_off_the_loop_when_hooks_first_read_their_connection(
+    aep_conn, monkeypatch
+):
+    built_by: list[int] = []
+
+    def recording_new_client() -> httpx.AsyncClient:
+        built_by.append(threading.get_ident())
+        return real_new_client()
+
+    real_new_client = aep_async._new_client
+    monkeypatch.setattr(aep_async, "_new_client", recording_new_client)
+    hooks = [AEPAsyncHook() for _ in range(3)]
+    await asyncio.gather(*(h.get_config() for h in hooks))
+    assert len(built_by) == 1 and built_by[0] != threading.get_ident()  # its SSL context reads the CA bundle
+    assert {id(h.client) for h in hooks} == {id(hooks[0].client)}
+    await hooks[0].client.aclose()
 
 
 def test_each_event_loop_gets_its_own_shared_client(aep_conn):

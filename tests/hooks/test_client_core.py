@@ -6,6 +6,7 @@ and ``AEPAsyncHook`` (httpx) with the same scripted AEP (tests/fake_aep.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -72,6 +73,17 @@ async def test_timeout_is_overridable_per_hook_and_per_call(driver):
     await driver.call(hook, "get_flow", "f1")
     await driver.call(hook, "request", "GET", "flowservice", "/flows/f1", timeout=(1, 2))
     assert driver.timeouts()[1:] == [(5.0, 5.0), (1.0, 2.0)]
+
+
+async def test_a_call_may_decode_the_body_its_own_way_and_keeps_the_text_it_cannot(driver, hook):
+    driver.fake.on("GET", f"{FS}/flows/f1", httpx.Response(200, json=FLOW), httpx.Response(200, json=FLOW))
+
+    def first_name(text: str) -> str:
+        return json.loads(text)["items"][0]["name"]
+
+    assert await driver.call(hook, "request", "GET", "flowservice", "/flows/f1", decode=first_name) == "my flow"
+    text = await driver.call(hook, "request", "GET", "flowservice", "/flows/f1", decode=int)  # a ValueError
+    assert json.loads(text) == FLOW
 
 
 # ---------------------------------------------------------------- tokens

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from urllib.parse import parse_qsl
 
 import httpx
@@ -155,3 +156,98 @@ async def test_an_unexpected_failure_still_answers_every_reader(fake):
     fake.on("GET", RUNS, broken)
     results = await asyncio.wait_for(read_all(fake, ["r1", "r2"]), timeout=30)
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+LIST_BODY = {"_links": {"items": [{"id": "not-a-run"}]}, "items": [run("r1"), run("r2", "success")], "count": 2}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps(LIST_BODY),
+        json.dumps(LIST_BODY, indent=2),
+        json.dumps(LIST_BODY, separators=(",", ":")),
+        json.dumps(dict(reversed(LIST_BODY.items())), indent="\t"),
+        "\n " + json.dumps(LIST_BODY).replace(", ", " ,\r\n ") + " \n",
+    ],
+)
+def test_run_texts_cuts_each_run_of_a_list_answer_out_as_its_own_json(body):
+    texts = shared_reads.run_texts(body)
+    assert sorted(texts) == ["r1", "r2"]  # the `items` of a nested object are not runs
+    assert [json.loads(texts[r]) for r in ("r1", "r2")] == LIST_BODY["items"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("{}", {}),
+        ('{"items": []}', {}),
+        ('{"items": null, "_links": {}}', {}),
+        ('{"items": [1, "r1", {"id": 2}, {"name": "no id"}, {"id": "r3"}]}', {"r3": '{"id": "r3"}'}),
+    ],
+)
+def test_run_texts_keeps_only_items_with_an_id(body, expected):
+    assert shared_reads.run_texts(body) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "[]",
+        "{",
+        '{"items": [{"id": "r1"}',
+        '{"items": [{"id": "r1"},]}',
+        '{"items" [] }',
+        '{"a": 1,}',
+        "{} {}",
+        "{1: 2}",
+    ],
+)
+def test_run_texts_refuses_whatever_is_not_a_json_object(body):
+    try:
+        assert not isinstance(json.loads(body), dict)
+    except ValueError:
+        pass
+    with pytest.raises(ValueError):
+        shared_reads.run_texts(body)
+
+
+async def test_a_list_answer_that_is_not_a_list_falls_back_to_each_readers_own_read(fake):
+    fake.on("GET", RUNS, httpx.Response(200, text='{"items": [{"id": "r1"} {"id": "r2"}]}'))
+    for run_id in ("r1", "r2"):
+        fake.on("GET", f"{RUNS}/{run_id}", httpx.Response(200, json={"items": [run(run_id)]}))
+    results = await read_all(fake, ["r1", "r2"])
+    assert [r["id"] for r in results] == ["r1", "r2"] and sorted(single_reads(fake)) == ["r1", "r2"]
+
+
+async def test_the_readers_of_a_list_read_wake_one_loop_iteration_apart(fake):
+    """So a slot's polls never hold the loop together: other tasks run between any two of them."""
+    ids = [f"r{i}" for i in range(4)]
+    fake.on("GET", RUNS, listing(*(run(i) for i in ids)))
+    iterations = 0
+    stop = asyncio.Event()
+
+    async def count_iterations() -> None:
+        nonlocal iterations
+        while not stop.is_set():
+            await asyncio.sleep(0)
+            iterations += 1
+
+    counter = asyncio.ensure_future(count_iterations())
+    woken_at: list[int] = []
+    hooks = [hook(fake) for _ in ids]
+    for h in hooks[1:]:
+        h._own_client = hooks[0].client
+    await asyncio.gather(*(h.get_config() for h in hooks))
+
+    async def read(h: AEPAsyncHook, run_id: str) -> None:
+        await read_run(h, run_id)
+        woken_at.append(iterations)
+
+    await asyncio.gather(*(read(h, r) for h, r in zip(hooks, ids, strict=True)))
+    stop.set()
+    await counter
+    await hooks[0].aclose()
+    assert len(list_reads(fake)) == 1
+    assert len(set(woken_at)) == len(ids), woken_at
