@@ -149,6 +149,18 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
             status = payload_of.get("status") if isinstance(payload_of, dict) else "fired"
             events[key] = {"received": time.time(), "status": status}
 
+    # What TriggerRunner.arun does before and besides any trigger: an anyio event (which loads anyio's
+    # asyncio backend), waited on a second at a time.
+    import anyio
+
+    runner_stop = anyio.Event()
+
+    async def runner_loop() -> None:
+        while not runner_stop.is_set():
+            with anyio.move_on_after(1):
+                await runner_stop.wait()
+
+    runner = loop.create_task(runner_loop())
     ticker = meter.start()
     watching = []
     while line := await reader.readline():
@@ -157,7 +169,8 @@ async def _watch(payload: dict[str, Any]) -> dict[str, Any]:
         watching.append(loop.create_task(one(item["id"], _make_trigger(variant, item, payload))))
     await asyncio.gather(*watching)
     measured = meter.stop()
-    await ticker
+    runner_stop.set()
+    await asyncio.gather(ticker, runner)
     return {"n": len(watching), **measured, **counts, "events": events}
 
 
