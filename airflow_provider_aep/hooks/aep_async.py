@@ -22,8 +22,8 @@ T = TypeVar("T")
 # asyncio objects belong to one event loop: the token lock and the shared client are kept per loop.
 _token_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 # Hooks without a custom transport share one client per loop: each AsyncClient builds its own SSL context,
-# too costly to pay for every one of many triggers (bench/RESULTS.md). The first is built in a thread, since
-# reading the CA bundle would stop the loop and every trigger on it for tens of milliseconds.
+# too costly to pay for every one of many triggers (bench/RESULTS.md). The first is built in a thread: reading
+# the CA bundle would stop the loop, and every trigger on it.
 _shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 _client_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 

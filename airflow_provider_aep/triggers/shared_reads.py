@@ -90,10 +90,9 @@ async def _share_read(waiters: list[tuple[AEPAsyncHook, str, asyncio.Future[Any]
             await asyncio.sleep(0)
 
 
-# A list read gives each reader its run's JSON text, decoded by the reader when it wakes. Decoded whole, the
-# list of a slot's runs (some 25 dicts and lists each) passes CPython's young generation of 700 allocations:
-# with 1,000 triggers every list read made a young collection, and within two minutes a full one, which walks
-# all of Airflow's heap with the loop stopped (bench/RESULTS.md).
+# A list read gives each reader its run's JSON text, decoded by the reader when it wakes. Decoded whole, a
+# slot's list of runs passes CPython's young generation (700 allocations) at every read, and enough young
+# collections bring on full ones, which walk all of Airflow's heap with the loop stopped (bench/RESULTS.md).
 def run_texts(body: str) -> dict[str, str]:
     """
     The JSON text of each run of a ``GET /runs`` answer (``{"items": [run, ...], ...}``), by id, decoding
