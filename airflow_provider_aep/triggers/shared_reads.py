@@ -119,7 +119,8 @@ def run_texts(body: str) -> dict[str, str]:
         else:
             _, at = _JSON.raw_decode(body, at)
         char, at = _after_element(body, at, "}")
-    _require(_next_char(body, at + 1)[0], "", at + 1)
+    char, at = _next_char(body, at + 1)
+    _require(char, "", at)  # nothing after the object
     return texts
 
 
@@ -181,7 +182,7 @@ async def read_run(hook: AEPAsyncHook, run_id: str) -> dict[str, Any]:
     """
     await hook.get_config()
     run = await _run_reads.setdefault(asyncio.get_running_loop(), _RunReads()).read(hook, run_id)
-    return json.loads(run) if isinstance(run, str) else run  # a list read's text (see _JSON), or its own read
+    return json.loads(run) if isinstance(run, str) else run  # a list read's text (see run_texts), or its own read
 
 
 def sharing_key(hook: AEPAsyncHook) -> tuple[Any, ...]:

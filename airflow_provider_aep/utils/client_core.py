@@ -532,8 +532,8 @@ def decode_error(response: HttpResponse, request: HttpRequest) -> AEPApiError:
     )
 
 
-def decoded_body(response: HttpResponse, request: HttpRequest, decode: Callable[[str], Any] = json.loads) -> Any:
-    """The decoded body of a Platform answer (None when empty, text when not JSON), or its AEPApiError."""
+def decoded_body(response: HttpResponse, request: HttpRequest, decode: Callable[[str], Any]) -> Any:
+    """The body of a Platform answer as ``decode`` reads it (see ``request``), or its AEPApiError."""
     if response.status >= 400:
         error = decode_error(response, request)
         log.debug("AEP error: %s", error)
@@ -582,7 +582,7 @@ class PlatformCall:
     timeout: tuple[float, float]
     resendable: bool
     recover: Callable[[], Flow[Any]] | None
-    decode: Callable[[str], Any] = json.loads
+    decode: Callable[[str], Any]
     may_have_committed: bool = False
 
     def may_resend(self, exc: AEPApiError) -> bool:
@@ -725,7 +725,8 @@ class ClientCore:
         decode: Callable[[str], Any] = json.loads,
     ) -> Flow[Any]:
         """
-        Call a Platform service and return the decoded body (None when empty).
+        Call a Platform service and return its body as ``decode`` reads it: JSON by default, None when empty,
+        the text when ``decode`` raises ValueError.
 
         Idempotent calls are retried per the retry policy. A non-idempotent call is re-sent only when it
         surely did not commit (429, connection refused), unless ``recover`` is given: then after an
